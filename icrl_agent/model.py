@@ -1,0 +1,682 @@
+"""The foundation model: a graph attention network reads the statistics, exact planning gives Q.
+
+Pipeline (DESIGN.md §2): features of every state-action pair -> K weight-tied rounds of attention over the
+observed successors (empirical ``log P̂`` as attention bias, plus a learned "unexplored" and a "terminal"
+node) and attention pooling of each state's actions -> per-(s, a) heads that adjust the empirical MDP ->
+an exact, differentiable finite-horizon value iteration on the adjusted MDP -> ``Q``. Every learned term
+is a pseudo-count or a ``1/sqrt(N+1)``-scaled bonus, so the model reduces to plain value iteration on the
+empirical MDP as counts grow.
+
+Two execution paths share one set of weights: :meth:`IcrlModel.forward` on dense padded batches (training)
+and :meth:`IcrlModel.forward_sparse` on the observed transitions only (inference, cost linear in the
+number of observed ``(s, a, s')`` triples). Only the two graph operations differ (:class:`_DenseGraph`,
+:class:`_SparseGraph`); everything else is the same code.
+
+The file is longer than most: the network, its two graph back-ends and the planner belong together.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from icrl_agent.model_inputs import StatsBatch
+
+HEADS = ("vi", "gat_policy")
+_N_SA, _N_STATE, _N_GLOBAL = 8, 4, 15
+_GAP_FLOOR = 1e-3  # temperature floor relative to the reward scale, for states whose actions tie
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of :class:`IcrlModel` (nothing here depends on the number of states or actions).
+
+    :param d_model: width of every node embedding
+    :param n_heads: attention heads; ``d_model`` must be divisible by it
+    :param n_rounds: K, the number of weight-tied propagation rounds
+    :param head: ``"vi"`` (heads adjust the empirical MDP, exact VI gives Q) or ``"gat_policy"``
+        (the paper's pure-GAT policy, an ablation: logits straight from the network)
+    :param max_horizon: largest planning horizon accepted (the VI loop runs that many steps)
+    :param max_pseudo_count: upper bound of the reward pseudo-count ``w_r``
+    :param init_bonus: initial bonus coefficient: bonus = ``c * k * scale / sqrt(N + 1)``, ``c`` this
+        value at the head's midpoint
+    :param init_unknown_mass: initial pseudo-count ``w`` toward the unknown successor (mass ``w / (N + w)``)
+    :param init_kappa: initial worth of the unknown successor, per step to go, in reward scales
+    :param min_temperature: floor of the per-state temperature, relative to that state's Q gap
+    """
+
+    d_model: int = 64
+    n_heads: int = 4
+    n_rounds: int = 6
+    head: str = "vi"
+    max_horizon: int = 10_000
+    max_pseudo_count: float = 10.0
+    init_bonus: float = 0.01
+    init_unknown_mass: float = 1.0
+    init_kappa: float = 1.0
+    min_temperature: float = 0.01
+
+    def __post_init__(self) -> None:
+        for name in ("d_model", "n_heads", "n_rounds", "max_horizon"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"ModelConfig.{name} must be a positive int, got {value!r}")
+        if self.d_model % self.n_heads:
+            raise ValueError(
+                f"ModelConfig.d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})"
+            )
+        if self.head not in HEADS:
+            raise ValueError(f"ModelConfig.head must be one of {HEADS}, got {self.head!r}")
+        for name in ("max_pseudo_count", "init_bonus", "init_unknown_mass", "init_kappa", "min_temperature"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+                raise ValueError(f"ModelConfig.{name} must be a number > 0, got {value!r}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Build a config from a plain dict, rejecting unknown keys by name.
+
+        :param data: field names to values (missing fields keep their defaults)
+        :return: the validated config
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown ModelConfig keys {unknown}; known keys are {sorted(known)}")
+        return cls(**data)
+
+
+@dataclass
+class ModelOutput:
+    """What the model says about a batch of MDPs.
+
+    :param q: ``[B, Hmax, S, A]`` in the units of the input rewards; ``q[:, k-1]`` is Q with ``k`` steps
+        to go (meaningful for ``k <= horizon[b]``); 0 on invalid actions and padded states
+    :param temperature: ``[B, S]`` > 0, per-state softmax temperature in the units of ``q``
+    :param reward_scale: ``[B]`` the model's estimate of how large rewards may be, in input units
+    :param state_mask: ``[B, S]`` the real states
+    :param action_mask: ``[B, A]`` the real actions
+    """
+
+    q: torch.Tensor
+    temperature: torch.Tensor
+    reward_scale: torch.Tensor
+    state_mask: torch.Tensor
+    action_mask: torch.Tensor
+
+    def logits(self, steps_to_go: torch.Tensor | int) -> torch.Tensor:
+        """Policy logits ``q[b, k_b - 1] / temperature``, ``-inf`` on invalid actions.
+
+        :param steps_to_go: ``k`` per MDP, long ``[B]`` (or one int for all), ``1 <= k <= Hmax``
+        :return: ``[B, S, A]`` (padded states get 0 on every valid action)
+        """
+        batch, horizon = self.q.shape[0], self.q.shape[1]
+        k = torch.as_tensor(steps_to_go, device=self.q.device).long().expand(batch)
+        if bool(((k < 1) | (k > horizon)).any()):
+            raise ValueError(f"steps_to_go must be in [1, {horizon}], got {k.tolist()}")
+        q_k = self.q[torch.arange(batch, device=self.q.device), k - 1]
+        out = q_k / self.temperature.unsqueeze(-1)
+        return out.masked_fill(~self.action_mask[:, None, :], float("-inf"))
+
+
+class SparseStatsLike(Protocol):
+    """What :meth:`IcrlModel.forward_sparse` reads (``icrl_agent.stats.SparseStats`` fits)."""
+
+    counts: np.ndarray
+    reward_mean: np.ndarray
+    reward_var: np.ndarray
+    terminal_counts: np.ndarray
+    initial_counts: np.ndarray
+    src: np.ndarray
+    dst: np.ndarray
+    count: np.ndarray
+
+
+class _DenseGraph:
+    """Successor operations on padded transition counts ``[B, S, A, S]``.
+
+    Attention keys are the ``S`` states followed by the two extra nodes (unexplored, terminal); the
+    attention bias ``[B, S*A, S+2]`` is fixed for a forward pass and built once.
+    """
+
+    def __init__(self, transitions: torch.Tensor, counts: torch.Tensor) -> None:
+        batch, n_states, n_actions, _ = transitions.shape
+        observed = transitions > 0
+        self.p_hat = (transitions / counts.clamp_min(1.0).unsqueeze(-1)).reshape(batch, -1, n_states)
+        bias = torch.log(transitions.clamp_min(1e-30) / (counts + 1.0).unsqueeze(-1))
+        self.edge_bias = bias.masked_fill(~observed, float("-inf"))
+        self.n_succ = observed.sum(-1).to(counts.dtype)
+        self.shape = (batch, n_states, n_actions)
+        self.bias: torch.Tensor | None = None
+
+    def attach_extra_bias(self, extra_bias: torch.Tensor) -> None:
+        """Complete the attention bias with the extra nodes' ``[B, S, A, 2]``."""
+        self.bias = torch.cat([self.edge_bias, extra_bias], -1).flatten(1, 2).unsqueeze(1)
+
+    def successor_mean(self, x: torch.Tensor) -> torch.Tensor:
+        """``sum_s' P̂(s'|s,a) x[s']`` (terminal mass contributes 0), ``[B, S] -> [B, S, A]``."""
+        return torch.bmm(self.p_hat, x.unsqueeze(-1)).view(self.shape)
+
+    def backup_operator(self, keep: torch.Tensor):
+        """``(base_k, V) -> base_k + keep * P̂ V`` for one VI step, ``keep`` folded into ``P̂`` once."""
+        p_keep = self.p_hat * keep.reshape(self.shape[0], -1, 1)
+        return lambda base, v: torch.baddbmm(
+            base.reshape(p_keep.shape[0], -1, 1), p_keep, v.unsqueeze(-1)
+        ).view(self.shape)
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Attention of every (s,a) over its successors and the extra nodes.
+
+        :param q: ``[B, S*A, h, dh]``; ``k``, ``v``: ``[B, S+2, h, dh]``
+        :return: ``[B, S*A, h, dh]``
+        """
+        out = F.scaled_dot_product_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=self.bias
+        )
+        return out.transpose(1, 2)
+
+
+class _SparseGraph:
+    """The same operations on COO edges ``src = s * A + a -> dst`` of one MDP (cost linear in edges).
+
+    Every (s,a) also gets two edges to the extra nodes ``S`` (unexplored) and ``S + 1`` (terminal).
+    """
+
+    def __init__(self, src: torch.Tensor, dst: torch.Tensor, count: torch.Tensor, counts: torch.Tensor):
+        n_states, n_actions = counts.shape[1], counts.shape[2]
+        n_sa = counts.reshape(-1)
+        self.src, self.dst = src, dst
+        self.weight = count / n_sa[src].clamp_min(1.0)
+        self.edge_bias = torch.log(count / (n_sa[src] + 1.0))
+        self.n_succ = torch.zeros_like(n_sa).index_add_(0, src, torch.ones_like(count)).view(counts.shape)
+        self.shape = (1, n_states, n_actions)
+        self.att_src = self.att_dst = self.bias = None
+
+    def attach_extra_bias(self, extra_bias: torch.Tensor) -> None:
+        n_states, n_sa = self.shape[1], self.shape[1] * self.shape[2]
+        pairs = torch.arange(n_sa, device=self.src.device)
+        extra = extra_bias.reshape(n_sa, 2)
+        self.att_src = torch.cat([self.src, pairs, pairs])
+        self.att_dst = torch.cat(
+            [self.dst, torch.full_like(pairs, n_states), torch.full_like(pairs, n_states + 1)]
+        )
+        self.bias = torch.cat([self.edge_bias, extra[:, 0], extra[:, 1]])
+
+    def successor_mean(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros(self.shape[1] * self.shape[2], dtype=x.dtype, device=x.device)
+        return out.index_add_(0, self.src, self.weight * x[0, self.dst]).view(self.shape)
+
+    def backup_operator(self, keep: torch.Tensor):
+        weight = self.weight * keep.reshape(-1)[self.src]
+        return lambda base, v: (
+            base.reshape(-1).index_add(0, self.src, weight * v[0, self.dst]).view(self.shape)
+        )
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        q, k, v = q[0], k[0], v[0]
+        src, dst = self.att_src, self.att_dst
+        logits = (q[src] * k[dst]).sum(-1) / math.sqrt(q.shape[-1]) + self.bias.unsqueeze(-1)  # [E, h]
+        # segment softmax over each (s,a)'s edges; the max only keeps exp() in range
+        index = src.unsqueeze(-1).expand_as(logits)
+        top = torch.full(q.shape[:2], float("-inf"), dtype=q.dtype, device=q.device)
+        top = top.scatter_reduce(0, index, logits.detach(), reduce="amax", include_self=True)
+        weight = torch.exp(logits - top[src])
+        denom = torch.zeros_like(top).index_add_(0, src, weight)
+        out = torch.zeros_like(q).index_add_(0, src, weight.unsqueeze(-1) * v[dst])
+        return (out / denom.unsqueeze(-1)).unsqueeze(0)
+
+
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    """Mean of ``x`` over ``dims`` where ``mask`` (broadcastable, trailing feature dims kept)."""
+    mask = mask.to(x.dtype)
+    while mask.dim() < x.dim():
+        mask = mask.unsqueeze(-1)
+    return (x * mask).sum(dims) / mask.sum(dims).clamp_min(1.0)
+
+
+def _mlp(d_in: int, d_hidden: int, d_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(d_in, d_hidden), nn.GELU(), nn.Linear(d_hidden, d_out))
+
+
+@dataclass
+class _Inputs:
+    """Model inputs on one dtype/device, plus the derived features (all in normalized reward units)."""
+
+    counts: torch.Tensor
+    reward_norm: torch.Tensor  # empirical mean reward / reward normalizer c
+    state_mask: torch.Tensor
+    action_mask: torch.Tensor
+    sa_mask: torch.Tensor
+    horizon: torch.Tensor
+    c: torch.Tensor  # [B] largest |reward| seen (|mean| + std over visited pairs), 1 if none
+    terminal_counts: torch.Tensor
+    sa_feats: torch.Tensor | None = None
+    state_feats: torch.Tensor | None = None
+    global_feats: torch.Tensor | None = None
+
+
+def _features(inp: _Inputs, reward_var: torch.Tensor, initial: torch.Tensor, graph) -> None:
+    """Fill the per-(s,a), per-state and global features (scale-free: rewards divided by ``c``)."""
+    n, sa_mask = inp.counts, inp.sa_mask
+    visited = (n > 0) & sa_mask
+    std = reward_var.clamp_min(0.0).sqrt() / inp.c[:, None, None]
+    r = inp.reward_norm
+    n_state = (n * sa_mask).sum(-1)
+    novelty = graph.successor_mean(torch.rsqrt(n_state + 1.0))
+    inp.sa_feats = torch.stack(
+        [
+            torch.log1p(n),
+            torch.rsqrt(n + 1.0),
+            visited.to(n.dtype),
+            r,
+            std,
+            inp.terminal_counts / n.clamp_min(1.0),
+            novelty,
+            torch.log1p(graph.n_succ),
+        ],
+        dim=-1,
+    )
+    n_valid_actions = inp.action_mask.sum(-1, keepdim=True).to(n.dtype)
+    inp.state_feats = torch.stack(
+        [
+            torch.log1p(n_state),
+            (initial > 0).to(n.dtype),
+            initial / initial.sum(-1, keepdim=True).clamp_min(1.0),
+            visited.sum(-1) / n_valid_actions,
+        ],
+        dim=-1,
+    )
+    inp.global_feats = _global_features(inp, visited, initial, n_valid_actions.squeeze(-1))
+
+
+def _global_features(inp: _Inputs, visited, initial, n_actions) -> torch.Tensor:
+    n, r, dtype = inp.counts, inp.reward_norm, inp.counts.dtype
+    n_vis = visited.sum((1, 2)).to(dtype)
+    n_pairs = inp.sa_mask.sum((1, 2)).to(dtype)
+    mag = r.abs()
+    bins = [mag <= 1e-8, (mag > 1e-8) & (mag <= 0.05), (mag > 0.05) & (mag <= 0.3), mag > 0.3]
+    # a coarse histogram of reward magnitudes: how many distinct sizes of reward were met
+    hist = [(b & visited).sum((1, 2)).to(dtype) / n_vis.clamp_min(1.0) for b in bins]
+    big = torch.finfo(dtype).max
+    r_min = r.masked_fill(~visited, big).amin((1, 2)).where(n_vis > 0, torch.zeros_like(n_vis))
+    r_max = r.masked_fill(~visited, -big).amax((1, 2)).where(n_vis > 0, torch.zeros_like(n_vis))
+    per_pair = [
+        (r * visited).sum((1, 2)) / n_vis.clamp_min(1.0),
+        ((inp.terminal_counts > 0) & visited).sum((1, 2)).to(dtype) / n_vis.clamp_min(1.0),
+        ((r < 0) & visited).sum((1, 2)).to(dtype) / n_vis.clamp_min(1.0),
+    ]
+    return torch.stack(
+        [
+            torch.log(inp.horizon.to(dtype)),
+            torch.log1p((n * inp.sa_mask).sum((1, 2))),
+            n_vis / n_pairs,
+            torch.log(inp.state_mask.sum(-1).to(dtype)),
+            torch.log(n_actions),
+            *hist,
+            r_min,
+            r_max,
+            *per_pair,
+            torch.log1p(initial.sum(-1)),
+        ],
+        dim=-1,
+    )
+
+
+class _Round(nn.Module):
+    """One weight-tied propagation round: successor attention, action pooling, global feedback."""
+
+    def __init__(self, d: int, n_heads: int) -> None:
+        super().__init__()
+        self.n_heads, self.d_head = n_heads, d // n_heads
+        self.query = nn.Linear(d, d)
+        self.key_value = nn.Linear(d, 2 * d)
+        self.extra_nodes = nn.Parameter(0.1 * torch.randn(2, d))  # the "unexplored" and "terminal" nodes
+        self.extra_context = nn.Linear(d, 2 * d)
+        # the (s,a) update's first layer, split so state and global context are added once per state
+        self.sa_in = nn.Linear(2 * d, d)
+        self.sa_context = nn.Linear(2 * d, d, bias=False)
+        self.sa_out = nn.Linear(d, d)
+        self.pool_score = nn.Linear(d, n_heads)
+        self.state_update = _mlp(3 * d, d, d)
+        self.global_update = _mlp(3 * d, d, d)
+        self.norms = nn.ModuleList([nn.LayerNorm(d) for _ in range(3)])
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(*x.shape[:-1], self.n_heads, self.d_head)
+
+    def forward(self, h_sa, h_s, g, graph, inp: _Inputs):
+        batch, n_states, n_actions, d = h_sa.shape
+        extra = self.extra_nodes + self.extra_context(g).view(batch, 2, d)
+        k, v = self.key_value(torch.cat([h_s, extra], 1)).chunk(2, dim=-1)
+        q = self._heads(self.query(h_sa).view(batch, n_states * n_actions, d))
+        msg = graph.attend(q, self._heads(k), self._heads(v)).reshape(batch, n_states, n_actions, d)
+        g_s = g[:, None].expand(-1, n_states, -1)
+        context = self.sa_context(torch.cat([h_s, g_s], -1)).unsqueeze(2)
+        h_sa = self.norms[0](h_sa + self.sa_out(F.gelu(self.sa_in(torch.cat([h_sa, msg], -1)) + context)))
+        score = self.pool_score(h_sa).masked_fill(~inp.action_mask[:, None, :, None], float("-inf"))
+        # each head pools its own slice of h_sa (a value projection would be absorbed by state_update)
+        pooled = torch.einsum("bsah,bsahd->bshd", score.softmax(2), self._heads(h_sa))
+        h_s = self.norms[1](
+            h_s + self.state_update(torch.cat([h_s, pooled.reshape(batch, n_states, d), g_s], -1))
+        )
+        pooled_g = [_masked_mean(h_s, inp.state_mask, (1,)), _masked_mean(h_sa, inp.sa_mask, (1, 2))]
+        g = self.norms[2](g + self.global_update(torch.cat([g, *pooled_g], -1)))
+        return h_sa, h_s, g
+
+
+class IcrlModel(nn.Module):
+    """The in-context RL foundation model (see the module docstring).
+
+    Scale-free: rewards are divided by ``c``, the largest ``|mean reward| + std`` over the visited pairs of
+    each MDP (1 if none was nonzero), and Q, temperature and reward scale are multiplied back by ``c``.
+    The adjusted MDP, per (s, a) with ``N`` visits and ``k`` steps to go (normalized units):
+
+    - reward ``(N r̂ + w_r r0) / (N + w_r)``, ``0 <= w_r <= max_pseudo_count``, prior ``r0`` in [-1, 1];
+    - bonus ``c_b k scale / sqrt(N + 1)`` (optimism only), ``c_b <= 2 exp(log_bonus_gain)``;
+    - a mass ``m = w / (N + w)`` goes to an unknown successor worth ``kappa scale (k - 1)`` (optimism) or
+      the mean value of the known states (exploitation); the rest follows ``P̂``; terminal mass is worth 0;
+    - ``scale >= 1`` the per-MDP estimate of how large unseen rewards may be.
+
+    Every correction vanishes as ``N`` grows, so Q tends to plain VI on the empirical MDP.
+
+    :param config: the architecture
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        d = config.d_model
+        self.embed_sa = _mlp(_N_SA + _N_STATE + _N_GLOBAL, d, d)
+        self.embed_state = _mlp(_N_STATE + _N_GLOBAL, d, d)
+        self.embed_global = _mlp(_N_GLOBAL, d, d)
+        self.round = _Round(d, config.n_heads)
+        self.scale_head = nn.Linear(d, 1)
+        if config.head == "vi":
+            self.sa_head = _mlp(3 * d, d, 4)  # reward pseudo-count, prior reward, bonus, unknown mass
+            self.temperature_head = nn.Linear(2 * d, 1)
+            self.log_bonus_gain = nn.Parameter(torch.tensor(math.log(config.init_bonus)))
+            self.log_unknown_gain = nn.Parameter(torch.tensor(math.log(config.init_unknown_mass)))
+            self.kappa_raw = nn.Parameter(torch.tensor(_softplus_inverse(config.init_kappa)))
+            self.log_scale_gain = nn.Parameter(torch.tensor(0.0))
+            self._init_sa_head()
+        else:
+            self.policy_head = _mlp(3 * d, d, 1)
+
+    def _init_sa_head(self) -> None:
+        last = self.sa_head[-1]
+        with torch.no_grad():
+            last.weight.mul_(0.1)
+            # start near w_r = 1 pseudo-count (sigmoid(-2.2) * 10), the other terms at their midpoints
+            last.bias.copy_(
+                torch.tensor([math.log(1.0 / (self.config.max_pseudo_count - 1.0)), 0.0, 0.0, 0.0])
+            )
+
+    def optimism_parameters(self) -> list[nn.Parameter]:
+        """The few global constants stage-2 evolution strategies tune (empty for ``head="gat_policy"``).
+
+        :return: ``[log_bonus_gain, log_unknown_gain, kappa_raw, log_scale_gain]``
+        """
+        if self.config.head != "vi":
+            return []
+        return [self.log_bonus_gain, self.log_unknown_gain, self.kappa_raw, self.log_scale_gain]
+
+    def forward(self, batch: StatsBatch, optimism: bool = True, corrections: bool = True) -> ModelOutput:
+        """Q, temperatures and reward scale for a dense padded batch.
+
+        :param batch: statistics of ``B`` MDPs (float tensors are cast to the model's dtype)
+        :param optimism: False gives the exploitation model: no bonus, and the unknown successor is
+            worth the mean value of the known states instead of ``kappa * steps * scale``
+        :param corrections: False switches every learned correction off (``w_r = w = 0``, no bonus): the
+            in-model VI is then plain VI on the empirical MDP (a reference and a test hook)
+        :return: the :class:`ModelOutput`
+        """
+        self._check_batch(batch)
+        dtype, device = self._dtype_device()
+        f = {
+            name: getattr(batch, name).to(device=device, dtype=dtype)
+            for name in (
+                "counts",
+                "reward_mean",
+                "reward_var",
+                "transitions",
+                "terminal_counts",
+                "initial_counts",
+            )
+        }
+        state_mask, action_mask = batch.state_mask.to(device).bool(), batch.action_mask.to(device).bool()
+        # whatever padded slots hold, they must not reach the real ones
+        sa_mask = (state_mask.unsqueeze(-1) & action_mask.unsqueeze(1)).to(dtype)
+        f["counts"] = f["counts"] * sa_mask
+        f["transitions"] = f["transitions"] * sa_mask.unsqueeze(-1) * state_mask[:, None, None, :].to(dtype)
+        graph = _DenseGraph(f["transitions"], f["counts"])
+        inp = self._inputs(f, state_mask, action_mask, batch.horizon.to(device).long(), graph)
+        return self._run(inp, graph, optimism, corrections)
+
+    def forward_sparse(
+        self, stats: SparseStatsLike, horizon: int, optimism: bool = True, corrections: bool = True
+    ) -> ModelOutput:
+        """The same model on one MDP's observed transitions only (B = 1, every state and action real).
+
+        :param stats: arrays ``counts, reward_mean, reward_var, terminal_counts`` ``[S, A]``,
+            ``initial_counts`` ``[S]`` and COO edges ``src`` (= ``s * A + a``), ``dst``, ``count``
+        :param horizon: planning horizon (>= 1)
+        :param optimism: as in :meth:`forward`
+        :param corrections: as in :meth:`forward`
+        :return: the :class:`ModelOutput` with ``B = 1``
+        """
+        dtype, device = self._dtype_device()
+        f = {
+            name: torch.as_tensor(np.asarray(getattr(stats, name)), dtype=dtype, device=device).unsqueeze(0)
+            for name in ("counts", "reward_mean", "reward_var", "terminal_counts", "initial_counts")
+        }
+        if f["counts"].dim() != 3 or f["counts"].shape[1] < 1 or f["counts"].shape[2] < 1:
+            raise ValueError(
+                f"stats.counts must be [S, A] with S, A >= 1, got {tuple(f['counts'].shape[1:])}"
+            )
+        _, n_states, n_actions = f["counts"].shape
+        src, dst, count = _coalesce_edges(stats, n_states, n_actions, dtype, device)
+        graph = _SparseGraph(src, dst, count, f["counts"])
+        state_mask = torch.ones(1, n_states, dtype=torch.bool, device=device)
+        action_mask = torch.ones(1, n_actions, dtype=torch.bool, device=device)
+        horizon_t = torch.tensor([int(horizon)], device=device)
+        self._check_horizon(horizon_t)
+        inp = self._inputs(f, state_mask, action_mask, horizon_t, graph)
+        return self._run(inp, graph, optimism, corrections)
+
+    def _dtype_device(self) -> tuple[torch.dtype, torch.device]:
+        p = self.scale_head.weight
+        return p.dtype, p.device
+
+    def _check_horizon(self, horizon: torch.Tensor) -> None:
+        low, high = int(horizon.min()), int(horizon.max())
+        if low < 1 or high > self.config.max_horizon:
+            raise ValueError(
+                f"horizons must be in [1, {self.config.max_horizon}] (ModelConfig.max_horizon), got "
+                f"{low}..{high}; pass the episode length, or raise max_horizon"
+            )
+
+    def _check_batch(self, batch: StatsBatch) -> None:
+        b, s, a = batch.counts.shape
+        expected = {
+            "reward_mean": (b, s, a),
+            "reward_var": (b, s, a),
+            "transitions": (b, s, a, s),
+            "terminal_counts": (b, s, a),
+            "initial_counts": (b, s),
+            "state_mask": (b, s),
+            "action_mask": (b, a),
+            "horizon": (b,),
+        }
+        for name, shape in expected.items():
+            if tuple(getattr(batch, name).shape) != shape:
+                raise ValueError(
+                    f"StatsBatch.{name} has shape {tuple(getattr(batch, name).shape)}, expected {shape}"
+                )
+        if not bool(batch.action_mask.any(-1).all()) or not bool(batch.state_mask.any(-1).all()):
+            raise ValueError("every MDP in a StatsBatch needs at least one real state and one real action")
+        self._check_horizon(batch.horizon)
+
+    def _inputs(self, f, state_mask, action_mask, horizon, graph) -> _Inputs:
+        sa_mask = state_mask.unsqueeze(-1) & action_mask.unsqueeze(1)
+        counts = f["counts"] * sa_mask
+        visited = (counts > 0) & sa_mask
+        size = f["reward_mean"].abs() + f["reward_var"].clamp_min(0.0).sqrt()
+        c = (size * visited).amax((1, 2))
+        c = torch.where(c > 0, c, torch.ones_like(c))
+        inp = _Inputs(
+            counts=counts,
+            reward_norm=f["reward_mean"] * visited / c[:, None, None],
+            state_mask=state_mask,
+            action_mask=action_mask,
+            sa_mask=sa_mask,
+            horizon=horizon,
+            c=c,
+            terminal_counts=f["terminal_counts"] * sa_mask,
+        )
+        _features(inp, f["reward_var"], f["initial_counts"] * state_mask, graph)
+        return inp
+
+    def _encode(self, inp: _Inputs, graph) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        _, n_states, n_actions, _ = inp.sa_feats.shape
+        gf, sf = inp.global_feats, inp.state_feats
+        h_sa = self.embed_sa(
+            torch.cat(
+                [
+                    inp.sa_feats,
+                    sf.unsqueeze(2).expand(-1, -1, n_actions, -1),
+                    gf[:, None, None].expand(-1, n_states, n_actions, -1),
+                ],
+                -1,
+            )
+        )
+        h_s = self.embed_state(torch.cat([sf, gf[:, None].expand(-1, n_states, -1)], -1))
+        g = self.embed_global(gf)
+        n = inp.counts
+        terminal_bias = torch.log(inp.terminal_counts.clamp_min(1e-30) / (n + 1.0))
+        graph.attach_extra_bias(
+            torch.stack(
+                [-torch.log1p(n), terminal_bias.masked_fill(inp.terminal_counts <= 0, float("-inf"))], dim=-1
+            )
+        )
+        for _ in range(self.config.n_rounds):
+            h_sa, h_s, g = self.round(h_sa, h_s, g, graph, inp)
+        return h_sa, h_s, g
+
+    def _run(self, inp: _Inputs, graph, optimism: bool, corrections: bool) -> ModelOutput:
+        h_sa, h_s, g = self._encode(inp, graph)
+        n_states, n_actions = h_sa.shape[1], h_sa.shape[2]
+        scale = 1.0 + F.softplus(self.scale_head(g).squeeze(-1))  # normalized units, >= 1
+        if self.config.head == "vi":
+            scale = 1.0 + self.log_scale_gain.exp() * (scale - 1.0)
+        h_all = torch.cat(
+            [
+                h_sa,
+                h_s.unsqueeze(2).expand(-1, -1, n_actions, -1),
+                g[:, None, None].expand(-1, n_states, n_actions, -1),
+            ],
+            -1,
+        )
+        horizon_max = int(inp.horizon.max())
+        if self.config.head == "vi":
+            q_norm = self._plan(inp, graph, self.sa_head(h_all), scale, horizon_max, optimism, corrections)
+            temperature = self._temperature(inp, q_norm, h_s, g, scale)
+        else:
+            score = self.policy_head(h_all).squeeze(-1)
+            q_norm = score.unsqueeze(1).expand(-1, horizon_max, -1, -1) / inp.c[:, None, None, None]
+            temperature = torch.ones_like(score[..., 0])
+        invalid = ~inp.sa_mask.unsqueeze(1)
+        q = q_norm.masked_fill(invalid, 0.0) * inp.c[:, None, None, None]
+        return ModelOutput(
+            q=q,
+            temperature=temperature,
+            reward_scale=scale * inp.c,
+            state_mask=inp.state_mask,
+            action_mask=inp.action_mask,
+        )
+
+    def _adjusted_mdp(self, inp: _Inputs, raw: torch.Tensor, scale: torch.Tensor, optimism: bool):
+        """Corrected reward, per-step bonus, and unknown-successor mass of every (s, a)."""
+        n = inp.counts
+        w_r = self.config.max_pseudo_count * torch.sigmoid(raw[..., 0])
+        prior_reward = torch.tanh(raw[..., 1])
+        reward = inp.reward_norm + w_r / (n + w_r) * (prior_reward - inp.reward_norm)
+        w = self.log_unknown_gain.exp() * 2.0 * torch.sigmoid(raw[..., 3])
+        unknown_mass = w / (n + w)
+        bonus = torch.zeros_like(reward)
+        if optimism:
+            coef = self.log_bonus_gain.exp() * 2.0 * torch.sigmoid(raw[..., 2])
+            bonus = coef * scale[:, None, None] * torch.rsqrt(n + 1.0)
+        return reward, bonus, unknown_mass
+
+    def _plan(self, inp, graph, raw, scale, horizon_max, optimism, corrections) -> torch.Tensor:
+        """Exact finite-horizon VI on the adjusted MDP, in normalized units: ``[B, Hmax, S, A]``.
+
+        ``Q_k = base + k * slope + (1 - m) P̂ V_{k-1}`` (plus ``m * mean V_{k-1}`` without optimism), with
+        ``V_0 = 0``; terminal mass is left out of ``P̂`` so it is worth 0. Invalid actions hold ``-inf``.
+        """
+        zeros = torch.zeros_like(inp.reward_norm)
+        if corrections:
+            reward, bonus, unknown_mass = self._adjusted_mdp(inp, raw, scale, optimism)
+        else:
+            reward, bonus, unknown_mass = inp.reward_norm, zeros, zeros
+        base, slope = reward, bonus
+        if optimism:
+            # the unknown successor is reached after one step: it is worth kappa * scale * (k - 1)
+            worth = unknown_mass * F.softplus(self.kappa_raw) * scale[:, None, None]
+            base, slope = reward - worth, bonus + worth
+        neutral = corrections and not optimism
+        base = base.masked_fill(~inp.action_mask[:, None, :], float("-inf"))
+        backup = graph.backup_operator(1.0 - unknown_mass)
+        v, qs = zeros[..., 0], []
+        for k in range(1, horizon_max + 1):
+            q_k = backup(torch.add(base, slope, alpha=k), v)
+            if neutral:
+                q_k = q_k + unknown_mass * _masked_mean(v, inp.state_mask, (1,))[:, None, None]
+            qs.append(q_k)
+            v = q_k.amax(-1)
+        return torch.stack(qs, dim=1)
+
+    def _temperature(self, inp, q_norm, h_s, g, scale) -> torch.Tensor:
+        """Per-state temperature: a learned factor times the state's first-step Q gap (input units)."""
+        batch = q_norm.shape[0]
+        q_first = q_norm[torch.arange(batch, device=q_norm.device), inp.horizon - 1]
+        valid = inp.action_mask[:, None, :]
+        gap = q_first.masked_fill(~valid, float("-inf")).amax(-1) - q_first.masked_fill(
+            ~valid, float("inf")
+        ).amin(-1)
+        # detached: the temperature follows the plan, CE must not bend Q to shape its own temperature
+        gap = gap.detach() + _GAP_FLOOR * scale[:, None]
+        factor = self.config.min_temperature + F.softplus(
+            self.temperature_head(torch.cat([h_s, g[:, None].expand_as(h_s)], -1)).squeeze(-1)
+        )
+        return factor * gap * inp.c[:, None]
+
+
+def _softplus_inverse(y: float) -> float:
+    return y + math.log(-math.expm1(-y))
+
+
+def _coalesce_edges(stats: SparseStatsLike, n_states: int, n_actions: int, dtype, device):
+    """Edges as tensors, with duplicates summed and empty ones dropped; validated against the shapes."""
+    src = torch.as_tensor(np.asarray(stats.src), dtype=torch.long, device=device).reshape(-1)
+    dst = torch.as_tensor(np.asarray(stats.dst), dtype=torch.long, device=device).reshape(-1)
+    count = torch.as_tensor(np.asarray(stats.count), dtype=dtype, device=device).reshape(-1)
+    if not src.shape == dst.shape == count.shape:
+        raise ValueError(f"edge arrays src/dst/count differ in length: {len(src)}, {len(dst)}, {len(count)}")
+    if len(src) and (
+        int(src.min()) < 0
+        or int(src.max()) >= n_states * n_actions
+        or int(dst.min()) < 0
+        or int(dst.max()) >= n_states
+    ):
+        raise ValueError(f"edges out of range for S={n_states}, A={n_actions}: src must be s*A+a, dst < S")
+    key, inverse = torch.unique(src * n_states + dst, return_inverse=True)
+    summed = torch.zeros(len(key), dtype=dtype, device=device).index_add_(0, inverse, count)
+    keep = summed > 0
+    return key[keep] // n_states, key[keep] % n_states, summed[keep]
