@@ -269,6 +269,28 @@ def space_signature(space: spaces.Space) -> dict[str, Any]:
     raise _unsupported(space, space)
 
 
+def space_from_signature(signature: dict[str, Any]) -> spaces.Space:
+    """The space a :func:`space_signature` describes (default dtypes), e.g. to reload saved data alone.
+
+    :raises ValueError: if ``signature`` is not one :func:`space_signature` writes
+    """
+    kind = signature.get("type") if isinstance(signature, dict) else None
+    try:
+        if kind == "Discrete":
+            return spaces.Discrete(signature["n"], start=signature["start"])
+        if kind == "MultiDiscrete":
+            return spaces.MultiDiscrete(signature["nvec"], start=signature["start"])
+        if kind == "MultiBinary":
+            return spaces.MultiBinary(signature["shape"])
+        if kind == "Tuple":
+            return spaces.Tuple([space_from_signature(s) for s in signature["spaces"]])
+        if kind == "Dict":
+            return spaces.Dict({k: space_from_signature(s) for k, s in signature["spaces"]})
+    except (KeyError, TypeError) as err:
+        raise ValueError(f"bad space signature {signature!r}: {err}") from err
+    raise ValueError(f"bad space signature {signature!r}: unknown space type {kind!r}")
+
+
 def discrete_action_space(space: spaces.Space) -> tuple[int, int]:
     """Size and start of a Discrete action space.
 

@@ -218,6 +218,10 @@ class SufficientStats:
         """Total number of transitions counted."""
         return int(self._counts.sum())
 
+    def count(self, state: int, action: int) -> int:
+        """Visits ``N(s, a)`` of a state id and action index (0 for a state not yet known)."""
+        return int(self._counts[state, action]) if state < self.n_states else 0
+
     def state_id(self, obs: Any, add: bool = False) -> int | None:
         """State id of ``obs``; None if unknown and ``add`` is False.
 
