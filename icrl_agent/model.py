@@ -472,7 +472,7 @@ class IcrlModel(nn.Module):
         """
         dtype, device = self._dtype_device()
         f = {
-            name: torch.as_tensor(np.asarray(getattr(stats, name)), dtype=dtype, device=device).unsqueeze(0)
+            name: torch.tensor(np.asarray(getattr(stats, name)), dtype=dtype, device=device).unsqueeze(0)
             for name in ("counts", "reward_mean", "reward_var", "terminal_counts", "initial_counts")
         }
         if f["counts"].dim() != 3 or f["counts"].shape[1] < 1 or f["counts"].shape[2] < 1:
@@ -664,9 +664,9 @@ def _softplus_inverse(y: float) -> float:
 
 def _coalesce_edges(stats: SparseStatsLike, n_states: int, n_actions: int, dtype, device):
     """Edges as tensors, with duplicates summed and empty ones dropped; validated against the shapes."""
-    src = torch.as_tensor(np.asarray(stats.src), dtype=torch.long, device=device).reshape(-1)
-    dst = torch.as_tensor(np.asarray(stats.dst), dtype=torch.long, device=device).reshape(-1)
-    count = torch.as_tensor(np.asarray(stats.count), dtype=dtype, device=device).reshape(-1)
+    src = torch.tensor(np.asarray(stats.src), dtype=torch.long, device=device).reshape(-1)
+    dst = torch.tensor(np.asarray(stats.dst), dtype=torch.long, device=device).reshape(-1)
+    count = torch.tensor(np.asarray(stats.count), dtype=dtype, device=device).reshape(-1)
     if not src.shape == dst.shape == count.shape:
         raise ValueError(f"edge arrays src/dst/count differ in length: {len(src)}, {len(dst)}, {len(count)}")
     if len(src) and (

@@ -1,0 +1,157 @@
+"""The Agent's contract (API.md): actions, determinism, save/load, checkpoints, in-context wrappers."""
+
+import pickle
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+from icrl_agent import InContextWrapper
+from icrl_agent.agent import Agent
+from icrl_agent.checkpoint import save_checkpoint
+from icrl_agent.model import IcrlModel, ModelConfig
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return IcrlModel(ModelConfig(d_model=16, n_heads=2, n_rounds=2))
+
+
+def make_agent(env, model, seed=0):
+    return Agent(env.observation_space, env.action_space, seed=seed, model=model)
+
+
+def run(agent, env, steps, seed=0):
+    """A plain act/observe loop; returns the actions taken."""
+    actions = []
+    obs, _ = env.reset(seed=seed)
+    for _ in range(steps):
+        action = agent.act(obs)
+        actions.append(action)
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        agent.observe(obs, action, reward, next_obs, terminated, truncated)
+        obs = env.reset()[0] if terminated or truncated else next_obs
+    return actions
+
+
+def test_act_returns_an_int_of_the_action_space_even_for_unseen_observations(model):
+    obs_space = spaces.Discrete(5, start=10)
+    act_space = spaces.Discrete(3, start=-1)
+    agent = Agent(obs_space, act_space, seed=0, model=model)
+    for obs in range(10, 15):
+        action = agent.act(obs)
+        assert isinstance(action, (int, np.integer)) and act_space.contains(action)
+    agent.observe(10, -1, 1.0, 11, False, False)
+    assert act_space.contains(agent.act(10)) and act_space.contains(agent.act(14))
+
+
+def test_same_seed_same_actions_and_deterministic_is_stable(model):
+    env = gym.make("icrl/RiverSwim-v0")
+    first = run(make_agent(env, model, seed=3), env, 120)
+    second = run(make_agent(env, model, seed=3), env, 120)
+    assert first == second
+    agent = make_agent(env, model)
+    run(agent, env, 60)
+    greedy = [agent.act(s, deterministic=True) for s in range(6)]
+    assert greedy == [agent.act(s, deterministic=True) for s in range(6)]
+
+
+def test_save_load_round_trip_continues_identically(model, tmp_path):
+    env = gym.make("icrl/RiverSwim-v0")
+    ckpt = save_checkpoint(tmp_path / "ckpt", model, config={}, card={})
+    agent = Agent.from_pretrained(ckpt, env.observation_space, env.action_space, seed=1)
+    run(agent, env, 75)  # stops mid-episode: the open episode and the cached plan must survive
+    agent.save(tmp_path / "agent.bin")
+    assert (tmp_path / "agent.bin").exists()
+    restored = Agent.load(tmp_path / "agent.bin")
+    assert restored.stats.state_dict()[1] == agent.stats.state_dict()[1]
+    env_a, env_b = gym.make("icrl/RiverSwim-v0"), gym.make("icrl/RiverSwim-v0")
+    assert run(agent, env_a, 80, seed=9) == run(restored, env_b, 80, seed=9)
+
+
+def test_a_pickle_given_as_checkpoint_is_refused_unexecuted(model, tmp_path):
+    sentinel = tmp_path / "executed"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(sentinel), "w"))
+
+    bad = tmp_path / "agent.pkl"
+    bad.write_bytes(pickle.dumps(Evil()))
+    env = gym.make("icrl/RiverSwim-v0")
+    with pytest.raises(ValueError, match="pickle"):
+        Agent.load(bad)
+    with pytest.raises(ValueError):
+        Agent.from_pretrained(bad, env.observation_space, env.action_space)
+    assert not sentinel.exists()
+
+
+def test_bad_input_raises_and_leaves_statistics_unchanged(model):
+    with pytest.raises(TypeError, match="Box"):
+        Agent(spaces.Box(0, 1, (2,)), spaces.Discrete(2), model=model)
+    with pytest.raises(TypeError, match="Discrete"):
+        Agent(spaces.Discrete(3), spaces.Box(0, 1, (1,)), model=model)
+    agent = Agent(spaces.Discrete(3), spaces.Discrete(2), model=model)
+    agent.observe(0, 1, 0.5, 1, False, False)
+    before = agent.stats.state_dict()
+    for bad in [(7, 0, 0.0, 1), (0, 5, 0.0, 1), (0, 0, float("nan"), 1), (0, 0, float("inf"), 1), (0, 0, 1.0, -1)]:
+        with pytest.raises(ValueError):
+            agent.observe(*bad, False, False)
+    with pytest.raises(ValueError):
+        agent.act(3)
+    after = agent.stats.state_dict()
+    assert after[1] == before[1]
+    for key, value in before[0].items():
+        np.testing.assert_array_equal(after[0][key], value)
+
+
+def test_fit_is_atomic_and_feeds_the_exploitation_policy(model):
+    agent = Agent(spaces.Discrete(3), spaces.Discrete(2), model=model)
+    good = {
+        "observations": np.array([0, 1, 0]),
+        "actions": np.array([1, 1, 0]),
+        "rewards": np.array([0.0, 1.0, 0.0]),
+        "next_observations": np.array([1, 2, 0]),
+        "terminations": np.array([False, True, False]),
+    }
+    bad = dict(good, rewards=np.array([0.0, np.nan, 0.0]))
+    with pytest.raises(ValueError):
+        agent.fit(bad)
+    assert agent.stats.n_transitions == 0
+    assert agent.fit(good) == 3
+    assert agent.stats.n_transitions == 3
+    assert agent.policy(deterministic=True).shape == (agent.stats.n_states, 2)
+
+
+def test_sb3_evaluate_policy_learns_in_context_through_the_wrapper(model):
+    evaluation = pytest.importorskip("stable_baselines3.common.evaluation")
+    env = gym.make("icrl/RiverSwim-v0")
+    agent = make_agent(env, model)
+    wrapped = InContextWrapper(env, agent)
+    rewards, lengths = evaluation.evaluate_policy(
+        agent, wrapped, n_eval_episodes=3, deterministic=False, return_episode_rewards=True, warn=False
+    )
+    assert len(rewards) == 3
+    assert agent.stats.n_transitions == sum(lengths)
+    assert agent.stats.n_episodes == 3
+
+
+def test_vector_env_sub_envs_share_one_agent_and_reset_steps_are_not_counted(model):
+    env_id = "icrl/RiverSwim-v0"
+    probe = gym.make(env_id)
+    agent = make_agent(probe, model)
+    vec = gym.vector.SyncVectorEnv([lambda: InContextWrapper(gym.make(env_id), agent) for _ in range(3)])
+    obs, _ = vec.reset(seed=0)
+    steps = 0
+    for _ in range(50):
+        actions, _ = agent.predict(obs)
+        assert actions.shape == (3,)
+        obs, _, terminated, truncated, _ = vec.step(actions)
+        steps += 3
+    # RiverSwim episodes last 20 steps: the autoreset steps after each episode end are not transitions
+    ended = agent.stats.n_episodes
+    assert ended == 6
+    assert agent.stats.n_transitions == steps - 3 * 2
