@@ -1,0 +1,376 @@
+"""Pretraining, top to bottom: stage 1 (cross-entropy to Boltzmann(Q*), DAgger), stage 2 (ES on optimism).
+
+Stage 1 trains the network to imitate the Boltzmann policy of the *true* MDP's Q* from the statistics
+of data drawn from it (uniform, epsilon-optimal and the model's own online episodes). Stage 2 tunes only
+``model.optimism_parameters()`` with antithetic evolution strategies on the multi-episode normalized
+online return over prior MDPs (meta-RL: what makes exploration pay). Under ``torchrun`` stage 1 runs
+DistributedDataParallel (each process its own MDPs) and stage 2 shares the population between processes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
+
+from icrl_agent.model import IcrlModel, ModelConfig
+from icrl_agent.pretraining import distributed
+from icrl_agent.pretraining.config import PretrainConfig
+from icrl_agent.pretraining.data import DataSpec, SectionTimer, TrainingBatch, sample_training_batch
+from icrl_agent.pretraining.prior import FAMILIES, PriorSpec, sample_mdps
+from icrl_agent.pretraining.rollouts import exact_values, normalized_returns, online_returns, optimal_q_to_go
+from icrl_agent.pretraining.state import has_train_state, load_train_state, save_train_state
+
+# keys that may differ between a run and its resumption (they do not change what is computed)
+_RESUMABLE_CHANGES = {"device", "progress", "out_dir", "log_dir", "checkpoint_dir", "stage1_steps",
+                      "es_generations", "checkpoint_interval", "weights_name"}
+
+
+def derived_generator(cfg: PretrainConfig, device: torch.device, *tags: object) -> torch.Generator:
+    """A generator seeded from the run seed and ``tags`` (stage, step, rank): steps are reproducible alone,
+    which is what makes a resumed run equal an uninterrupted one."""
+    digest = hashlib.sha256("/".join(map(str, (cfg.seed, *tags))).encode()).digest()
+    return torch.Generator(device=device).manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+
+
+def build_model(cfg: PretrainConfig, device: torch.device) -> IcrlModel:
+    """The network, initialized from the run seed on the CPU (same weights on every device), then moved."""
+    torch.manual_seed(cfg.seed)
+    return IcrlModel(ModelConfig(**cfg.model)).to(device)
+
+
+class Stage1Loss(torch.nn.Module):
+    """Cross-entropy of the model's policy to the Boltzmann targets over known states, and its accuracy.
+
+    Wrapping the loss in a module lets DistributedDataParallel see the whole forward pass.
+    """
+
+    def __init__(self, model: IcrlModel, optimism: bool):
+        super().__init__()
+        self.model, self.optimism = model, optimism
+
+    def forward(self, batch: TrainingBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.model(batch.stats, optimism=self.optimism).logits(batch.steps_to_go).float()
+        return policy_loss(logits, batch)
+
+
+def policy_loss(logits: torch.Tensor, batch: TrainingBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-MDP mean cross-entropy over known states, then the batch mean; and the greedy accuracy.
+
+    :param logits: ``[B, S, A]``, ``-inf`` on invalid actions
+    :param batch: targets and masks
+    :return: ``(loss, accuracy)``: accuracy is the share of known states whose greedy action is optimal
+        (within 1% of that state's Q range)
+    """
+    valid = batch.mdps.action_mask[:, None, :].expand_as(logits)
+    log_p = F.log_softmax(logits, dim=-1).masked_fill(~valid, 0.0)
+    ce = -(batch.target * log_p).sum(dim=-1)
+    mask = batch.loss_mask.to(ce.dtype)
+    per_mdp = (ce * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+    q = batch.q_star.masked_fill(~valid, float("-inf"))
+    best, worst = q.amax(dim=-1), batch.q_star.masked_fill(~valid, float("inf")).amin(dim=-1)
+    chosen = batch.q_star.gather(-1, logits.argmax(dim=-1, keepdim=True)).squeeze(-1)
+    correct = (chosen >= best - 0.01 * (best - worst)).to(ce.dtype)
+    accuracy = (correct * mask).sum() / mask.sum().clamp(min=1)
+    return per_mdp.mean(), accuracy
+
+
+@dataclass
+class RunState:
+    """Counters carried across checkpoints."""
+
+    step: int = 0                 # stage-1 optimizer steps done
+    generation: int = 0           # stage-2 generations done
+    wall_time: float = 0.0        # seconds of training before this process started
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def _logger(cfg: PretrainConfig, info: distributed.DistInfo):
+    if not info.is_main or not cfg.log_dir:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as err:
+        raise ImportError(
+            "TensorBoard logging needs the tensorboard package: pip install 'icrl-agent[pretraining]' "
+            "(or set log_dir: '' in the config to disable it)"
+        ) from err
+    writer = SummaryWriter(cfg.log_dir)
+    table = "\n".join(f"|{k}|{json.dumps(v)}|" for k, v in cfg.to_dict().items())
+    writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
+    return writer
+
+
+def _progress(cfg: PretrainConfig, info: distributed.DistInfo, total: int, initial: int, desc: str):
+    if not (cfg.progress and info.is_main):
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True)
+
+
+def _check_resumable(cfg: PretrainConfig, saved: dict[str, Any]) -> None:
+    now = cfg.to_dict()
+    changed = sorted(k for k in set(now) | set(saved) if k not in _RESUMABLE_CHANGES and now.get(k) != saved.get(k))
+    if changed:
+        raise ValueError(
+            f"cannot resume from {cfg.checkpoint_dir}: config keys {changed} differ from the checkpoint's; "
+            "use the same config, or a new checkpoint_dir to start a new run"
+        )
+
+
+@torch.no_grad()
+def evaluate(
+    model: IcrlModel, cfg: PretrainConfig, families: list[str], device: torch.device, online_episodes: int = 10
+) -> dict[str, float]:
+    """Target accuracy and loss per family (uniform/epsilon data), and the online normalized return.
+
+    :param model: the bare model
+    :param cfg: the run config (prior and data ranges, eval batch size)
+    :param families: family names to evaluate, each alone
+    :param device: where to run
+    :param online_episodes: episodes of the online evaluation (0 skips it)
+    :return: ``{"<family>/accuracy", "<family>/loss", "<family>/online_return"}``
+    """
+    out: dict[str, float] = {}
+    prior, spec = PriorSpec.from_config(cfg), DataSpec.from_config(cfg)
+    for name in families:
+        g = derived_generator(cfg, device, "eval", name)
+        batch = sample_training_batch(cfg.eval_batch_size, {name: 1.0}, prior, spec, g, device)
+        loss, acc = policy_loss(model(batch.stats, optimism=False).logits(batch.steps_to_go).float(), batch)
+        out[f"{name}/loss"], out[f"{name}/accuracy"] = float(loss), float(acc)
+        if online_episodes:
+            out[f"{name}/online_return"] = online_score(model, cfg, {name: 1.0}, g, cfg.eval_batch_size,
+                                                        online_episodes, device)
+    return out
+
+
+def online_score(
+    model: IcrlModel, cfg: PretrainConfig, families: dict[str, float], generator: torch.Generator,
+    n_mdps: int, n_episodes: int, device: torch.device,
+) -> float:
+    """Mean normalized online return of the model (optimism on) over fresh prior MDPs."""
+    prior = PriorSpec.from_config(cfg)
+    prior.max_horizon = min(prior.max_horizon, cfg.es_max_horizon)
+    prior.min_horizon = min(prior.min_horizon, prior.max_horizon)
+    mdps = sample_mdps(n_mdps, families, prior, generator, device)
+    v_opt, v_rand = exact_values(mdps, optimal_q_to_go(mdps))
+    returns = online_returns(model, mdps, n_episodes, generator)
+    return float(torch.nanmean(normalized_returns(returns, v_opt, v_rand).clamp(-2.0, 2.0)))
+
+
+def stage1_step(
+    cfg: PretrainConfig, state: RunState, model: IcrlModel, loss_module: torch.nn.Module,
+    optimizer: torch.optim.Optimizer, info: distributed.DistInfo, timer: SectionTimer,
+) -> dict[str, float]:
+    """One optimizer step on a fresh batch of this process's MDPs; returns the step's scalars."""
+    device = info.device
+    g = derived_generator(cfg, device, "stage1", state.step, info.rank)
+    use_dagger = state.step >= cfg.dagger_start and cfg.dagger_prob > 0
+    planner = _greedy_planner(model) if use_dagger else None
+    batch = sample_training_batch(cfg.batch_size, cfg.train_families, PriorSpec.from_config(cfg),
+                                  DataSpec.from_config(cfg), g, device, planner, timer)
+    for group in optimizer.param_groups:
+        group["lr"] = cfg.lr * min(1.0, (state.step + 1) / max(1, cfg.warmup_steps))
+    with timer.section("forward_backward"):
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
+            loss, accuracy = loss_module(batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+    return {"loss": loss.item(), "accuracy": accuracy.item(), "lr": optimizer.param_groups[0]["lr"]}
+
+
+def _greedy_planner(model: IcrlModel):
+    def plan(stats):
+        was_training = model.training
+        model.eval()
+        try:
+            return model(stats, optimism=True).q.float()
+        finally:
+            model.train(was_training)
+    return plan
+
+
+def es_generation(
+    cfg: PretrainConfig, state: RunState, model: IcrlModel, info: distributed.DistInfo
+) -> dict[str, float]:
+    """One ES generation: antithetic perturbations of the optimism parameters, shared out by rank."""
+    device = info.device
+    params = model.optimism_parameters()
+    theta = parameters_to_vector(params).detach().clone()
+    g = derived_generator(cfg, device, "es", state.generation)
+    noise = torch.randn(cfg.es_pairs, theta.numel(), generator=g, device=device)
+    members = torch.cat([theta + cfg.es_sigma * noise, theta - cfg.es_sigma * noise])
+    fitness = torch.zeros(members.shape[0], device=device, dtype=torch.float64)
+    seed_tag = ("es-episodes", state.generation)
+    prior = PriorSpec.from_config(cfg)
+    prior.max_horizon = min(prior.max_horizon, cfg.es_max_horizon)
+    prior.min_horizon = min(prior.min_horizon, prior.max_horizon)
+    mdps = sample_mdps(cfg.es_mdps, cfg.train_families, prior, g, device)
+    v_opt, v_rand = exact_values(mdps, optimal_q_to_go(mdps))
+    for i in range(info.rank, members.shape[0], info.world_size):
+        vector_to_parameters(members[i], params)
+        # common random numbers: every member meets the same MDPs and the same episode randomness
+        returns = online_returns(model, mdps, cfg.es_episodes, derived_generator(cfg, device, *seed_tag))
+        fitness[i] = torch.nanmean(normalized_returns(returns, v_opt, v_rand).clamp(-2.0, 2.0))
+    distributed.all_reduce_sum(fitness, info)
+    diff = (fitness[: cfg.es_pairs] - fitness[cfg.es_pairs:]).to(theta.dtype)
+    gradient = (diff[:, None] * noise).sum(dim=0) / (2 * cfg.es_pairs * cfg.es_sigma)
+    gradient = gradient / (fitness.std().to(theta.dtype) + 1e-8)
+    vector_to_parameters(theta + cfg.es_lr * gradient, params)
+    return {"fitness_mean": float(fitness.mean()), "fitness_max": float(fitness.max())}
+
+
+def train(
+    cfg: PretrainConfig, resume: bool = False, stop_after: int | None = None, command: str | None = None
+) -> dict[str, Any]:
+    """Run (or resume) a full pretraining run; write the final weights and model card on rank 0.
+
+    :param cfg: the run config
+    :param resume: continue from ``cfg.checkpoint_dir`` when it holds a checkpoint
+    :param command: the command line that started the run, recorded in the model card
+    :param stop_after: stop after this many steps + generations *of this call*, leaving a resumable
+        checkpoint (e.g. to fit a job's time limit); ``None`` runs to the end
+    :return: ``{"finished", "step", "generation", "metrics", "weights" (the stem written, rank 0), "model"}``
+    """
+    # --- setup: processes, device, seeding, model, optimizer ---
+    info = distributed.setup(cfg.device)
+    device = info.device
+    model = build_model(cfg, device)
+    optimism = model.optimism_parameters()
+    for p in optimism:  # ES owns these; stage 1 leaves them alone
+        p.requires_grad_(cfg.stage1_optimism)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    state = RunState()
+    if resume and has_train_state(cfg.checkpoint_dir):
+        meta = load_train_state(cfg.checkpoint_dir, model, optimizer)
+        _check_resumable(cfg, meta["config"])
+        state = RunState(meta["step"], meta["generation"], meta["wall_time"], meta["metrics"])
+    loss_module: torch.nn.Module = Stage1Loss(model, cfg.stage1_optimism)
+    if info.enabled:
+        device_ids = [device.index] if device.type == "cuda" else None
+        loss_module = DistributedDataParallel(loss_module, device_ids=device_ids, find_unused_parameters=True)
+    writer = _logger(cfg, info)
+    start_time, budget = time.time(), stop_after if stop_after is not None else float("inf")
+    done_here = 0
+
+    def checkpoint() -> None:
+        if info.is_main:
+            meta = {"step": state.step, "generation": state.generation, "config": cfg.to_dict(),
+                    "wall_time": state.wall_time + time.time() - start_time, "metrics": state.metrics}
+            save_train_state(cfg.checkpoint_dir, model, optimizer, meta)
+        distributed.barrier(info)
+
+    # --- stage 1: cross-entropy to Boltzmann(Q*) with DAgger ---
+    model.train()
+    bar = _progress(cfg, info, cfg.stage1_steps, state.step, "stage 1 (CE)")
+    timer = SectionTimer(device)
+    window_start, window_steps = time.time(), 0
+    while state.step < cfg.stage1_steps and done_here < budget:
+        scalars = stage1_step(cfg, state, model, loss_module, optimizer, info, timer)
+        state.step += 1
+        done_here += 1
+        window_steps += 1
+        state.metrics.update({f"stage1/{k}": v for k, v in scalars.items()})
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{scalars['loss']:.3f}", acc=f"{scalars['accuracy']:.2f}")
+        if writer is not None:
+            for k, v in scalars.items():
+                writer.add_scalar(f"stage1/{k}", v, state.step)
+        if state.step % cfg.eval_interval == 0 or state.step == cfg.stage1_steps:
+            elapsed = time.time() - window_start
+            speed = {"steps_per_s": window_steps / elapsed,
+                     "mdps_per_s": window_steps * cfg.batch_size * info.world_size / elapsed}
+            window_start, window_steps = time.time(), 0
+            _log_eval(cfg, state, model, info, writer, speed, timer)
+        if state.step % cfg.checkpoint_interval == 0 or state.step == cfg.stage1_steps:
+            checkpoint()
+    if bar is not None:
+        bar.close()
+
+    # --- stage 2: evolution strategies over the optimism parameters ---
+    model.eval()
+    run_es = bool(optimism) and cfg.es_generations > 0
+    bar = _progress(cfg, info, cfg.es_generations, state.generation, "stage 2 (ES)") if run_es else None
+    while run_es and state.step >= cfg.stage1_steps and state.generation < cfg.es_generations and done_here < budget:
+        t0 = time.time()
+        scalars = es_generation(cfg, state, model, info)
+        scalars["generations_per_s"] = 1.0 / (time.time() - t0)
+        state.generation += 1
+        done_here += 1
+        state.metrics.update({f"stage2/{k}": v for k, v in scalars.items()})
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(fitness=f"{scalars['fitness_mean']:.3f}")
+        if writer is not None:
+            for k, v in scalars.items():
+                writer.add_scalar(f"stage2/{k}", v, state.generation)
+        if state.generation % cfg.checkpoint_interval == 0 or state.generation == cfg.es_generations:
+            checkpoint()
+    if bar is not None:
+        bar.close()
+
+    # --- the end: final evaluation, weights and model card ---
+    finished = state.step >= cfg.stage1_steps and (not run_es or state.generation >= cfg.es_generations)
+    if not finished:
+        checkpoint()
+    weights = None
+    if finished and info.is_main:
+        scores = evaluate(model, cfg, list(cfg.train_families) + cfg.held_out, device)
+        state.metrics.update({f"final/{k}": v for k, v in scores.items()})
+        weights = _save_final(cfg, model, state, time.time() - start_time, device, command)
+    if writer is not None:
+        writer.close()
+    distributed.barrier(info)
+    distributed.teardown(info)
+    return {"finished": finished, "step": state.step, "generation": state.generation,
+            "metrics": state.metrics, "weights": weights, "model": model}
+
+
+def _log_eval(cfg, state, model, info, writer, speed, timer) -> None:
+    """Held-out evaluation and throughput scalars (rank 0 only; no collective calls inside)."""
+    if not info.is_main:
+        return
+    model.eval()
+    scores = evaluate(model, cfg, cfg.held_out, info.device, online_episodes=0)
+    model.train()
+    state.metrics.update({f"heldout/{k}": v for k, v in scores.items()})
+    state.metrics.update({f"speed/{k}": v for k, v in speed.items()})
+    if writer is not None:
+        for k, v in scores.items():
+            writer.add_scalar(f"heldout/{k}", v, state.step)
+        for k, v in speed.items():
+            writer.add_scalar(f"speed/{k}", v, state.step)
+        total = sum(timer.seconds.values()) or 1.0
+        for k, v in timer.seconds.items():
+            writer.add_scalar(f"time_share/{k}", v / total, state.step)
+
+
+def _save_final(
+    cfg: PretrainConfig, model: IcrlModel, state: RunState, elapsed: float, device, command: str | None
+) -> str:
+    from icrl_agent.checkpoint import save_checkpoint
+
+    stem = Path(cfg.out_dir) / cfg.weights_name
+    card = {
+        "command": command, "seed": cfg.seed, "stage1_steps": state.step, "es_generations": state.generation,
+        "wall_time_s": state.wall_time + elapsed, "device": str(device), "torch": torch.__version__,
+        "train_families": cfg.train_families, "held_out": cfg.held_out, "families": list(FAMILIES),
+        "metrics": {k: (v if math.isfinite(v) else None) for k, v in state.metrics.items()},
+    }
+    save_checkpoint(str(stem), model, cfg.to_dict(), card)
+    return str(stem)

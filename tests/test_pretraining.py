@@ -1,0 +1,220 @@
+"""Pretraining: the prior's MDPs are valid, training learns, resumes exactly, runs under torchrun, fails clearly."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from icrl_agent.checkpoint import load_checkpoint
+from icrl_agent.pretraining.config import PretrainConfig, config_from_dict, load_config
+from icrl_agent.pretraining.data import DataSpec, boltzmann_targets, sample_training_batch
+from icrl_agent.pretraining.prior import FAMILIES, SAMPLERS, PriorSpec, _Draw, sample_mdps
+from icrl_agent.pretraining.rollouts import exact_values, normalized_returns, online_returns, optimal_q_to_go
+from icrl_agent.pretraining.train import train
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "configs" / "tiny.yaml"
+PYTHON = sys.executable
+
+
+def tiny_config(tmp_path: Path, **overrides) -> PretrainConfig:
+    cfg = load_config(TINY)
+    return replace(cfg, out_dir=str(tmp_path), log_dir="", checkpoint_dir=str(tmp_path / "ck"),
+                   progress=False, **overrides)
+
+
+def saved_weights(checkpoint_dir: str | Path) -> dict[str, torch.Tensor]:
+    tensors = load_file(str(Path(checkpoint_dir) / "last.safetensors"))
+    return {k: v for k, v in tensors.items() if k.startswith("model.")}
+
+
+# --- the prior ---
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_family_samples_are_valid_mdps(family):
+    spec = PriorSpec()
+    batch = SAMPLERS[family](32, spec, _Draw(torch.Generator().manual_seed(1), torch.device("cpu")))
+    assert torch.allclose(batch.P.sum(-1), torch.ones_like(batch.R), atol=1e-5)
+    assert (batch.P >= 0).all()
+    n_states, n_actions = batch.n_states, batch.n_actions
+    assert ((n_states >= 2) & (n_states <= spec.max_states)).all()
+    assert ((n_actions >= 2) & (n_actions <= spec.max_actions)).all()
+    real = batch.state_mask[:, None, None, :]
+    # no probability leaks from a real state into padding, and padded states go nowhere
+    leak = (batch.P * ~real).sum(-1)[batch.state_mask]
+    assert leak.abs().max() < 1e-6
+    assert torch.allclose(batch.initial.sum(1), torch.ones(32)) and (batch.initial[~batch.state_mask] == 0).all()
+    assert not batch.terminal[~batch.state_mask].any()
+
+
+def test_mixture_respects_ranges_and_seed():
+    spec = PriorSpec(max_states=16, max_actions=4, min_horizon=5, max_horizon=30)
+    weights = {k: 1.0 for k in FAMILIES}
+    a = sample_mdps(64, weights, spec, torch.Generator().manual_seed(3))
+    b = sample_mdps(64, weights, spec, torch.Generator().manual_seed(3))
+    assert torch.equal(a.P, b.P) and torch.equal(a.R, b.R) and torch.equal(a.horizon, b.horizon)
+    assert a.state_mask.shape[1] <= 16 and a.action_mask.shape[1] <= 4
+    assert ((a.horizon >= 1) & (a.horizon <= 30)).all()
+    assert set(a.family.tolist()) <= set(range(len(FAMILIES)))
+    scales = a.R.abs().amax(dim=(1, 2))
+    assert scales.max() / scales[scales > 0].min() > 10  # log-uniform scales over orders of magnitude
+
+
+def test_held_out_families_never_trained_on(tmp_path):
+    cfg = tiny_config(tmp_path)
+    assert set(cfg.held_out).isdisjoint(cfg.train_families)
+    batch = sample_training_batch(64, cfg.train_families, PriorSpec.from_config(cfg), DataSpec.from_config(cfg),
+                                  torch.Generator().manual_seed(0))
+    held = {FAMILIES.index(name) for name in cfg.held_out}
+    assert held.isdisjoint(batch.mdps.family.tolist())
+
+
+# --- data and the online simulator ---
+
+def test_boltzmann_targets_use_each_states_own_gap():
+    q = torch.tensor([[[1.0, 0.0, 5.0], [1000.0, 999.0, -7.0], [2.0, 2.0, 9.0]]])
+    mask = torch.tensor([[True, True, False]])
+    target = boltzmann_targets(q, mask, temperature=0.1)
+    assert torch.allclose(target[0, 0], target[0, 1])  # same relative gap, same target, whatever the scale
+    assert target[0, 0, 0] > 0.99 and (target[..., 2] == 0).all()
+    assert torch.allclose(target[0, 2, :2], torch.tensor([0.5, 0.5]))  # ties: uniform
+
+
+def test_training_batch_statistics_are_consistent():
+    cfg = DataSpec(max_episodes=16, zero_data_prob=0.0)
+    spec = PriorSpec(max_states=12, max_actions=4, max_horizon=20)
+    batch = sample_training_batch(16, {"garnet": 1, "grid": 1}, spec, cfg, torch.Generator().manual_seed(0))
+    stats = batch.stats
+    visits = stats.transitions.sum(-1) + stats.terminal_counts
+    assert torch.allclose(visits, stats.counts)  # every visit has a successor or ended the episode
+    assert (stats.counts.sum((1, 2)) > 0).all()
+    assert not (stats.state_mask & ~batch.mdps.state_mask).any()
+    assert torch.allclose(batch.target.sum(-1), torch.ones_like(batch.target[..., 0]))
+
+
+def test_online_returns_of_the_true_q_are_optimal():
+    spec = PriorSpec(max_states=10, max_actions=3, max_horizon=15)
+    g = torch.Generator().manual_seed(0)
+    mdps = sample_mdps(64, {k: 1.0 for k in FAMILIES}, spec, g)
+    q = optimal_q_to_go(mdps)
+    v_opt, v_rand = exact_values(mdps, q)
+    oracle = normalized_returns(online_returns(lambda stats: q, mdps, 30, g), v_opt, v_rand)
+    assert abs(float(torch.nanmean(oracle)) - 1.0) < 0.1
+    assert oracle.shape == (64, 30)
+
+
+# --- config ---
+
+def test_config_rejects_unknown_key_by_name():
+    with pytest.raises(ValueError, match="batch_sise"):
+        config_from_dict({"batch_sise": 8})
+    with pytest.raises(ValueError, match="model.width"):
+        config_from_dict({"model": {"width": 8}})
+    with pytest.raises(ValueError, match="family_weights.riverswim"):
+        config_from_dict({"family_weights": {"riverswim": 1.0}})
+
+
+@pytest.mark.parametrize("key, value", [("batch_size", 0), ("lr", -1.0), ("dagger_prob", 1.5),
+                                        ("max_horizon", 0), ("held_out", ["nope"])])
+def test_config_rejects_out_of_range_value_by_name(key, value):
+    with pytest.raises(ValueError, match=key):
+        config_from_dict({key: value})
+
+
+def test_config_files_load(tmp_path):
+    for path in (REPO / "configs" / "default.yaml", TINY):
+        assert isinstance(load_config(path), PretrainConfig)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seed: 0\nmystery: 1\n")
+    result = subprocess.run([PYTHON, "-m", "icrl_agent.pretraining", "--config", str(bad)],
+                            capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 2 and "mystery" in result.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown when CUDA is missing")
+def test_cuda_without_cuda_fails_clearly(tmp_path):
+    result = subprocess.run(
+        [PYTHON, "-m", "icrl_agent.pretraining", "--config", str(TINY), "--device", "cuda", "--out", str(tmp_path)],
+        capture_output=True, text=True, cwd=REPO,
+    )
+    assert result.returncode == 2
+    assert "CUDA is not available" in result.stderr and "--device cpu" in result.stderr
+    assert not (tmp_path / "checkpoints").exists()
+
+
+# --- training ---
+
+def test_stage1_loss_drops(tmp_path):
+    from icrl_agent.pretraining.train import build_model, policy_loss
+
+    cfg = tiny_config(tmp_path, stage1_steps=60, es_generations=0, eval_interval=60, dagger_start=60)
+    fixed = sample_training_batch(64, cfg.train_families, PriorSpec.from_config(cfg), DataSpec.from_config(cfg),
+                                  torch.Generator().manual_seed(123))
+
+    def loss_of(model):
+        with torch.no_grad():
+            return float(policy_loss(model(fixed.stats, optimism=False).logits(fixed.steps_to_go), fixed)[0])
+
+    before = loss_of(build_model(cfg, torch.device("cpu")))
+    result = train(cfg)
+    assert result["finished"] and result["step"] == 60
+    assert loss_of(result["model"]) < 0.93 * before
+    model, card = load_checkpoint(result["weights"])  # the final weights and model card
+    assert card["training"]["stage1_steps"] == 60 and card["config"]["seed"] == cfg.seed
+    assert "final/tree/online_return" in card["training"]["metrics"]
+    assert all(torch.equal(v, result["model"].state_dict()[k]) for k, v in model.state_dict().items())
+
+
+def test_resume_equals_uninterrupted_run(tmp_path):
+    straight = tiny_config(tmp_path / "a")
+    train(straight)
+    interrupted = tiny_config(tmp_path / "b")
+    first = train(interrupted, stop_after=3)  # mid stage 1, after a DAgger step
+    assert not first["finished"] and first["step"] == 3
+    second = train(interrupted, resume=True, stop_after=4)  # into stage 2
+    assert not second["finished"] and second["generation"] == 1
+    last = train(interrupted, resume=True)
+    assert last["finished"] and last["generation"] == straight.es_generations
+    a, b = saved_weights(straight.checkpoint_dir), saved_weights(interrupted.checkpoint_dir)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_refuses_a_different_config(tmp_path):
+    cfg = tiny_config(tmp_path)
+    train(cfg, stop_after=2)
+    with pytest.raises(ValueError, match="lr"):
+        train(replace(cfg, lr=0.5), resume=True)
+
+
+def test_torchrun_two_processes_keep_identical_weights(tmp_path):
+    script = tmp_path / "ddp_run.py"
+    script.write_text(textwrap.dedent(f"""
+        import os
+        import torch
+        from safetensors.torch import save_file
+        from dataclasses import replace
+        from icrl_agent.pretraining.config import load_config
+        from icrl_agent.pretraining.train import train
+        torch.set_num_threads(1)
+        cfg = replace(load_config({str(TINY)!r}), out_dir={str(tmp_path)!r}, log_dir="",
+                      checkpoint_dir={str(tmp_path / "ck")!r}, progress=False, stage1_steps=4, es_generations=1)
+        model = train(cfg)["model"]
+        save_file({{k: v.contiguous() for k, v in model.state_dict().items()}},
+                  {str(tmp_path)!r} + f"/rank{{os.environ['RANK']}}.safetensors")
+    """))
+    result = subprocess.run(
+        [PYTHON, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)],
+        capture_output=True, text=True, cwd=REPO, timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0, rank1 = load_file(str(tmp_path / "rank0.safetensors")), load_file(str(tmp_path / "rank1.safetensors"))
+    assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
+    single = saved_weights(tmp_path / "ck")
+    assert all(torch.equal(single["model." + k], rank0[k]) for k in rank0)
