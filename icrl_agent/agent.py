@@ -63,7 +63,8 @@ class Agent(TabularAgent):
     :param seed: seed of the agent's random generator (tie-breaking, unseen states)
     :param horizon: optional hint: the episode length; inferred from episode ends otherwise
     :param reward_max: optional hint: the largest |reward|; the network estimates it otherwise
-    :param model: a network to use instead of the shipped weights (e.g. from :meth:`from_pretrained`)
+    :param weights: path of a checkpoint to load instead of the shipped weights (see :meth:`from_pretrained`)
+    :param model: an in-memory network to use instead (e.g. fresh from a training loop; not saved with the agent)
     :param device: torch device for the network (``"cpu"`` or ``"cuda"``)
     :raises TypeError: if a space is not supported (e.g. ``Box``: discretize it first)
     """
@@ -76,18 +77,23 @@ class Agent(TabularAgent):
         horizon: int | None = None,
         reward_max: float | None = None,
         *,
+        weights: str | os.PathLike | None = None,
         model: IcrlModel | None = None,
         device: str = "cpu",
-        _weights: dict[str, str] | None = None,
     ):
         super().__init__(observation_space, action_space, seed=seed, horizon=horizon, reward_max=reward_max)
+        if model is not None and weights is not None:
+            raise ValueError("give either weights= (a checkpoint path) or model= (a network), not both")
         if model is None:
-            path = shipped_weights_path()
+            path = shipped_weights_path() if weights is None else Path(weights)
             model, _ = load_checkpoint(path, device=device)
-            _weights = {"source": "shipped", "name": SHIPPED_WEIGHTS, "sha256": checkpoint_sha256(path)}
+            source = {"source": "shipped", "name": SHIPPED_WEIGHTS} if weights is None else {
+                "source": "path", "path": str(Path(weights).resolve())}
+            self.weights = {**source, "sha256": checkpoint_sha256(path)}
+        else:
+            self.weights = {"source": "in-memory"}
         self.model = model.to(device).eval()
         self.device = device
-        self.weights = _weights or {"source": "in-memory"}
         self._plans: dict[bool, _Plan | None] = {True: None, False: None}
         self._replan_requested = True
 
@@ -104,9 +110,7 @@ class Agent(TabularAgent):
         :return: the agent
         :raises ValueError: if the checkpoint is corrupt, a pickle, or does not match the model
         """
-        model, _ = load_checkpoint(path, device=kwargs.get("device", "cpu"))
-        weights = {"source": "path", "path": str(Path(path).resolve()), "sha256": checkpoint_sha256(path)}
-        return cls(observation_space, action_space, model=model, _weights=weights, **kwargs)
+        return cls(observation_space, action_space, weights=path, **kwargs)
 
     # ------------------------------------------------------------------ planning
 
@@ -213,9 +217,13 @@ class Agent(TabularAgent):
         arrays, meta = _read_agent_file(path)
         obs_space = observation_space or space_from_signature(meta["stats"]["observation_space"])
         act_space = action_space or space_from_signature(meta["stats"]["action_space"])
-        model, weights = _load_weights(meta["weights"], device)
-        hints = meta["hints"]
-        agent = cls(obs_space, act_space, seed=meta["seed"], model=model, device=device, _weights=weights, **hints)
+        path = _weights_path(meta["weights"])
+        agent = cls(obs_space, act_space, seed=meta["seed"], weights=path, device=device, **meta["hints"])
+        if agent.weights["sha256"] != meta["weights"]["sha256"]:
+            raise ValueError(
+                f"the weights at {path} changed since the agent was saved (sha256 mismatch): restore the "
+                "checkpoint the agent was saved with"
+            )
         stats_arrays = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("stats/")}
         agent.stats.load_state_dict(stats_arrays, meta["stats"])
         agent.rng.bit_generator.state = meta["rng"]
@@ -247,22 +255,14 @@ def _read_agent_file(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], di
     return arrays, meta
 
 
-def _load_weights(ref: dict[str, str], device: str) -> tuple[IcrlModel, dict[str, str]]:
+def _weights_path(ref: dict[str, str]) -> Path:
     if ref.get("source") == "shipped":
-        path = shipped_weights_path()
-    elif ref.get("source") == "path":
-        path = Path(ref["path"])
-    else:
-        raise ValueError(
-            f"this agent file refers to weights {ref!r} that were never saved to disk: save the model with "
-            "icrl_agent.checkpoint.save_checkpoint and build the agent with Agent.from_pretrained"
-        )
-    if checkpoint_sha256(path) != ref["sha256"]:
-        raise ValueError(
-            f"the weights at {path} changed since the agent was saved (sha256 mismatch): restore the "
-            "checkpoint the agent was saved with"
-        )
-    model, _ = load_checkpoint(path, device=device)
-    return model, ref
+        return shipped_weights_path()
+    if ref.get("source") == "path":
+        return Path(ref["path"])
+    raise ValueError(
+        f"this agent file refers to weights {ref!r} that were never saved to disk: save the model with "
+        "icrl_agent.checkpoint.save_checkpoint and build the agent with Agent.from_pretrained"
+    )
 
 
