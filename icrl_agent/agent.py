@@ -95,7 +95,9 @@ class Agent(TabularAgent):
         self.model = model.to(device).eval()
         self.device = device
         self._plans: dict[bool, _Plan | None] = {True: None, False: None}
-        self._replan_requested = True
+        self._replan_requested = True  # at the next act: each episode start, after fit, after a load
+        self._news_since_plan = False  # a new state or a doubled count since the exploring plan was made
+        self._steps_since_plan = 0
 
     @classmethod
     def from_pretrained(
@@ -115,7 +117,10 @@ class Agent(TabularAgent):
     # ------------------------------------------------------------------ planning
 
     def _action_scores(self, state: int, step: int, deterministic: bool) -> np.ndarray:
-        return self._plan_for(optimistic=not deterministic).scores(state, step)
+        plan = self._plan_for(optimistic=not deterministic)
+        if state >= plan.q.shape[1]:
+            return np.zeros(self.n_actions)  # met since the plan was made: every action ties until the next
+        return plan.scores(state, step)
 
     def _plan_for(self, optimistic: bool) -> _Plan:
         plan = self._plans[optimistic]
@@ -126,11 +131,13 @@ class Agent(TabularAgent):
     def _stale(self, plan: _Plan, optimistic: bool) -> bool:
         if plan.version == self.stats.version:
             return False
-        if plan.horizon != self.horizon or plan.counts.shape[0] != self.stats.n_states:
-            return True  # a new state or a new horizon estimate
-        if not optimistic:
+        if not optimistic or plan.horizon != self.horizon:
             return True  # the exploitation plan always reflects the latest statistics
-        return self._replan_requested
+        if self._replan_requested:
+            return True
+        # Mid-episode news (a new state, a doubled count) replans at most every horizon/20 steps, so that
+        # act stays cheap while a large env is being discovered.
+        return self._news_since_plan and self._steps_since_plan >= max(1, plan.horizon // 20)
 
     def _compute_plan(self, optimistic: bool) -> _Plan:
         sparse = self.stats.sparse()
@@ -138,20 +145,23 @@ class Agent(TabularAgent):
             out = self.model.forward_sparse(sparse, self.horizon, optimism=optimistic)
         q = out.q[0].to(dtype=torch.float64, device="cpu").numpy()
         if optimistic:
-            self._replan_requested = False
+            self._replan_requested = self._news_since_plan = False
+            self._steps_since_plan = 0
         return _Plan(q, self.stats.version, self.horizon, sparse.counts.copy())
 
     def _on_update(self, transition: Transition) -> None:
         # The exploring plan is redone at each episode start and when the count of a pair just taken has
         # doubled since it was made: exploration commits for an episode, yet reacts to what it learned.
         plan = self._plans[True]
+        self._steps_since_plan += 1
         if transition.terminated or transition.truncated or plan is None:
             self._replan_requested = True
             return
-        s, a = transition.state, transition.action
-        planned = plan.counts[s, a] if s < plan.counts.shape[0] else 0
-        if self.stats.count(s, a) >= 2 * max(planned, 1):
-            self._replan_requested = True
+        s, a, known = transition.state, transition.action, plan.counts.shape[0]
+        planned = plan.counts[s, a] if s < known else 0
+        new_state = transition.next_state is not None and transition.next_state >= known
+        if new_state or self.stats.count(s, a) >= 2 * max(planned, 1):
+            self._news_since_plan = True
 
     def _on_fit(self, dataset: Any) -> None:
         self._replan_requested = True
@@ -188,7 +198,7 @@ class Agent(TabularAgent):
             "hints": {"horizon": self.horizon_hint, "reward_max": self.reward_max_hint},
             "rewards_seen": [self.reward_min_seen, self.reward_max_seen],
             "n_streams": self._n_streams,
-            "replan_requested": self._replan_requested,
+            "replan": [self._replan_requested, self._news_since_plan, self._steps_since_plan],
             "plans": plans,
             "stats": meta,
         }
@@ -229,7 +239,7 @@ class Agent(TabularAgent):
         agent.rng.bit_generator.state = meta["rng"]
         agent.reward_min_seen, agent.reward_max_seen = meta["rewards_seen"]
         agent._n_streams = meta["n_streams"]
-        agent._replan_requested = meta["replan_requested"]
+        agent._replan_requested, agent._news_since_plan, agent._steps_since_plan = meta["replan"]
         for tag, info in meta["plans"].items():
             plan = _Plan(arrays[f"plan/{tag}/q"], info["version"], info["horizon"], arrays[f"plan/{tag}/counts"])
             agent._plans[tag == "explore"] = plan
