@@ -38,7 +38,7 @@ _REGISTRATIONS: dict[str, tuple[str, dict[str, Any], tuple[str, ...], int]] = {
         ("left", "right", "forward", "pickup", "toggle"),
         0,
     ),
-    "icrl/MiniGrid-FourRooms-v0": ("MiniGrid-FourRooms-v0", {}, _NAVIGATION, 0),
+    "icrl/MiniGrid-FourRooms-v0": ("MiniGrid-FourRooms-v0", {"max_steps": 100}, _NAVIGATION, 0),
 }
 MINIGRID_ENV_IDS: tuple[str, ...] = tuple(_REGISTRATIONS)
 
@@ -47,7 +47,8 @@ def register_minigrid_envs() -> None:
     """Register the tabular MiniGrid tasks with Gymnasium (idempotent; minigrid is needed only at make).
 
     Registers ``icrl/MiniGrid-Empty-6x6-v0``, ``icrl/MiniGrid-DoorKey-5x5-v0`` and
-    ``icrl/MiniGrid-FourRooms-v0`` (the ids in ``MINIGRID_ENV_IDS``).
+    ``icrl/MiniGrid-FourRooms-v0`` (the ids in ``MINIGRID_ENV_IDS``). ``max_episode_steps`` is the
+    horizon, MiniGrid's ``max_steps``, at which the real env truncates too; pass both to change it.
     """
     for env_id, (minigrid_id, kwargs, actions, layout_seed) in _REGISTRATIONS.items():
         if env_id in gym.registry:
@@ -55,6 +56,7 @@ def register_minigrid_envs() -> None:
         gym.register(
             id=env_id,
             entry_point="icrl_agent.envs.minigrid_tabular:MiniGridTabular",
+            max_episode_steps=kwargs["max_steps"],
             kwargs={"env": minigrid_id, "actions": actions, "layout_seed": layout_seed, **kwargs},
         )
 
@@ -78,8 +80,9 @@ class MiniGridTabular(gym.Env):
 
     A state is everything MiniGrid's dynamics read: agent position and direction, the carried object,
     which object lies in which cell, and the state of every object that has one (door open/locked,
-    box contents). Objects are told apart by identity, not by look, so task logic such as "carrying
-    *this* box" stays Markov.
+    box contents), as MiniGrid encodes them (type, color, state): two objects that look alike are
+    one, as in MiniGrid's own ``hash()``. That is what lets a key survive the real env's resets, which
+    rebuild every object; no MiniGrid task tells look-alike objects apart.
 
     ## Action Space
     ``Discrete(len(actions))``: index ``i`` plays MiniGrid action ``actions[i]`` (names from
@@ -146,7 +149,7 @@ class MiniGridTabular(gym.Env):
         env: str | gym.Env,
         actions: Sequence[int | str] | None = None,
         layout_seed: int | Sequence[int] = 0,
-        max_states: int = 20_000,
+        max_states: int = 5_000,
         **minigrid_kwargs: Any,
     ) -> None:
         """Enumerate the MDP of a MiniGrid task.
@@ -154,7 +157,8 @@ class MiniGridTabular(gym.Env):
         :param env: a MiniGrid env id (made with ``gymnasium.make``) or a MiniGrid env instance
         :param actions: the MiniGrid actions to expose, as ints or names; ``None`` for all seven
         :param layout_seed: seed(s) of MiniGrid's reset that fix the layout(s)
-        :param max_states: refuse to enumerate more states than this
+        :param max_states: refuse to enumerate more states than this (``transition_matrix()`` is dense,
+            ``S * A * S`` floats: 5000 states and 7 actions take 1.4 GB)
         :param minigrid_kwargs: keyword arguments for ``gymnasium.make(env, ...)`` (e.g. ``max_steps``)
         """
         minigrid = _import_minigrid()

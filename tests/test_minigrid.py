@@ -110,7 +110,8 @@ def test_register_is_idempotent_and_ids_make_the_wrapper():
     register_minigrid_envs()
     for env_id in MINIGRID_ENV_IDS:
         assert env_id in gym.registry
-    env = gym.make("icrl/MiniGrid-Empty-6x6-v0", max_steps=12)
+        assert gym.spec(env_id).max_episode_steps == tabular(env_id).horizon
+    env = gym.make("icrl/MiniGrid-Empty-6x6-v0", max_steps=12, max_episode_steps=12)
     assert isinstance(env.unwrapped, MiniGridTabular) and env.unwrapped.horizon == 12
 
 
