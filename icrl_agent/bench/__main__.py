@@ -96,6 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive, default=1, help="torch intra-op threads (SB3 agents)")
     p.add_argument("--out", default=DEFAULT_OUT, help="results folder")
 
+    p = sub.add_parser("prior", help="online return on MDPs of the pretraining prior (held-out families)")
+    p.add_argument("--families", default="", help="prior families (default: those held out of training)")
+    p.add_argument("--agents", default="icrl,optvi-blind,optvi", help="agents; <name>-blind is told nothing")
+    p.add_argument("--mdps", type=_positive, default=16, help="MDPs per family")
+    p.add_argument("--episodes", type=_positive, default=50, help="online episodes per MDP")
+    p.add_argument("--seed", type=int, default=0, help="seed of the MDP draws and the agents")
+    p.add_argument("--weights", default=None, help="checkpoint of the icrl agent (default: shipped)")
+    p.add_argument("--workers", type=_positive, default=2, help="parallel worker processes")
+    p.add_argument("--out", default=os.path.join(DEFAULT_OUT, "prior"), help="results folder")
+
     p = sub.add_parser("pretrain-speed", help="pretraining throughput (MDPs/s, steps/s)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     p.add_argument(
@@ -182,6 +192,13 @@ def _run(args: argparse.Namespace, command: str) -> dict:
 
         torch.set_num_threads(args.threads)  # the online workers use 1 thread each too
         return speed.run_speed(args.agents, args.sizes, args.steps, args.max_seconds, args.out, command)
+    if args.command == "prior":
+        from icrl_agent.bench.prior_eval import run_prior
+
+        families = [f for f in args.families.split(",") if f]
+        return run_prior(
+            families, args.agents, args.mdps, args.episodes, args.seed, args.workers, args.weights, args.out, command
+        )
     from icrl_agent.bench.pretrain_speed import run_pretrain_speed
 
     result = run_pretrain_speed(args.device, args.config)

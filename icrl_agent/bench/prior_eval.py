@@ -79,11 +79,12 @@ def prior_run(task: dict[str, Any]) -> dict[str, Any]:
     env = prior_env(task["family"], task["index"], task["seed"], task["weights"])
     model = env.unwrapped
     optimal, random = optimal_value(model), random_value(model)
+    identity = {k: task[k] for k in ("family", "index", "seed", "agent")}
+    if not optimal - random > 1e-9 * max(1.0, abs(optimal)):
+        return identity | {"score": float("nan")}  # every policy is as good as random: nothing to learn
     agent = task["spec"].build(env, task["seed"])
     returns = run_episodes(agent, env, task["episodes"], task["seed"], model.horizon)
-    degenerate = not optimal - random > 1e-9 * max(1.0, abs(optimal))
-    score = float("nan") if degenerate else float(normalize(returns, optimal, random).mean())
-    return {k: task[k] for k in ("family", "index", "seed", "agent")} | {"score": score}
+    return identity | {"score": float(normalize(returns, optimal, random).mean())}
 
 
 def run_prior(
@@ -108,7 +109,7 @@ def run_prior(
     :param weights: checkpoint of the ``icrl`` agent (default: the shipped weights)
     :param out_dir: where the JSON and markdown go
     :param command: the command line, written above the table
-    :return: ``{"rows": [...], "errors": [...]}``
+    :return: ``{"rows": [...], "errors": [...], "markdown": the table}``
     """
     _, held_out = prior_spec_of(weights)
     families = list(families or held_out)
@@ -132,11 +133,11 @@ def run_prior(
                          "mean": float(np.mean(scores)) if scores else float("nan"),
                          "ci_low": low, "ci_high": high, "n": len(scores)})
     errors = [r for r in results if "error" in r]
-    _write(rows, errors, [s.name for s in specs], families, Path(out_dir), command)
-    return {"rows": rows, "errors": errors}
+    markdown = _write(rows, errors, [s.name for s in specs], families, Path(out_dir), command)
+    return {"rows": rows, "errors": errors, "markdown": markdown}
 
 
-def _write(rows, errors, agents, families, out: Path, command: str) -> None:
+def _write(rows, errors, agents, families, out: Path, command: str) -> str:
     out.mkdir(parents=True, exist_ok=True)
     (out / "prior.json").write_text(json.dumps({"command": command, "rows": rows, "errors": errors}, indent=1))
     lines = [f"`{command}`", "", "| family | " + " | ".join(agents) + " |", "|---" * (len(agents) + 1) + "|"]
@@ -149,4 +150,4 @@ def _write(rows, errors, agents, families, out: Path, command: str) -> None:
         lines.append(f"| {family}{tag} | " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
     (out / "prior.md").write_text(text)
-    print(text)
+    return text
