@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 import textwrap
@@ -17,7 +18,7 @@ from icrl_agent.pretraining.config import PretrainConfig, config_from_dict, load
 from icrl_agent.pretraining.data import DataSpec, boltzmann_targets, sample_training_batch
 from icrl_agent.pretraining.prior import FAMILIES, SAMPLERS, PriorSpec, _Draw, sample_mdps
 from icrl_agent.pretraining.rollouts import exact_values, normalized_returns, online_returns, optimal_q_to_go
-from icrl_agent.pretraining.train import train
+from icrl_agent.pretraining.train import scale_loss, train
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "configs" / "tiny.yaml"
@@ -97,6 +98,23 @@ def test_training_batch_statistics_are_consistent():
     assert (stats.counts.sum((1, 2)) > 0).all()
     assert not (stats.state_mask & ~batch.mdps.state_mask).any()
     assert torch.allclose(batch.target.sum(-1), torch.ones_like(batch.target[..., 0]))
+
+
+def test_scale_loss_targets_the_true_reward_max_where_rewards_were_seen():
+    cfg = DataSpec(max_episodes=16, zero_data_prob=0.0)
+    spec = PriorSpec(max_states=12, max_actions=4, max_horizon=20)
+    batch = sample_training_batch(16, {"garnet": 1, "distractor": 1}, spec, cfg, torch.Generator().manual_seed(1))
+    batch.stats.reward_mean[0] = 0.0  # MDP 0: its data shows no reward yet
+    valid = batch.mdps.state_mask[:, :, None] & batch.mdps.action_mask[:, None, :]
+    true_max = batch.mdps.R.abs().masked_fill(~valid, 0).amax((1, 2)).float()
+    seen = ((batch.stats.counts > 0) & (batch.stats.reward_mean != 0)).flatten(1).any(1)
+    assert not seen[0] and seen[1:].any() and (true_max > 0).all()
+    assert float(scale_loss(true_max, batch)) < 1e-10
+    off = float(scale_loss(true_max * math.e, batch))
+    assert abs(off - 1.0) < 1e-5  # one e-fold off everywhere: squared log error 1
+    # an MDP whose data holds no nonzero reward does not count, whatever the estimate
+    wrong_where_unseen = torch.where(seen, true_max, true_max * 1e6)
+    assert float(scale_loss(wrong_where_unseen, batch)) < 1e-10
 
 
 def test_online_returns_of_the_true_q_are_optimal():
@@ -201,7 +219,7 @@ def test_torchrun_two_processes_keep_identical_weights(tmp_path):
         from safetensors.torch import save_file
         from dataclasses import replace
         from icrl_agent.pretraining.config import load_config
-        from icrl_agent.pretraining.train import train
+        from icrl_agent.pretraining.train import scale_loss, train
         torch.set_num_threads(1)
         cfg = replace(load_config({str(TINY)!r}), out_dir={str(tmp_path)!r}, log_dir="",
                       checkpoint_dir={str(tmp_path / "ck")!r}, progress=False, stage1_steps=4, es_generations=1)

@@ -43,7 +43,7 @@ def _stage1(cfg: PretrainConfig, device: torch.device, repeats: int, dagger: boo
     for p in model.optimism_parameters():
         p.requires_grad_(cfg.stage1_optimism)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
-    loss_module = Stage1Loss(model, cfg.stage1_optimism)
+    loss_module = Stage1Loss(model, cfg.stage1_optimism, cfg.scale_loss_weight)
     info, timer = DistInfo(device=device), SectionTimer(device)
     state = RunState(step=cfg.dagger_start if dagger else 0)
     cfg = replace(cfg, dagger_prob=cfg.dagger_prob if dagger else 0.0)

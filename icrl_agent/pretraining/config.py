@@ -70,6 +70,7 @@ class PretrainConfig:
     grad_clip: float = 1.0             # gradient-norm clip; 0 disables
     stage1_steps: int = 2000           # optimizer steps; the CLI's --steps overrides it
     stage1_optimism: bool = False      # run the model with its optimism on during stage 1 (off: ES owns it)
+    scale_loss_weight: float = 0.1     # weight of the reward-scale regression (log max|R| of the true MDP)
     eval_interval: int = 100           # steps between held-out evaluations (target accuracy)
     eval_batch_size: int = 64          # MDPs per held-out evaluation
 
@@ -125,7 +126,7 @@ def validate(cfg: PretrainConfig) -> None:
         value = getattr(cfg, key)
         if not isinstance(value, (int, float)) or not value > 0:
             _fail(key, value, "a number > 0")
-    for key in ("weight_decay", "grad_clip"):
+    for key in ("weight_decay", "grad_clip", "scale_loss_weight"):
         if not isinstance(getattr(cfg, key), (int, float)) or getattr(cfg, key) < 0:
             _fail(key, getattr(cfg, key), "a number >= 0")
     _validate_ranges(cfg)

@@ -34,6 +34,7 @@ class DataSpec:
     """How much data of which behaviour (filled from the pretraining config)."""
 
     max_episodes: int = 64
+    min_episodes: int = 1  # amounts are log-uniform in [min_episodes, max_episodes] (evaluation fixes both)
     zero_data_prob: float = 0.1
     epsilon_optimal_prob: float = 0.3
     dagger_prob: float = 0.3
@@ -113,7 +114,7 @@ def boltzmann_targets(q: torch.Tensor, action_mask: torch.Tensor, temperature: f
 def _episode_amounts(spec: DataSpec, d: _Draw, n: int) -> torch.Tensor:
     if spec.max_episodes == 0:
         return torch.zeros(n, dtype=torch.long, device=d.device)
-    amount = d.log_integers(1, spec.max_episodes, n)
+    amount = d.log_integers(spec.min_episodes, spec.max_episodes, n)
     return torch.where(d.bernoulli(spec.zero_data_prob, n), 0, amount)
 
 

@@ -49,18 +49,41 @@ def build_model(cfg: PretrainConfig, device: torch.device) -> IcrlModel:
 
 
 class Stage1Loss(torch.nn.Module):
-    """Cross-entropy of the model's policy to the Boltzmann targets over known states, and its accuracy.
+    """Cross-entropy of the model's policy to the Boltzmann targets over known states (plus the weighted
+    reward-scale regression), and its accuracy.
 
     Wrapping the loss in a module lets DistributedDataParallel see the whole forward pass.
     """
 
-    def __init__(self, model: IcrlModel, optimism: bool):
+    def __init__(self, model: IcrlModel, optimism: bool, scale_weight: float = 0.0):
         super().__init__()
-        self.model, self.optimism = model, optimism
+        self.model, self.optimism, self.scale_weight = model, optimism, scale_weight
 
     def forward(self, batch: TrainingBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.model(batch.stats, optimism=self.optimism).logits(batch.steps_to_go).float()
-        return policy_loss(logits, batch)
+        out = self.model(batch.stats, optimism=self.optimism)
+        loss, accuracy = policy_loss(out.logits(batch.steps_to_go).float(), batch)
+        if self.scale_weight > 0:
+            loss = loss + self.scale_weight * scale_loss(out.reward_scale.float(), batch)
+        return loss, accuracy
+
+
+def scale_loss(reward_scale: torch.Tensor, batch: TrainingBatch) -> torch.Tensor:
+    """Squared log error of the model's reward-scale estimate against the true MDP's largest ``|R(s, a)|``.
+
+    This is what teaches the network how large the rewards it has not seen yet may be (the hint the
+    classical baselines are handed). Only MDPs whose data holds a nonzero reward count: before that the
+    scale has no unit, and greedy actions do not depend on it.
+
+    :param reward_scale: the model's estimate ``[B]``, in reward units
+    :param batch: the MDPs and their statistics
+    :return: the mean over the MDPs that count (0 if none does)
+    """
+    mdps, stats = batch.mdps, batch.stats
+    valid = mdps.state_mask[:, :, None] & mdps.action_mask[:, None, :]
+    true_max = mdps.R.abs().masked_fill(~valid, 0.0).amax(dim=(1, 2)).float()
+    seen = ((stats.counts > 0) & (stats.reward_mean != 0)).flatten(1).any(dim=1) & (true_max > 0)
+    error = (reward_scale.clamp_min(1e-12).log() - true_max.clamp_min(1e-12).log()).square()
+    return (error * seen).sum() / seen.sum().clamp(min=1)
 
 
 def policy_loss(logits: torch.Tensor, batch: TrainingBatch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -139,15 +162,18 @@ def evaluate(
     :param families: family names to evaluate, each alone
     :param device: where to run
     :param online_episodes: episodes of the online evaluation (0 skips it)
-    :return: ``{"<family>/accuracy", "<family>/loss", "<family>/online_return"}``
+    :return: ``{"<family>/accuracy", "<family>/loss", "<family>/scale_log_error", "<family>/online_return"}``
+        (``scale_log_error``: root mean squared log error of the reward-scale estimate, see :func:`scale_loss`)
     """
     out: dict[str, float] = {}
     prior, spec = PriorSpec.from_config(cfg), DataSpec.from_config(cfg)
     for name in families:
         g = derived_generator(cfg, device, "eval", name)
         batch = sample_training_batch(cfg.eval_batch_size, {name: 1.0}, prior, spec, g, device)
-        loss, acc = policy_loss(model(batch.stats, optimism=False).logits(batch.steps_to_go).float(), batch)
+        output = model(batch.stats, optimism=False)
+        loss, acc = policy_loss(output.logits(batch.steps_to_go).float(), batch)
         out[f"{name}/loss"], out[f"{name}/accuracy"] = float(loss), float(acc)
+        out[f"{name}/scale_log_error"] = float(scale_loss(output.reward_scale.float(), batch).sqrt())
         if online_episodes:
             out[f"{name}/online_return"] = online_score(model, cfg, {name: 1.0}, g, cfg.eval_batch_size,
                                                         online_episodes, device)
@@ -259,7 +285,7 @@ def train(
         meta = load_train_state(cfg.checkpoint_dir, model, optimizer)
         _check_resumable(cfg, meta["config"])
         state = RunState(meta["step"], meta["generation"], meta["wall_time"], meta["metrics"])
-    loss_module: torch.nn.Module = Stage1Loss(model, cfg.stage1_optimism)
+    loss_module: torch.nn.Module = Stage1Loss(model, cfg.stage1_optimism, cfg.scale_loss_weight)
     if info.enabled:
         device_ids = [device.index] if device.type == "cuda" else None
         loss_module = DistributedDataParallel(loss_module, device_ids=device_ids, find_unused_parameters=True)
