@@ -106,6 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_positive, default=2, help="parallel worker processes")
     p.add_argument("--out", default=os.path.join(DEFAULT_OUT, "prior"), help="results folder")
 
+    p = sub.add_parser("accuracy", help="policy accuracy vs the Boltzmann target, by family and data amount")
+    p.add_argument("--weights", default="", help="comma-separated checkpoints (default: the shipped weights)")
+    p.add_argument("--families", default="", help="prior families (default: all)")
+    p.add_argument("--episodes", type=_ints, default=[0, 1, 4, 16, 64], help="episodes of data per MDP")
+    p.add_argument("--mdps", type=_positive, default=128, help="MDPs per family and amount")
+    p.add_argument("--seed", type=int, default=0, help="seed of the MDP and data draws")
+    p.add_argument("--out", default=os.path.join(DEFAULT_OUT, "accuracy"), help="results folder")
+
     p = sub.add_parser("pretrain-speed", help="pretraining throughput (MDPs/s, steps/s)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     p.add_argument(
@@ -199,6 +207,12 @@ def _run(args: argparse.Namespace, command: str) -> dict:
         return run_prior(
             families, args.agents, args.mdps, args.episodes, args.seed, args.workers, args.weights, args.out, command
         )
+    if args.command == "accuracy":
+        from icrl_agent.bench.accuracy import run_accuracy
+
+        weights = [w for w in args.weights.split(",") if w] or [None]
+        families = [f for f in args.families.split(",") if f]
+        return run_accuracy(weights, families, args.episodes, args.mdps, args.seed, args.out, command)
     from icrl_agent.bench.pretrain_speed import run_pretrain_speed
 
     result = run_pretrain_speed(args.device, args.config)
