@@ -12,6 +12,8 @@ class InContextLearner(Protocol):
 
     def open_stream(self) -> int: ...
 
+    def reset_episode(self, stream: int = 0) -> None: ...
+
     def observe(
         self, obs: Any, action: Any, reward: float, next_obs: Any, terminated: bool, truncated: bool, *, stream: int = 0
     ) -> None: ...
@@ -25,7 +27,9 @@ class InContextWrapper(gym.Wrapper):
     whose sub-envs each wrap one env around the *same* agent. Each wrapper is its own stream of
     episodes for the agent (its own elapsed-step counter and initial states), numbered in the order
     the wrappers are made, which is the order of a vector env's sub-envs. The reset observation that a
-    vector env returns after an episode's end comes from ``reset`` and is never counted as a transition.
+    vector env returns after an episode's end comes from ``reset`` and is never counted as a transition;
+    a ``reset`` in the middle of an episode abandons it (``agent.reset_episode``), so the next episode
+    starts at step 0.
 
     Use ``SyncVectorEnv``: an ``AsyncVectorEnv`` runs its sub-envs in other processes, where the agent
     would be a copy that learns nothing the caller sees.
@@ -42,6 +46,8 @@ class InContextWrapper(gym.Wrapper):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
         obs, info = self.env.reset(seed=seed, options=options)
+        if self._last_obs is not None:  # an episode was still open: it is abandoned, not continued
+            self.agent.reset_episode(stream=self.stream)
         self._last_obs = obs
         return obs, info
 

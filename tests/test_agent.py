@@ -157,6 +157,25 @@ def test_vector_env_sub_envs_share_one_agent_and_reset_steps_are_not_counted(mod
     assert agent.stats.n_transitions == steps - 3 * 2
 
 
+def test_wrapper_reset_mid_episode_abandons_it_instead_of_continuing_it(model):
+    # regression: a reset before the episode's end left the stream's step counter running, so the next
+    # episode was counted as its continuation (one 25-step episode, horizon inferred 25 on RiverSwim's 20)
+    env = gym.make("icrl/RiverSwim-v0")
+    agent = make_agent(env, model)
+    wrapped = InContextWrapper(env, agent)
+    wrapped.reset(seed=0)
+    for _ in range(5):
+        wrapped.step(1)
+    wrapped.reset()
+    assert agent.stats.stream_step(wrapped.stream) == 0
+    done = False
+    while not done:
+        _, _, terminated, truncated, _ = wrapped.step(1)
+        done = terminated or truncated
+    assert agent.stats.episode_lengths == [20]
+    assert agent.horizon == 20 and agent.stats.n_transitions == 25
+
+
 def test_shipped_weights_load_and_match_their_model_card():
     import json
 
