@@ -17,7 +17,13 @@ from icrl_agent.checkpoint import load_checkpoint
 from icrl_agent.pretraining.config import PretrainConfig, config_from_dict, load_config
 from icrl_agent.pretraining.data import DataSpec, boltzmann_targets, sample_training_batch
 from icrl_agent.pretraining.prior import FAMILIES, SAMPLERS, PriorSpec, _Draw, sample_mdps
-from icrl_agent.pretraining.rollouts import exact_values, normalized_returns, online_returns, optimal_q_to_go
+from icrl_agent.pretraining.rollouts import (
+    exact_values,
+    greedy_action,
+    normalized_returns,
+    online_returns,
+    optimal_q_to_go,
+)
 from icrl_agent.pretraining.train import scale_loss, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -115,6 +121,21 @@ def test_scale_loss_targets_the_true_reward_max_where_rewards_were_seen():
     # an MDP whose data holds no nonzero reward does not count, whatever the estimate
     wrong_where_unseen = torch.where(seen, true_max, true_max * 1e6)
     assert float(scale_loss(wrong_where_unseen, batch)) < 1e-10
+
+
+def test_greedy_action_breaks_ties_at_random_like_the_agent():
+    spec = PriorSpec(min_states=4, max_states=4, max_actions=3, max_horizon=5)
+    mdps = sample_mdps(1, {"garnet": 1.0}, spec, torch.Generator().manual_seed(0))
+    n_actions = int(mdps.action_mask[0].sum())
+    q = torch.zeros(1, int(mdps.horizon[0]), 4, mdps.action_mask.shape[1])  # a state planned as unknown
+    lanes, state = torch.zeros(3000, dtype=torch.long), torch.zeros(3000, dtype=torch.long)
+    picks = greedy_action(mdps, q, lanes, 0, state, torch.Generator().manual_seed(0))
+    share = torch.bincount(picks, minlength=n_actions).float() / len(picks)
+    assert torch.allclose(share[:n_actions], torch.full((n_actions,), 1 / n_actions), atol=0.04)
+    q[0, :, 0, n_actions - 1] = 1.0  # a strict best action is always taken
+    picks = greedy_action(mdps, q, lanes, 0, state, torch.Generator().manual_seed(0))
+    assert (picks == n_actions - 1).all()
+    assert (greedy_action(mdps, q * 0, lanes, 0, state) == 0).all()  # no generator: the first tie
 
 
 def test_online_returns_of_the_true_q_are_optimal():

@@ -151,13 +151,29 @@ def epsilon_greedy(
 
 
 def greedy_action(
-    mdps: MDPBatch, q_to_go: torch.Tensor, lane_mdp: torch.Tensor, t: int, state: torch.Tensor
+    mdps: MDPBatch,
+    q_to_go: torch.Tensor,
+    lane_mdp: torch.Tensor,
+    t: int,
+    state: torch.Tensor,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """First maximizing valid action of ``q_to_go[b, H_b - t - 1, s]`` per lane."""
+    """A maximizing valid action of ``q_to_go[b, H_b - t - 1, s]`` per lane.
+
+    Ties (relative tolerance 1e-9, as :func:`icrl_agent.base.best_actions`) go to a uniformly random tied
+    action when a ``generator`` is given, else to the first. Random ties matter for an online agent: in a
+    state met after its plan was made every action ties, and always taking action 0 there is a policy
+    no real agent follows (the :class:`~icrl_agent.Agent` picks at random too).
+    """
     k = (mdps.horizon[lane_mdp] - t - 1).clamp(min=0, max=q_to_go.shape[1] - 1)
     q = q_to_go[lane_mdp, k, state].float()
     q = q.masked_fill(~mdps.action_mask[lane_mdp], float("-inf"))
-    return q.argmax(dim=-1)
+    if generator is None:
+        return q.argmax(dim=-1)
+    top = q.amax(dim=-1, keepdim=True)
+    tied = q >= top - 1e-9 * top.abs().clamp(min=1.0)
+    u = torch.rand(q.shape, generator=generator, device=q.device)
+    return (u * tied).argmax(dim=-1)
 
 
 def optimal_q_to_go(mdps: MDPBatch) -> torch.Tensor:
@@ -247,7 +263,7 @@ def planned_episodes(
         # the agent sees its start state before it acts, but has not counted it yet
         known = torch.nn.functional.one_hot(start, sub.initial.shape[1]).bool()
         q = planner(sub_acc.stats_batch(sub, extra_known=known))
-        choose = lambda lm, t, s, q=q, sub=sub: greedy_action(sub, q, lm, t, s)  # noqa: E731
+        choose = lambda lm, t, s, q=q, sub=sub: greedy_action(sub, q, lm, t, s, generator)  # noqa: E731
         returns[lane_mdp, e] = run_episodes(sub, sub_acc, lanes, choose, generator, start=start)
         if not everyone:
             acc.assign(lane_mdp, sub_acc)
