@@ -20,6 +20,7 @@ import sys
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 import icrl_agent  # noqa: F401  (registers the icrl/... envs; the MiniGrid ones need minigrid installed)
 from icrl_agent import Agent, solvers
@@ -63,6 +64,7 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=5, help="print progress every this many episodes")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    torch.set_num_threads(1)  # the agent's network is small: more threads only contend, a lot on a busy CPU
 
     unshadow_minigrid()  # before gym.make, which imports minigrid
     env = gym.make(args.env)

@@ -15,6 +15,7 @@ import argparse
 
 import gymnasium as gym
 import numpy as np
+import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from icrl_agent import Agent, InContextWrapper
@@ -62,6 +63,7 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=20, help="print the mean return of each block of this many")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    torch.set_num_threads(1)  # the agent's network is small: more threads only contend, a lot on a busy CPU
 
     single = gym.make(args.env)
     agent = Agent(single.observation_space, single.action_space, seed=args.seed)
