@@ -1,6 +1,6 @@
 """Quickstart: the pretrained agent learns RiverSwim in context, in a plain Gymnasium loop.
 
-    python examples/quickstart.py                       # 100 episodes, a few seconds
+    python examples/quickstart.py                       # 100 episodes, under half a minute
     python examples/quickstart.py --episodes 30 --every 5
 
 There is no training step: ``agent.act(obs)`` picks an action, ``agent.observe(...)`` hands back what
