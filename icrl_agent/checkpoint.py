@@ -30,12 +30,16 @@ _REMEDY = "re-download the checkpoint or retrain with `python -m icrl_agent.pret
 def checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:
     """The weights and card files a checkpoint path stands for.
 
-    :param path: a directory (files ``model.safetensors`` / ``model.json`` inside), a stem, or either file
+    :param path: a directory (``model.safetensors`` / ``model.json`` inside, or the only weights + card
+        pair there, e.g. a pretraining ``out_dir``), a stem, or either file
     :return: ``(weights_path, card_path)``
     """
     p = Path(path)
     if p.is_dir():
         stem = p / DEFAULT_STEM
+        pairs = [w.with_suffix("") for w in sorted(p.glob("*.safetensors")) if w.with_suffix(".json").is_file()]
+        if not stem.with_suffix(".safetensors").exists() and len(pairs) == 1:
+            stem = pairs[0]
     elif p.suffix == ".json":
         return p.with_suffix(".safetensors"), p
     elif p.is_file():  # the weights file itself, whatever its suffix (a .pt or .pkl is refused later)

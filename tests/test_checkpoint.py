@@ -69,6 +69,17 @@ def test_every_path_form_finds_the_same_checkpoint(tmp_path, saved):
     load_checkpoint(tmp_path)
 
 
+def test_a_run_directory_with_one_named_checkpoint_loads(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    save_checkpoint(run / "icrl-custom", small_model(), {}, {})  # what a pretraining out_dir holds
+    assert checkpoint_paths(run) == (run / "icrl-custom.safetensors", run / "icrl-custom.json")
+    load_checkpoint(run)
+    save_checkpoint(run / "another", small_model(), {}, {})  # two candidates: ambiguous, no guess
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(run)
+
+
 def test_float64_model_round_trips_in_float64(tmp_path):
     model = small_model().double()
     save_checkpoint(tmp_path / "d", model, {}, {})
