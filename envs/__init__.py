@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import gymnasium as gym
+
 from icrl_agent.envs.classic import Chain, DeepSea, RiverSwim, SixArms
 from icrl_agent.envs.gridworld import FourRooms, GridWorld, OpenRoom
 from icrl_agent.envs.tabular import TabularEnv

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
 from icrl_agent.envs.tabular import TabularEnv, terminal_self_loops
 
 # FrozenLake's action order: left, down, right, up (row, col deltas)

@@ -11,6 +11,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+
 from icrl_agent.envs.tabular import TabularEnv, terminal_self_loops
 
 Outcomes = list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]]

@@ -18,12 +18,12 @@ import time
 
 import gymnasium as gym
 import torch
-from icrl_agent.baselines.sb3 import SMALL_BUDGET_PARAMS
 from stable_baselines3 import DQN, PPO
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 
 import icrl_agent
+from icrl_agent.baselines.sb3 import SMALL_BUDGET_PARAMS
 from icrl_agent.bench.common import env_reference
 
 ENV_ID = "icrl/FrozenLake4x4-v0"

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import gymnasium as gym
-import icrl_agent.envs  # noqa: F401  (registers the icrl/ envs, when present)
 import numpy as np
 import pytest
 from gymnasium import spaces
+
+import icrl_agent.envs  # noqa: F401  (registers the icrl/ envs, when present)
+from icrl_agent.base import DEFAULT_HORIZON, TabularAgent
 from icrl_agent.baselines import PSRL, UCBVI, VILCB, OptimisticVI, QLearning, Random
 from icrl_agent.baselines._planning import certainty_equivalent_q
-
-from icrl_agent.base import DEFAULT_HORIZON, TabularAgent
 from icrl_agent.solvers import finite_horizon_q, optimal_value, policy_value, random_value
 
 ALL = (OptimisticVI, PSRL, UCBVI, VILCB, QLearning, Random)

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from gymnasium.error import ResetNeeded
 from gymnasium.utils.env_checker import check_env
+
+import icrl_agent
 from icrl_agent.envs import (
     ALL_ENV_IDS,
     TABULAR_ENV_IDS,
@@ -21,8 +23,6 @@ from icrl_agent.envs import (
     Taxi,
     register_tabular_envs,
 )
-
-import icrl_agent
 from icrl_agent.solvers import finite_horizon_q
 
 

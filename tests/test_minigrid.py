@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from gymnasium.error import ResetNeeded
 from gymnasium.utils.env_checker import check_env
-from icrl_agent.envs.minigrid_tabular import MINIGRID_ENV_IDS, MiniGridTabular, register_minigrid_envs
 
 from icrl_agent import solvers
+from icrl_agent.envs.minigrid_tabular import MINIGRID_ENV_IDS, MiniGridTabular, register_minigrid_envs
 
 # The wrapper module never imports minigrid; the tests need it.
 pytest.importorskip("minigrid")
