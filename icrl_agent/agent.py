@@ -28,7 +28,7 @@ from icrl_agent.checkpoint import checkpoint_sha256, load_checkpoint
 from icrl_agent.model import IcrlModel
 from icrl_agent.spaces import space_from_signature
 
-SHIPPED_WEIGHTS = "icrl-v0"
+SHIPPED_WEIGHTS = "icrl-v1"
 """Stem of the shipped weights inside the package's ``weights/`` folder."""
 
 _SAVE_FORMAT = "icrl_agent-agent"
