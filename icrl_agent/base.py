@@ -10,9 +10,10 @@ overrides :meth:`_action_probabilities` / :meth:`_select`) and how it learns fro
 One rule for what the agent is not told, used by every agent:
 
 - **Horizon** :attr:`TabularAgent.horizon`: the ``horizon=`` hint if given; else the longest truncated
-  episode seen (a time limit reveals itself); else, when every finished episode terminated,
-  ``2 x`` the longest episode seen (none was cut, so the limit is at least that long; doubling leaves
-  room for longer paths without letting optimistic values grow unboundedly); else
+  episode seen, when no episode ran longer (a time limit reveals itself); else ``2 x`` the longest
+  episode seen (nothing shows the limit: no episode was cut, or only shorter ones were, like the partial
+  last episode of a dataset; doubling leaves room for longer paths without letting optimistic values
+  grow unboundedly); else
   :data:`DEFAULT_HORIZON` before any episode ended. Elapsed steps beyond it use the last step's plan.
 - **Reward scale** :attr:`TabularAgent.reward_scale`: the ``reward_max=`` hint if given, else the
   largest ``|r|`` seen so far (0 before any non-zero reward). :attr:`TabularAgent.reward_span` is the
@@ -218,13 +219,15 @@ class TabularAgent:
         """Planning horizon: the hint, else the time limit seen, else 2 x the longest episode, else 100."""
         if self.horizon_hint is not None:
             return self.horizon_hint
-        if self.stats.max_truncated_length > 0:
-            return self.stats.max_truncated_length
         n = self.stats.n_episodes
         if n == 0:
             return DEFAULT_HORIZON
         if self._longest[0] != n:
             self._longest = (n, max(self.stats.episode_lengths))
+        truncated_at = self.stats.max_truncated_length
+        if truncated_at > 0 and truncated_at >= self._longest[1]:
+            return truncated_at
+        # a truncation shorter than some episode was not a time limit (e.g. a dataset cut mid-episode)
         return _HORIZON_FACTOR * self._longest[1]
 
     @property

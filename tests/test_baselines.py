@@ -348,6 +348,13 @@ def test_horizon_and_reward_scale_inference():
     for t in range(3):
         agent.observe(0, 1, 0.0, 1, False, t == 2)  # truncated after 3 steps: a time limit
     assert agent.horizon == 3
+    agent.observe(0, 1, 0.0, 1, False, True)  # a 1-step truncation (a cut, not the limit): still 3
+    assert agent.horizon == 3
+    cut = OptimisticVI(spaces.Discrete(3), spaces.Discrete(2), seed=0)
+    for t in range(5):
+        cut.observe(0, 0, 0.0, 1, t == 4, False)  # a 5-step episode that terminated
+    cut.observe(0, 0, 0.0, 1, False, True)  # then a dataset's partial last episode, cut after 1 step
+    assert cut.horizon == 10  # 2 x the longest episode, not the 1-step cut
     hinted = OptimisticVI(spaces.Discrete(3), spaces.Discrete(2), horizon=7, reward_max=10)
     hinted.observe(0, 0, 50.0, 1, False, True)
     assert hinted.horizon == 7 and hinted.reward_scale == 10.0
