@@ -412,10 +412,10 @@ class IcrlModel(nn.Module):
         last = self.sa_head[-1]
         with torch.no_grad():
             last.weight.mul_(0.1)
-            # start near w_r = 1 pseudo-count (sigmoid(-2.2) * 10), the other terms at their midpoints
-            last.bias.copy_(
-                torch.tensor([math.log(1.0 / (self.config.max_pseudo_count - 1.0)), 0.0, 0.0, 0.0])
-            )
+            # start near w_r = 1 pseudo-count (half the cap if that is lower), the other terms at their midpoints
+            cap = self.config.max_pseudo_count
+            start = min(1.0, cap / 2)
+            last.bias.copy_(torch.tensor([math.log(start / (cap - start)), 0.0, 0.0, 0.0]))
 
     def optimism_parameters(self) -> list[nn.Parameter]:
         """The few global constants stage-2 evolution strategies tune (empty for ``head="gat_policy"``).

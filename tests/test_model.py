@@ -298,3 +298,10 @@ def test_bad_input_is_refused_clearly():
         ModelConfig(head="mlp")
     with pytest.raises(ValueError, match="unknown ModelConfig keys"):
         ModelConfig.from_dict({"d_model": 32, "depth": 3})
+
+
+@pytest.mark.parametrize("cap", [0.5, 1.0, 10.0])
+def test_any_positive_reward_pseudo_count_cap_builds_and_starts_below_it(cap):
+    model = IcrlModel(ModelConfig(d_model=16, n_heads=2, n_rounds=1, max_pseudo_count=cap))
+    start = cap * torch.sigmoid(model.sa_head[-1].bias[0].detach())
+    assert 0 < float(start) < cap and abs(float(start) - min(1.0, cap / 2)) < 1e-5
