@@ -328,7 +328,8 @@ class TabularAgent:
         :param episode_start: optional bools ``[n_envs]``: which rows start an episode
         :param deterministic: the exploitation policy
         :return: ``(actions, state)``: an int64 array of shape ``(n_envs,)``, or ``()`` for one observation
-        :raises ValueError: if the observation fits neither the space nor a batch of it
+        :raises ValueError: if the observation fits neither the space nor a batch of it, or a row is outside
+            the space; nothing is reset and no action is drawn then
         """
         n = _batch_size(observation, self.observation_space)
         rows = (
@@ -336,6 +337,8 @@ class TabularAgent:
             if n is None
             else [_batch_row(observation, self.observation_space, i) for i in range(n)]
         )
+        for row in rows:  # every row is checked before any episode is reset or any action drawn
+            self.stats.indexer.key(row)
         first = max(0, self._n_streams - len(rows))
         if episode_start is not None:
             for i, start in enumerate(np.asarray(episode_start, bool).reshape(-1)[: len(rows)]):

@@ -316,6 +316,18 @@ def test_predict_single_and_batch(cls):
         agent.predict(np.zeros((2, 2), np.int64))
 
 
+@pytest.mark.parametrize("cls", ALL)
+def test_predict_with_a_bad_row_changes_nothing(cls):
+    agent = cls(spaces.Discrete(4), spaces.Discrete(2), seed=0)
+    agent.observe(0, 1, 0.0, 1, False, False)  # stream 0 mid-episode
+    before, rng = _snapshot(agent), agent.rng.bit_generator.state
+    with pytest.raises(ValueError, match="not in the observation space"):
+        agent.predict(np.array([1, 9]), episode_start=np.array([True, True]))
+    after = _snapshot(agent)
+    assert after[1] == before[1] and agent.stats.episode_step == 1  # the open episode was not abandoned
+    assert agent.rng.bit_generator.state == rng  # no action drawn for the good row: later actions unchanged
+
+
 def test_predict_on_a_multidiscrete_batch():
     agent = OptimisticVI(spaces.MultiDiscrete([2, 3]), spaces.Discrete(2), seed=0)
     actions, _ = agent.predict(np.array([[0, 1], [1, 2], [1, 0]]))
