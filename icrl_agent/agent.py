@@ -231,7 +231,7 @@ class Agent(TabularAgent):
         agent = cls(obs_space, act_space, seed=meta["seed"], weights=path, device=device, **meta["hints"])
         if agent.weights["sha256"] != meta["weights"]["sha256"]:
             raise ValueError(
-                f"the weights at {path} changed since the agent was saved (sha256 mismatch): restore the "
+                f"the weights at {path or shipped_weights_path()} changed since the agent was saved (sha256 mismatch): restore the "
                 "checkpoint the agent was saved with"
             )
         stats_arrays = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("stats/")}
@@ -265,9 +265,10 @@ def _read_agent_file(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], di
     return arrays, meta
 
 
-def _weights_path(ref: dict[str, str]) -> Path:
+def _weights_path(ref: dict[str, str]) -> Path | None:
+    """The ``weights=`` argument that rebuilds a saved weights reference (None: the shipped weights)."""
     if ref.get("source") == "shipped":
-        return shipped_weights_path()
+        return None
     if ref.get("source") == "path":
         return Path(ref["path"])
     raise ValueError(

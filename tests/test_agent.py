@@ -72,6 +72,13 @@ def test_save_load_round_trip_continues_identically(model, tmp_path):
     assert run(agent, env_a, 80, seed=9) == run(restored, env_b, 80, seed=9)
 
 
+def test_shipped_weights_reference_survives_save_load_save(tmp_path):
+    agent = Agent(spaces.Discrete(3), spaces.Discrete(2), seed=0)
+    agent.save(tmp_path / "a.npz")
+    restored = Agent.load(tmp_path / "a.npz")
+    assert restored.weights == agent.weights and restored.weights["source"] == "shipped"
+
+
 def test_a_pickle_given_as_checkpoint_is_refused_unexecuted(model, tmp_path):
     sentinel = tmp_path / "executed"
 
