@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ SHIPPED_WEIGHTS = "icrl-v1"
 _SAVE_FORMAT = "icrl_agent-agent"
 _SAVE_VERSION = 1
 _ZIP_MAGIC = b"PK\x03\x04"
+_META_KEYS = ("weights", "seed", "rng", "hints", "rewards_seen", "n_streams", "replan", "plans", "stats")
 
 
 def shipped_weights_path() -> Path:
@@ -227,23 +229,32 @@ class Agent(TabularAgent):
         arrays, meta = _read_agent_file(path)
         obs_space = observation_space or space_from_signature(meta["stats"]["observation_space"])
         act_space = action_space or space_from_signature(meta["stats"]["action_space"])
-        path = _weights_path(meta["weights"])
-        agent = cls(obs_space, act_space, seed=meta["seed"], weights=path, device=device, **meta["hints"])
+        weights = _weights_path(meta["weights"])
+        agent = cls(obs_space, act_space, seed=meta["seed"], weights=weights, device=device, **meta["hints"])
         if agent.weights["sha256"] != meta["weights"]["sha256"]:
             raise ValueError(
-                f"the weights at {path or shipped_weights_path()} changed since the agent was saved (sha256 mismatch): restore the "
-                "checkpoint the agent was saved with"
+                f"the weights at {weights or shipped_weights_path()} changed since the agent was saved (sha256 "
+                "mismatch): restore the checkpoint the agent was saved with"
             )
         stats_arrays = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("stats/")}
         agent.stats.load_state_dict(stats_arrays, meta["stats"])
-        agent.rng.bit_generator.state = meta["rng"]
-        agent.reward_min_seen, agent.reward_max_seen = meta["rewards_seen"]
-        agent._n_streams = meta["n_streams"]
-        agent._replan_requested, agent._news_since_plan, agent._steps_since_plan = meta["replan"]
+        try:
+            agent._restore_state(arrays, meta)
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(
+                f"{path} is a corrupt agent file ({type(err).__name__}: {err}): pass the path given to Agent.save"
+            ) from err
+        return agent
+
+    def _restore_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        """Restore what :meth:`save` wrote besides the statistics: RNG, rewards seen, streams and plans."""
+        self.rng.bit_generator.state = meta["rng"]
+        self.reward_min_seen, self.reward_max_seen = meta["rewards_seen"]
+        self._n_streams = meta["n_streams"]
+        self._replan_requested, self._news_since_plan, self._steps_since_plan = meta["replan"]
         for tag, info in meta["plans"].items():
             plan = _Plan(arrays[f"plan/{tag}/q"], info["version"], info["horizon"], arrays[f"plan/{tag}/counts"])
-            agent._plans[tag == "explore"] = plan
-        return agent
+            self._plans[tag == "explore"] = plan
 
 
 def _read_agent_file(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -258,10 +269,14 @@ def _read_agent_file(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], di
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
         meta = json.loads(str(arrays.pop("meta")))
-    except (ValueError, KeyError, OSError) as err:
+    except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as err:
         raise ValueError(f"{path} is not a readable agent file ({err}): pass the path given to Agent.save") from err
-    if meta.get("format") != _SAVE_FORMAT:
-        raise ValueError(f"{path} is not an agent file (format {meta.get('format')!r}): pass an Agent.save file")
+    if not isinstance(meta, dict) or meta.get("format") != _SAVE_FORMAT:
+        kind = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise ValueError(f"{path} is not an agent file (format {kind!r}): pass an Agent.save file")
+    missing = [k for k in _META_KEYS if k not in meta]
+    if missing:
+        raise ValueError(f"{path} is a corrupt agent file (missing {missing}): pass the path given to Agent.save")
     return arrays, meta
 
 

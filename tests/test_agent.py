@@ -1,5 +1,6 @@
 """The Agent's contract (API.md): actions, determinism, save/load, checkpoints, in-context wrappers."""
 
+import json
 import pickle
 
 import gymnasium as gym
@@ -77,6 +78,30 @@ def test_shipped_weights_reference_survives_save_load_save(tmp_path):
     agent.save(tmp_path / "a.npz")
     restored = Agent.load(tmp_path / "a.npz")
     assert restored.weights == agent.weights and restored.weights["source"] == "shipped"
+
+
+@pytest.mark.parametrize("damage", ["truncate", "drop_seed", "drop_stats", "drop_plan"])
+def test_a_corrupt_agent_file_is_a_value_error(model, tmp_path, damage):
+    env = gym.make("icrl/RiverSwim-v0")
+    agent = Agent.from_pretrained(save_checkpoint(tmp_path / "ckpt", model, config={}, card={}), env.observation_space,
+                                  env.action_space)
+    run(agent, env, 30)
+    agent.save(tmp_path / "agent.npz")
+    raw = (tmp_path / "agent.npz").read_bytes()
+    if damage == "truncate":
+        (tmp_path / "agent.npz").write_bytes(raw[: len(raw) // 2])
+    else:
+        with np.load(tmp_path / "agent.npz") as data:
+            arrays = {k: data[k] for k in data.files}
+        meta = json.loads(str(arrays["meta"]))
+        if damage == "drop_plan":
+            arrays = {k: v for k, v in arrays.items() if not k.startswith("plan/")}
+        else:
+            del meta[damage.removeprefix("drop_")]
+        arrays["meta"] = np.array(json.dumps(meta))
+        np.savez(tmp_path / "agent.npz", **arrays)
+    with pytest.raises(ValueError, match="agent.npz is .*agent file"):
+        Agent.load(tmp_path / "agent.npz")
 
 
 def test_a_pickle_given_as_checkpoint_is_refused_unexecuted(model, tmp_path):
