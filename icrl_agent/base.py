@@ -140,13 +140,23 @@ def _slice_obs(obs: Any, sl: slice) -> Any:
     return np.asarray(obs)[sl]
 
 
+def _ended(truncations: np.ndarray, terminations: np.ndarray) -> np.ndarray:
+    """``truncations`` with the last step set if the episode ends with neither flag (it was cut short)."""
+    if truncations.size and truncations.shape == terminations.shape and not (truncations[-1] or terminations[-1]):
+        truncations = truncations.copy()
+        truncations[-1] = True
+    return truncations
+
+
 def dataset_from_episodes(episodes: Any) -> dict[str, Any]:
     """Flatten Minari-style episodes into the dict of arrays that :meth:`SufficientStats.fold` reads.
 
     :param episodes: an iterable of episodes with ``observations`` (one more than actions; an array, or a
         dict/tuple of arrays), ``actions``, ``rewards``, ``terminations``, ``truncations``
         (e.g. ``minari.MinariDataset.iterate_episodes()``)
-    :return: a dict with ``observations, actions, rewards, next_observations, terminations, truncations``
+    :return: a dict with ``observations, actions, rewards, next_observations, terminations, truncations``;
+        an episode whose last step is neither terminated nor truncated is marked truncated there (as
+        Minari's DataCollector marks an episode cut short), so that it never runs on into the next one
     :raises ValueError: if an episode does not have one more observation than actions
     """
     cols: dict[str, list[Any]] = {k: [] for k in ("obs", "next", "actions", "rewards", "term", "trunc")}
@@ -165,7 +175,7 @@ def dataset_from_episodes(episodes: Any) -> dict[str, Any]:
         for key, attr in (("actions", "actions"), ("rewards", "rewards")):
             cols[key].append(np.asarray(getattr(ep, attr)))
         cols["term"].append(np.asarray(ep.terminations, bool))
-        cols["trunc"].append(np.asarray(ep.truncations, bool))
+        cols["trunc"].append(_ended(np.asarray(ep.truncations, bool), cols["term"][-1]))
     if not cols["actions"]:
         raise ValueError("the dataset holds no episodes: nothing to fit")
     return {

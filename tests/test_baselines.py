@@ -409,6 +409,25 @@ def test_fit_reads_minari_style_episodes():
     assert agent.horizon == 4 and agent.act(0, deterministic=True) == 1
 
 
+def test_fit_reads_an_unfinished_minari_episode_as_truncated_not_glued_to_the_next():
+    class Episode:
+        def __init__(self, obs, actions, terminations):
+            self.observations, self.actions = np.array(obs), np.array(actions)
+            self.rewards = np.zeros(len(actions))
+            self.terminations = np.array(terminations)
+            self.truncations = np.zeros(len(actions), bool)  # episode 0 ends with neither flag
+
+    class Dataset:
+        def iterate_episodes(self):
+            yield Episode([0, 1, 2], [1, 1], [False, False])
+            yield Episode([0, 2], [0], [True])
+
+    agent = Random(spaces.Discrete(3), spaces.Discrete(2), seed=0)
+    assert agent.fit(Dataset()) == 3
+    assert agent.stats.episode_lengths == [2, 1] and agent.stats.episode_truncated == [True, False]
+    assert agent.stats.dense().initial_counts.tolist() == [2, 0, 0]
+
+
 def test_psrl_samples_proper_transition_rows():
     """Observed successors, the terminal node and the lumped unseen known states share a mass of 1."""
     agent = PSRL(spaces.Discrete(5), spaces.Discrete(2), seed=0)
