@@ -418,12 +418,17 @@ class TabularAgent:
 
         :param dataset: a dict of arrays ``observations, actions, rewards, next_observations, terminations``
             (+ optional ``truncations``), or a ``minari.MinariDataset`` (anything with ``iterate_episodes()``)
+        The dataset's episodes are offline: an unfinished last one is abandoned, so the next observed
+        transition starts a new episode at step 0 instead of continuing it.
+
         :return: the number of transitions added
         :raises ValueError: a missing key, mismatched lengths or a bad row (named); nothing is added
         """
         if hasattr(dataset, "iterate_episodes"):
             dataset = dataset_from_episodes(dataset.iterate_episodes())
         added = self.stats.fold(dataset)
+        if added:
+            self.stats.reset_episode()
         self._note_rewards(np.asarray(dataset["rewards"], np.float64).reshape(-1))
         self._on_fit(dataset)
         return added

@@ -428,6 +428,24 @@ def test_fit_reads_an_unfinished_minari_episode_as_truncated_not_glued_to_the_ne
     assert agent.stats.dense().initial_counts.tolist() == [2, 0, 0]
 
 
+@pytest.mark.parametrize("cls", ALL)
+def test_online_episodes_after_fit_do_not_continue_the_datasets_last_episode(cls):
+    agent = cls(spaces.Discrete(8), spaces.Discrete(2), seed=0)
+    cut = {  # a time limit of 5, the last episode cut after 3 steps
+        "observations": np.array([0, 1, 2, 3, 4, 0, 1, 2]),
+        "actions": np.zeros(8, np.int64),
+        "rewards": np.zeros(8),
+        "next_observations": np.array([1, 2, 3, 4, 5, 1, 2, 3]),
+        "terminations": np.zeros(8, bool),
+        "truncations": np.array([0, 0, 0, 0, 1, 0, 0, 0], bool),
+    }
+    agent.fit(cut)
+    assert agent.step_of(0) == 0  # the next online episode starts at step 0
+    for s in range(5):  # one online episode, truncated at the time limit
+        agent.observe(s, 1, 0.0, s + 1, False, s == 4)
+    assert agent.stats.episode_lengths == [5, 5] and agent.horizon == 5
+
+
 def test_psrl_samples_proper_transition_rows():
     """Observed successors, the terminal node and the lumped unseen known states share a mass of 1."""
     agent = PSRL(spaces.Discrete(5), spaces.Discrete(2), seed=0)
