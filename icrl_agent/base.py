@@ -213,7 +213,7 @@ class TabularAgent:
         self.action_space = action_space
         self.n_actions = self.stats.n_actions
         self.action_start = self.stats.action_start
-        self.seed = seed
+        self.seed = int(seed) if isinstance(seed, np.integer) else seed  # a NumPy int would not save to JSON
         self.rng = np.random.default_rng(seed)
         self.horizon_hint = _positive_int(horizon, "horizon")
         self.reward_max_hint = _positive_float(reward_max, "reward_max")

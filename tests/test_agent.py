@@ -104,6 +104,16 @@ def test_a_corrupt_agent_file_is_a_value_error(model, tmp_path, damage):
         Agent.load(tmp_path / "agent.npz")
 
 
+def test_a_numpy_integer_seed_saves_and_loads(model, tmp_path):
+    env = gym.make("icrl/RiverSwim-v0")
+    ckpt = save_checkpoint(tmp_path / "ckpt", model, config={}, card={})
+    agent = Agent.from_pretrained(ckpt, env.observation_space, env.action_space, seed=np.int64(3))
+    run(agent, env, 10)
+    agent.save(tmp_path / "agent.npz")
+    restored = Agent.load(tmp_path / "agent.npz")
+    assert restored.seed == 3 and run(restored, env, 20, seed=1) == run(agent, env, 20, seed=1)
+
+
 def test_a_pickle_given_as_checkpoint_is_refused_unexecuted(model, tmp_path):
     sentinel = tmp_path / "executed"
 
