@@ -10,9 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 from gymnasium import spaces
 
-from ._planning import PlanningAgent, backward_induction, expected_next
+from icrl_agent.planning_agent import PlanningAgent
+
+from ._planning import certainty_equivalent_q, empirical_transitions, flat, plan
 
 
 class OptimisticVI(PlanningAgent):
@@ -53,19 +56,18 @@ class OptimisticVI(PlanningAgent):
             raise ValueError(f"c must be >= 0, got {c!r}")
         self.c = float(c)
 
-    def _plan(self, horizon: int) -> np.ndarray:
+    def _make_plan(self, horizon: int, optimistic: bool) -> np.ndarray:
         sp = self.stats.sparse()
-        counts = sp.counts.reshape(-1)
+        if not optimistic:
+            return certainty_equivalent_q(sp, horizon)
+        counts = flat(sp.counts)
         unvisited = counts == 0
-        prob = sp.p_hat
-        bonus = self.c * self.reward_span / np.sqrt(counts + 1.0)
-        reward = sp.reward_mean.reshape(-1)
+        transitions, reward = empirical_transitions(sp), flat(sp.reward_mean)
+        bonus = self.c * self.reward_span / torch.sqrt(counts + 1.0)
         r_hi = self.reward_scale
 
-        def backup(t: int, v_next: np.ndarray) -> np.ndarray:
-            h = horizon - t
-            q = reward + h * bonus + expected_next(sp.src, prob, v_next[sp.dst], counts.size)
-            q[unvisited] = h * r_hi
-            return q
+        def backup(k: int, v: torch.Tensor) -> torch.Tensor:  # k steps to go
+            q = transitions.expect(v, reward + k * bonus).reshape(-1)
+            return torch.where(unvisited, k * r_hi, q)
 
-        return backward_induction(horizon, sp.n_states, sp.n_actions, backup)
+        return plan(backup, horizon, sp)

@@ -5,9 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 from gymnasium import spaces
 
-from ._planning import PlanningAgent, backward_induction, expected_next
+from icrl_agent import solvers
+from icrl_agent.planning_agent import PlanningAgent
+
+from ._planning import certainty_equivalent_q, flat, plan
 
 
 class PSRL(PlanningAgent):
@@ -82,21 +86,22 @@ class PSRL(PlanningAgent):
 
     def _solve(self, reward: np.ndarray, horizon: int) -> np.ndarray:
         sp = self.stats.sparse()
-        S, size = sp.n_states, sp.counts.size
+        S, A = sp.n_states, sp.n_actions
         prob, lump, unseen = self._transition_weights()
-        per_unseen = np.divide(lump, unseen, out=np.zeros_like(lump), where=unseen > 0)
+        per_unseen = flat(np.divide(lump, unseen, out=np.zeros_like(lump), where=unseen > 0))
+        sampled = solvers.SparseTransitions.from_numpy(sp.src, sp.dst, prob, S, A)
+        edges = solvers.SparseTransitions.from_numpy(sp.src, sp.dst, np.ones_like(prob), S, A)
+        reward_t = flat(reward)
 
-        def backup(t: int, v_next: np.ndarray) -> np.ndarray:
-            on_seen = expected_next(sp.src, np.ones_like(prob), v_next[sp.dst], size)
-            return (
-                reward
-                + expected_next(sp.src, prob, v_next[sp.dst], size)
-                + per_unseen * (v_next.sum() - on_seen)
-            )
+        def backup(k: int, v: torch.Tensor) -> torch.Tensor:
+            on_seen = edges.expect(v).reshape(-1)  # value summed over each pair's seen successors
+            return sampled.expect(v, reward_t).reshape(-1) + per_unseen * (v.sum() - on_seen)
 
-        return backward_induction(horizon, S, sp.n_actions, backup)
+        return plan(backup, horizon, sp)
 
-    def _plan(self, horizon: int) -> np.ndarray:
+    def _make_plan(self, horizon: int, optimistic: bool) -> np.ndarray:
+        if not optimistic:
+            return certainty_equivalent_q(self.stats.sparse(), horizon)
         mu, kappa, a, b = self._reward_posterior()
         tau = self.rng.gamma(a, 1.0 / b)
         reward = self.rng.normal(mu, 1.0 / np.sqrt(kappa * tau))

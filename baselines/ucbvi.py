@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 from gymnasium import spaces
 
-from ._planning import PlanningAgent, backward_induction, expected_next
+from icrl_agent.planning_agent import PlanningAgent
+
+from ._planning import certainty_equivalent_q, empirical_transitions, flat, plan
 
 _BONUSES = ("hoeffding", "bernstein")
 
@@ -66,40 +69,31 @@ class UCBVI(PlanningAgent):
         S, A = self.stats.n_states, self.n_actions
         return float(np.log(5 * S * A * (self.stats.n_transitions + horizon) / self.delta))
 
-    def _plan(self, horizon: int) -> np.ndarray:
+    def _make_plan(self, horizon: int, optimistic: bool) -> np.ndarray:
         sp = self.stats.sparse()
+        if not optimistic:
+            return certainty_equivalent_q(sp, horizon)
         S, A = sp.n_states, sp.n_actions
-        counts = sp.counts.reshape(-1)
+        counts = flat(sp.counts)
         unvisited = counts == 0
-        n = np.maximum(counts, 1).astype(np.float64)
-        prob, reward = sp.p_hat, sp.reward_mean.reshape(-1)
+        n = counts.clamp_min(1.0)
+        transitions, reward = empirical_transitions(sp), flat(sp.reward_mean)
         r, H, L = self.reward_scale, horizon, self._log_term(horizon)
         if self.bonus == "hoeffding":
-            fixed = 7 * H * r * L / np.sqrt(n)
-            variance_bonus = None
+            fixed = 7 * H * r * L / torch.sqrt(n)
         else:
-            visits = sp.counts.sum(axis=1).astype(np.float64)
-            cap = (H * r) ** 2
-            with np.errstate(divide="ignore"):
-                per_state = np.minimum(100**2 * H**3 * S**2 * A * L**2 * r**2 / visits, cap)
-            fixed = 14 * H * r * L / (3 * n) + np.sqrt(
-                8 * expected_next(sp.src, prob, per_state[sp.dst], S * A) / n
-            )
-
-            def variance_bonus(v_next: np.ndarray, mean: np.ndarray) -> np.ndarray:
-                second = expected_next(sp.src, prob, v_next[sp.dst] ** 2, S * A)
-                return np.sqrt(8 * L * np.maximum(second - mean**2, 0.0) / n)
-
+            visits = torch.tensor(sp.counts.sum(axis=1), dtype=torch.float64)
+            # 1 / 0 = inf: a never-left state's term saturates at the cap
+            per_state = torch.clamp(100**2 * H**3 * S**2 * A * L**2 * r**2 / visits, max=(H * r) ** 2)
+            fixed = 14 * H * r * L / (3 * n) + torch.sqrt(8 * transitions.expect(per_state).reshape(-1) / n)
         fixed = self.bonus_scale * fixed
 
-        def backup(t: int, v_next: np.ndarray) -> np.ndarray:
-            h = H - t
-            mean = expected_next(sp.src, prob, v_next[sp.dst], S * A)
+        def backup(k: int, v: torch.Tensor) -> torch.Tensor:  # k steps to go
+            mean = transitions.expect(v).reshape(-1)
             q = reward + mean + fixed
-            if variance_bonus is not None:
-                q += self.bonus_scale * variance_bonus(v_next, mean)
-            q = np.minimum(q, h * r)
-            q[unvisited] = h * r
-            return q
+            if self.bonus == "bernstein":
+                second = transitions.expect(v**2).reshape(-1)
+                q = q + self.bonus_scale * torch.sqrt(8 * L * torch.clamp(second - mean**2, min=0.0) / n)
+            return torch.where(unvisited, k * r, torch.clamp(q, max=k * r))
 
-        return backward_induction(horizon, S, A, backup)
+        return plan(backup, horizon, sp)

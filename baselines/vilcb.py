@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 from gymnasium import spaces
 
-from ._planning import PlanningAgent, backward_induction, expected_next
+from icrl_agent.planning_agent import PlanningAgent
+
+from ._planning import empirical_transitions, flat, plan
 
 
 class VILCB(PlanningAgent):
@@ -54,21 +57,17 @@ class VILCB(PlanningAgent):
             raise ValueError(f"beta must be >= 0, got {beta!r}")
         self.beta = float(beta)
 
-    def _plan(self, horizon: int) -> np.ndarray:
-        sp = self.stats.sparse()
-        counts = sp.counts.reshape(-1)
+    def _make_plan(self, horizon: int, optimistic: bool) -> np.ndarray:
+        sp = self.stats.sparse()  # the same pessimistic plan explores and exploits
+        counts = flat(sp.counts)
         unvisited = counts == 0
-        penalty = self.beta * self.reward_scale / np.sqrt(np.maximum(counts, 1))
-        prob, reward = sp.p_hat, sp.reward_mean.reshape(-1)
+        transitions, reward = empirical_transitions(sp), flat(sp.reward_mean)
+        penalty = self.beta * self.reward_scale / torch.sqrt(counts.clamp_min(1.0))
         r_lo = min(0.0, self.reward_min_seen) if self.beta > 0 else 0.0
+        unvisited_rate = r_lo - self.beta * self.reward_scale
 
-        def backup(t: int, v_next: np.ndarray) -> np.ndarray:
-            h = horizon - t
-            q = reward - h * penalty + expected_next(sp.src, prob, v_next[sp.dst], counts.size)
-            q[unvisited] = h * (r_lo - self.beta * self.reward_scale)
-            return q
+        def backup(k: int, v: torch.Tensor) -> torch.Tensor:  # k steps to go
+            q = transitions.expect(v, reward - k * penalty).reshape(-1)
+            return torch.where(unvisited, k * unvisited_rate, q)
 
-        return backward_induction(horizon, sp.n_states, sp.n_actions, backup)
-
-    def _greedy_plan(self, horizon: int) -> np.ndarray:
-        return self._plan(horizon)
+        return plan(backup, horizon, sp)

@@ -46,14 +46,14 @@ def run_episode(env: gym.Env, agent: Agent) -> tuple[float, int]:
 
 
 def greedy_policy(agent: Agent, n_states: int, horizon: int) -> np.ndarray:
-    """The agent's greedy policy ``[H, S, A]`` over the env's state ids, step by step (``agent.policy``)."""
+    """The agent's greedy policy ``[H, S, A]`` over the env's state ids, by steps to go (``agent.policy``)."""
     table = np.zeros((horizon, n_states, agent.n_actions))
     table[:, :, 0] = 1.0  # states never met: the first action, as act(obs, deterministic=True) does
     ids = [agent.stats.state_id(s) for s in range(n_states)]
     met = [s for s, i in enumerate(ids) if i is not None]
     for step in range(horizon):
         probs = agent.policy(step=step, deterministic=True)
-        table[step, met] = probs[[ids[s] for s in met]]
+        table[solvers.to_go_index(horizon, step), met] = probs[[ids[s] for s in met]]
     return table
 
 

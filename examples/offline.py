@@ -49,12 +49,12 @@ def behaviour_policy(env: gym.Env, epsilon: float, rng: np.random.Generator) -> 
     """``policy(obs, step)``: the optimal action at that elapsed step, or a random one with prob. ``epsilon``."""
     model = env.unwrapped
     P, R, terminal = model.transition_matrix()
-    q = solvers.finite_horizon_q(P, R, model.horizon, terminal).numpy()  # q[step, state, action]
+    q = solvers.finite_horizon_q(P, R, model.horizon, terminal).numpy()  # q[k - 1, state, action], k steps to go
 
     def policy(obs: int, step: int) -> int:
         if rng.random() < epsilon:
             return int(rng.integers(env.action_space.n))
-        return int(q[min(step, len(q) - 1), obs].argmax())
+        return int(q[solvers.to_go_index(len(q), step), obs].argmax())
 
     return policy
 

@@ -1,7 +1,8 @@
 """The pretrained in-context agent: what users touch.
 
 ``Agent`` keeps the running sufficient statistics of whatever finite env it meets (via
-:class:`~icrl_agent.base.TabularAgent`) and asks the pretrained network for a plan: the network reads the
+:class:`~icrl_agent.base.TabularAgent`), replans by the rule of :mod:`icrl_agent.planning_agent`, and asks
+the pretrained network for each plan: the network reads the
 statistics and adjusts the empirical MDP (corrected rewards, optimism bonuses, an unknown successor,
 the scale of rewards not yet seen); exact value iteration inside the network turns that into ``Q``.
 The agent acts greedily in the optimistic ``Q`` of its current plan, so exploration commits for an
@@ -24,9 +25,9 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from icrl_agent.base import TabularAgent, Transition
 from icrl_agent.checkpoint import checkpoint_sha256, load_checkpoint
 from icrl_agent.model import IcrlModel
+from icrl_agent.planning_agent import PlanningAgent
 from icrl_agent.spaces import space_from_signature
 
 SHIPPED_WEIGHTS = "icrl-v1"
@@ -43,20 +44,7 @@ def shipped_weights_path() -> Path:
     return Path(str(resources.files("icrl_agent") / "weights" / f"{SHIPPED_WEIGHTS}.safetensors"))
 
 
-class _Plan:
-    """A cached ``Q[k-1, s, a]`` (k steps to go) and what it was computed from, to know when to redo it."""
-
-    def __init__(self, q: np.ndarray, version: int, horizon: int, counts: np.ndarray):
-        self.q = q
-        self.version = version
-        self.horizon = horizon
-        self.counts = counts  # N[s, a] when planned: a pair whose count doubled since triggers a new plan
-
-    def scores(self, state: int, step: int) -> np.ndarray:
-        return self.q[self.horizon - 1 - step, state]
-
-
-class Agent(TabularAgent):
+class Agent(PlanningAgent):
     """The pretrained in-context RL agent for any finite Gymnasium env.
 
     :param observation_space: a finite Gymnasium space (Discrete with any ``start``, MultiDiscrete,
@@ -96,10 +84,6 @@ class Agent(TabularAgent):
             self.weights = {"source": "in-memory"}
         self.model = model.to(device).eval()
         self.device = device
-        self._plans: dict[bool, _Plan | None] = {True: None, False: None}
-        self._replan_requested = True  # at the next act: each episode start, after fit, after a load
-        self._news_since_plan = False  # a new state or a doubled count since the exploring plan was made
-        self._steps_since_plan = 0
 
     @classmethod
     def from_pretrained(
@@ -118,59 +102,10 @@ class Agent(TabularAgent):
 
     # ------------------------------------------------------------------ planning
 
-    def _action_scores(self, state: int, step: int, deterministic: bool) -> np.ndarray:
-        plan = self._plan_for(optimistic=not deterministic)
-        if state >= plan.q.shape[1]:
-            return np.zeros(self.n_actions)  # met since the plan was made: every action ties until the next
-        return plan.scores(state, step)
-
-    def _plan_for(self, optimistic: bool) -> _Plan:
-        plan = self._plans[optimistic]
-        if plan is None or self._stale(plan, optimistic):
-            plan = self._plans[optimistic] = self._compute_plan(optimistic)
-        return plan
-
-    def _stale(self, plan: _Plan, optimistic: bool) -> bool:
-        if plan.version == self.stats.version:
-            return False
-        if not optimistic or plan.horizon != self.horizon:
-            return True  # the exploitation plan always reflects the latest statistics
-        if self._replan_requested:
-            return True
-        # Mid-episode news (a new state, a doubled count) replans at most every horizon/20 steps, so that
-        # act stays cheap while a large env is being discovered.
-        return self._news_since_plan and self._steps_since_plan >= max(1, plan.horizon // 20)
-
-    def _compute_plan(self, optimistic: bool) -> _Plan:
-        sparse = self.stats.sparse()
+    def _make_plan(self, horizon: int, optimistic: bool) -> np.ndarray:
         with torch.no_grad():
-            out = self.model.forward_sparse(sparse, self.horizon, optimism=optimistic)
-        q = out.q[0].to(dtype=torch.float64, device="cpu").numpy()
-        if optimistic:
-            self._replan_requested = self._news_since_plan = False
-            self._steps_since_plan = 0
-        return _Plan(q, self.stats.version, self.horizon, sparse.counts.copy())
-
-    def _on_update(self, transition: Transition) -> None:
-        # The exploring plan is redone at each episode start and when the count of a pair just taken has
-        # doubled since it was made: exploration commits for an episode, yet reacts to what it learned.
-        plan = self._plans[True]
-        self._steps_since_plan += 1
-        if transition.terminated or transition.truncated or plan is None:
-            self._replan_requested = True
-            return
-        s, a, known = transition.state, transition.action, plan.counts.shape[0]
-        planned = plan.counts[s, a] if s < known else 0
-        new_state = transition.next_state is not None and transition.next_state >= known
-        if new_state or self.stats.count(s, a) >= 2 * max(planned, 1):
-            self._news_since_plan = True
-
-    def _on_fit(self, dataset: Any) -> None:
-        self._replan_requested = True
-
-    def reset_episode(self, stream: int = 0) -> None:
-        super().reset_episode(stream)
-        self._replan_requested = True
+            out = self.model.forward_sparse(self.stats.sparse(), horizon, optimism=optimistic)
+        return out.q[0].to(dtype=torch.float64, device="cpu").numpy()
 
     # ------------------------------------------------------------------ save / load
 
@@ -183,14 +118,8 @@ class Agent(TabularAgent):
         :param path: destination file
         """
         arrays, meta = self.stats.state_dict()
-        out = {f"stats/{k}": v for k, v in arrays.items()}
-        plans = {}
-        for optimistic, plan in self._plans.items():
-            if plan is not None:
-                tag = "explore" if optimistic else "exploit"
-                out[f"plan/{tag}/q"] = plan.q
-                out[f"plan/{tag}/counts"] = plan.counts
-                plans[tag] = {"version": plan.version, "horizon": plan.horizon}
+        plan_arrays, plan_meta = self.plan_state()
+        out = {**{f"stats/{k}": v for k, v in arrays.items()}, **plan_arrays}
         agent_meta = {
             "format": _SAVE_FORMAT,
             "format_version": _SAVE_VERSION,
@@ -200,8 +129,7 @@ class Agent(TabularAgent):
             "hints": {"horizon": self.horizon_hint, "reward_max": self.reward_max_hint},
             "rewards_seen": [self.reward_min_seen, self.reward_max_seen],
             "n_streams": self._n_streams,
-            "replan": [self._replan_requested, self._news_since_plan, self._steps_since_plan],
-            "plans": plans,
+            **plan_meta,
             "stats": meta,
         }
         out["meta"] = np.array(json.dumps(agent_meta))
@@ -251,10 +179,7 @@ class Agent(TabularAgent):
         self.rng.bit_generator.state = meta["rng"]
         self.reward_min_seen, self.reward_max_seen = meta["rewards_seen"]
         self._n_streams = meta["n_streams"]
-        self._replan_requested, self._news_since_plan, self._steps_since_plan = meta["replan"]
-        for tag, info in meta["plans"].items():
-            plan = _Plan(arrays[f"plan/{tag}/q"], info["version"], info["horizon"], arrays[f"plan/{tag}/counts"])
-            self._plans[tag == "explore"] = plan
+        self.load_plan_state(arrays, meta)
 
 
 def _read_agent_file(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from icrl_agent import solvers
 from icrl_agent.model_inputs import StatsBatch
 
 HEADS = ("vi", "gat_policy")
@@ -148,7 +149,8 @@ class _DenseGraph:
     def __init__(self, transitions: torch.Tensor, counts: torch.Tensor) -> None:
         batch, n_states, n_actions, _ = transitions.shape
         observed = transitions > 0
-        self.p_hat = (transitions / counts.clamp_min(1.0).unsqueeze(-1)).reshape(batch, -1, n_states)
+        p_hat = transitions / counts.clamp_min(1.0).unsqueeze(-1)  # (B, S, A, S), terminal mass left out
+        self.transitions = solvers.DenseTransitions(p_hat)
         bias = torch.log(transitions.clamp_min(1e-30) / (counts + 1.0).unsqueeze(-1))
         self.edge_bias = bias.masked_fill(~observed, float("-inf"))
         self.n_succ = observed.sum(-1).to(counts.dtype)
@@ -161,14 +163,7 @@ class _DenseGraph:
 
     def successor_mean(self, x: torch.Tensor) -> torch.Tensor:
         """``sum_s' P̂(s'|s,a) x[s']`` (terminal mass contributes 0), ``[B, S] -> [B, S, A]``."""
-        return torch.bmm(self.p_hat, x.unsqueeze(-1)).view(self.shape)
-
-    def backup_operator(self, keep: torch.Tensor):
-        """``(base_k, V) -> base_k + keep * P̂ V`` for one VI step, ``keep`` folded into ``P̂`` once."""
-        p_keep = self.p_hat * keep.reshape(self.shape[0], -1, 1)
-        return lambda base, v: torch.baddbmm(
-            base.reshape(p_keep.shape[0], -1, 1), p_keep, v.unsqueeze(-1)
-        ).view(self.shape)
+        return self.transitions.expect(x)
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Attention of every (s,a) over its successors and the extra nodes.
@@ -192,7 +187,7 @@ class _SparseGraph:
         n_states, n_actions = counts.shape[1], counts.shape[2]
         n_sa = counts.reshape(-1)
         self.src, self.dst = src, dst
-        self.weight = count / n_sa[src].clamp_min(1.0)
+        self.transitions = solvers.SparseTransitions(src, dst, count / n_sa[src].clamp_min(1.0), n_states, n_actions)
         self.edge_bias = torch.log(count / (n_sa[src] + 1.0))
         self.n_succ = torch.zeros_like(n_sa).index_add_(0, src, torch.ones_like(count)).view(counts.shape)
         self.shape = (1, n_states, n_actions)
@@ -209,14 +204,7 @@ class _SparseGraph:
         self.bias = torch.cat([self.edge_bias, extra[:, 0], extra[:, 1]])
 
     def successor_mean(self, x: torch.Tensor) -> torch.Tensor:
-        out = torch.zeros(self.shape[1] * self.shape[2], dtype=x.dtype, device=x.device)
-        return out.index_add_(0, self.src, self.weight * x[0, self.dst]).view(self.shape)
-
-    def backup_operator(self, keep: torch.Tensor):
-        weight = self.weight * keep.reshape(-1)[self.src]
-        return lambda base, v: (
-            base.reshape(-1).index_add(0, self.src, weight * v[0, self.dst]).view(self.shape)
-        )
+        return self.transitions.expect(x)
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         q, k, v = q[0], k[0], v[0]
@@ -632,15 +620,15 @@ class IcrlModel(nn.Module):
             base, slope = reward - worth, bonus + worth
         neutral = corrections and not optimism
         base = base.masked_fill(~inp.action_mask[:, None, :], float("-inf"))
-        backup = graph.backup_operator(1.0 - unknown_mass)
-        v, qs = zeros[..., 0], []
-        for k in range(1, horizon_max + 1):
-            q_k = backup(torch.add(base, slope, alpha=k), v)
+        known = graph.transitions.scaled(1.0 - unknown_mass)  # the unknown successor takes mass m
+
+        def backup(k: int, v: torch.Tensor) -> torch.Tensor:  # (B, S) -> (B, S, A)
+            q_k = known.expect(v, torch.add(base, slope, alpha=k))
             if neutral:
                 q_k = q_k + unknown_mass * _masked_mean(v, inp.state_mask, (1,))[:, None, None]
-            qs.append(q_k)
-            v = q_k.amax(-1)
-        return torch.stack(qs, dim=1)
+            return q_k
+
+        return solvers.backward_induction(backup, horizon_max, zeros[..., 0])
 
     def _temperature(self, inp, q_norm, h_s, g, scale) -> torch.Tensor:
         """Per-state temperature: a learned factor times the state's first-step Q gap (input units)."""

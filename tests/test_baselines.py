@@ -102,7 +102,7 @@ def greedy_value(agent: TabularAgent, env: gym.Env) -> float:
         for i, sid in enumerate(ids):
             if sid is not None:
                 per_step[t, i] = pol[sid]
-    return policy_value(model, per_step)
+    return policy_value(model, per_step[::-1].copy())  # solvers index per-step policies by steps to go
 
 
 def episodes_to_optimal(cls, env: gym.Env, budget: int, seed: int, **params) -> int | None:
@@ -155,7 +155,7 @@ def test_qlearning_improves_over_random():
 def expert_dataset(env: gym.Env, episodes: int, epsilon: float, seed: int) -> dict[str, np.ndarray]:
     model = env.unwrapped
     P, R, terminal = model.transition_matrix()
-    q = finite_horizon_q(P, R, model.horizon, terminal).numpy()
+    q = finite_horizon_q(P, R, model.horizon, terminal).flip(0).numpy()  # q[t]: elapsed step t
     rng = np.random.default_rng(seed)
     rows = []
     env.reset(seed=seed)
@@ -235,7 +235,7 @@ def test_sparse_planning_matches_the_dense_solver():
     R = np.zeros((S + 1, A))
     R[:S] = dense.reward_mean
     terminal = np.arange(S + 1) == S
-    expected = finite_horizon_q(P, R, 7, terminal).numpy()[:, :S]
+    expected = finite_horizon_q(P, R, 7, terminal).numpy()[:, :S]  # both by steps to go
     np.testing.assert_allclose(certainty_equivalent_q(sp, 7), expected, atol=1e-12)
 
 

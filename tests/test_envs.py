@@ -33,7 +33,7 @@ def model(env_id: str, **kwargs) -> TabularEnv:
 def greedy_actions(env: TabularEnv) -> np.ndarray:
     """Per-step optimal actions ``[H, S]`` of the env's own model."""
     P, R, terminal = env.transition_matrix()
-    return finite_horizon_q(P, R, env.horizon, terminal).argmax(dim=-1).numpy()
+    return finite_horizon_q(P, R, env.horizon, terminal).flip(0).argmax(dim=-1).numpy()  # by elapsed step
 
 
 def rollout_returns(gym_env: gym.Env, actions: np.ndarray, episodes: int, seed: int) -> np.ndarray:

@@ -79,7 +79,7 @@ def test_check_env_passes(env_id):
 def test_optimal_greedy_policy_reaches_the_goal(env_id):
     env = tabular(env_id)
     P, R, terminal = env.transition_matrix()
-    q = solvers.finite_horizon_q(P, R, env.horizon, terminal)
+    q = solvers.finite_horizon_q(P, R, env.horizon, terminal).flip(0)  # q[t]: elapsed step t
     optimal = env.optimal_value()
     assert 0 < optimal == pytest.approx(1.0)
     assert 0 <= env.random_value() < optimal

@@ -148,10 +148,10 @@ def test_without_corrections_the_model_plans_exactly_on_the_empirical_mdp(optimi
     horizon = 15
     q = model(to_batch([mdp], [horizon]), optimism=optimism, corrections=False).q[0]
     p_hat = mdp["transitions"] / np.maximum(mdp["counts"], 1)[..., None]  # terminal mass: value 0
-    exact = finite_horizon_q(p_hat, mdp["reward_mean"], horizon)  # indexed by elapsed step
-    torch.testing.assert_close(q, exact.flip(0), atol=1e-9, rtol=1e-9)
+    exact = finite_horizon_q(p_hat, mdp["reward_mean"], horizon)  # indexed by steps to go, like the model
+    torch.testing.assert_close(q, exact, atol=1e-9, rtol=1e-9)
     sparse_q = model.forward_sparse(to_sparse(mdp), horizon, optimism=optimism, corrections=False).q[0]
-    torch.testing.assert_close(sparse_q, exact.flip(0), atol=1e-9, rtol=1e-9)
+    torch.testing.assert_close(sparse_q, exact, atol=1e-9, rtol=1e-9)
 
 
 def test_with_huge_counts_the_optimistic_model_converges_to_plain_vi():

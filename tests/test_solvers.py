@@ -32,7 +32,7 @@ def numpy_backward_induction(P, R, terminal, horizon):
             for a in range(n_actions):
                 q[t, s, a] = R[s, a] + sum(P[s, a, s2] * v[s2] * (not terminal[s2]) for s2 in range(n_states))
         v = q[t].max(axis=1)
-    return q
+    return q[::-1]  # solvers index by steps to go
 
 
 class TinyModel:

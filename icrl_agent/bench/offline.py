@@ -32,6 +32,7 @@ from icrl_agent.bench.common import (
     run_tasks,
     timestamp,
 )
+from icrl_agent.solvers import to_go_index
 
 DEFAULT_SIZES = (200, 1000, 5000)
 DEFAULT_BEHAVIOURS = ("uniform", "eps0.5", "eps0.1")
@@ -82,7 +83,7 @@ def collect_dataset(env: gym.Env, policy: np.ndarray, n_transitions: int, seed: 
     """Roll out ``policy`` in ``env`` for exactly ``n_transitions`` transitions.
 
     :param env: the env (Discrete observations = state ids, shifted by the space's ``start``)
-    :param policy: ``[H, S, A]`` action probabilities per elapsed step
+    :param policy: ``[H, S, A]`` action probabilities indexed by steps to go (``policy[H - 1 - t]`` at step ``t``)
     :param n_transitions: dataset size
     :param seed: seeds the env's first reset and the action sampling
     :return: a dataset dict (``observations, actions, rewards, next_observations, terminations, truncations``)
@@ -98,7 +99,7 @@ def collect_dataset(env: gym.Env, policy: np.ndarray, n_transitions: int, seed: 
     obs, _ = env.reset(seed=seed)
     step = 0
     for _ in range(n_transitions):
-        action = action_start + int(rng.choice(n_actions, p=policy[step, int(obs) - start]))
+        action = action_start + int(rng.choice(n_actions, p=policy[to_go_index(horizon, step), int(obs) - start]))
         next_obs, reward, terminated, truncated, _ = env.step(action)
         step += 1
         truncated = bool(truncated) or (step >= horizon and not terminated)
@@ -115,7 +116,7 @@ def collect_dataset(env: gym.Env, policy: np.ndarray, n_transitions: int, seed: 
 
 
 def greedy_policy_table(agent: Any, env: gym.Env, horizon: int) -> np.ndarray:
-    """The agent's deterministic policy over every state of the env, per elapsed step: ``[H, S, A]`` one-hot.
+    """The agent's deterministic policy over every state of the env: ``[H, S, A]`` one-hot, by steps to go.
 
     Agents with ``policy(step=..., deterministic=True)`` (every :class:`~icrl_agent.base.TabularAgent`) are
     read at each step; others through ``act(obs, deterministic=True)``, taken as stationary.
@@ -134,8 +135,9 @@ def greedy_policy_table(agent: Any, env: gym.Env, horizon: int) -> np.ndarray:
         ids = [stats.state_id(start + s) for s in range(n_states)]
         for t in range(horizon):
             known = agent.policy(step=t, deterministic=True)
+            k = to_go_index(horizon, t)
             for s, sid in enumerate(ids):
-                table[t, s, 0 if sid is None else int(np.argmax(known[sid]))] = 1.0
+                table[k, s, 0 if sid is None else int(np.argmax(known[sid]))] = 1.0
         return table
     for s in range(n_states):
         table[:, s, int(agent.act(start + s, deterministic=True)) - action_start] = 1.0

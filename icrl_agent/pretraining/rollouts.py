@@ -15,7 +15,7 @@ import torch
 
 from icrl_agent.model_inputs import StatsBatch
 from icrl_agent.pretraining.prior import MDPBatch
-from icrl_agent.solvers import finite_horizon_q
+from icrl_agent.solvers import finite_horizon_q, policy_values_to_go
 
 # (lane_mdp [L], elapsed step t, state [L]) -> action [L]
 ActionChooser = Callable[[torch.Tensor, int, torch.Tensor], torch.Tensor]
@@ -179,7 +179,7 @@ def greedy_action(
 def optimal_q_to_go(mdps: MDPBatch) -> torch.Tensor:
     """Exact ``Q*`` of the true MDPs, ``[B, Hmax, S, A]``, indexed by steps to go (``[:, k-1]``)."""
     horizon = int(mdps.horizon.max())
-    return finite_horizon_q(mdps.P, mdps.R, horizon, mdps.terminal).flip(1)
+    return finite_horizon_q(mdps.P, mdps.R, horizon, mdps.terminal)
 
 
 def exact_values(mdps: MDPBatch, q_to_go: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -193,14 +193,10 @@ def exact_values(mdps: MDPBatch, q_to_go: torch.Tensor | None = None) -> tuple[t
     idx = (mdps.horizon - 1).view(-1, 1, 1, 1).expand(-1, 1, *q_to_go.shape[2:])
     v_opt = (mdps.initial * q_to_go.gather(1, idx).squeeze(1).amax(dim=-1)).sum(dim=1)
     pi = mdps.action_mask.to(mdps.R.dtype) / mdps.action_mask.sum(dim=1, keepdim=True)
-    alive = (~mdps.terminal).to(mdps.R.dtype)
-    v = torch.zeros_like(mdps.initial)
-    v_rand = torch.zeros_like(v_opt)
-    for k in range(1, int(mdps.horizon.max()) + 1):
-        q = mdps.R + torch.einsum("bsat,bt->bsa", mdps.P, alive * v)
-        v = (q * pi[:, None, :]).sum(dim=-1)
-        v_rand = torch.where(mdps.horizon == k, (mdps.initial * v).sum(dim=1), v_rand)
-    return v_opt, v_rand
+    uniform = pi[:, None, :].expand_as(mdps.R)
+    v_to_go = policy_values_to_go(mdps.P, mdps.R, uniform, int(mdps.horizon.max()), mdps.terminal)  # (B, H, S)
+    v_start = v_to_go[torch.arange(len(mdps.horizon), device=v_to_go.device), mdps.horizon - 1]  # (B, S)
+    return v_opt, (mdps.initial * v_start).sum(dim=1)
 
 
 def normalized_returns(returns: torch.Tensor, v_opt: torch.Tensor, v_rand: torch.Tensor) -> torch.Tensor:

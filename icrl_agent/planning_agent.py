@@ -1,0 +1,151 @@
+"""What every planning agent shares: the plan cache and THE replanning rule.
+
+:class:`PlanningAgent` is the base of the pretrained :class:`~icrl_agent.agent.Agent` and of the planning
+baselines (OptimisticVI, UCB-VI, PSRL, VI-LCB). A subclass only says how it makes a plan
+(:meth:`PlanningAgent._make_plan`: a finite-horizon ``Q`` by steps to go, the convention of
+:mod:`icrl_agent.solvers`); when to make one, how to read it at an elapsed step and how to save it are
+decided here, once.
+
+The rule:
+
+- The **exploring** plan (``act(obs)``) is made at an episode start when the statistics changed since the
+  last plan (so exploration is committed for the episode, PSRL-like), after ``fit`` or a load, when the
+  horizon estimate changed, and mid-episode on news — a state the plan does not know was reached, or the
+  count of a pair just taken doubled since the plan (UCRL2's rule) — but at most every ``max(1, H // 20)``
+  steps, so that ``act`` stays cheap while a large env is being discovered. A state met since the plan
+  was made scores every action the same (all its actions are untried) until the next plan.
+- The **exploitation** plan (``act(obs, deterministic=True)``) is redone whenever the statistics changed,
+  so it is a function of the statistics.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from icrl_agent.base import TabularAgent, Transition
+from icrl_agent.solvers import to_go_index
+
+
+class Plan:
+    """A cached plan and what it was made from, to know when to redo it.
+
+    :param q: float64 ``Q[H, S, A]`` indexed by steps to go, over the states known when it was made
+    :param version: the statistics' version when it was made
+    :param horizon: the horizon ``H`` it was made for
+    :param counts: ``N[s, a]`` when it was made (a pair whose count doubled since triggers a new plan)
+    """
+
+    def __init__(self, q: np.ndarray, version: int, horizon: int, counts: np.ndarray):
+        self.q = q
+        self.version = version
+        self.horizon = horizon
+        self.counts = counts
+
+    def scores(self, state: int, step: int) -> np.ndarray:
+        """``Q`` of ``state``'s actions at elapsed ``step`` (the one conversion from elapsed steps)."""
+        return self.q[to_go_index(self.horizon, step), state]
+
+
+class PlanningAgent(TabularAgent):
+    """A tabular agent greedy in a finite-horizon plan, replanned by the module's rule.
+
+    Subclasses implement :meth:`_make_plan`. Constructor arguments are :class:`TabularAgent`'s.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._plans: dict[bool, Plan | None] = {True: None, False: None}  # keyed by "exploring"
+        self._replan_requested = True  # at the next act: each episode start, after fit, after a load
+        self._news_since_plan = False  # a new state or a doubled count since the exploring plan was made
+        self._steps_since_plan = 0
+
+    def _make_plan(self, horizon: int, optimistic: bool) -> np.ndarray:
+        """A plan from the current statistics.
+
+        :param horizon: steps to plan for
+        :param optimistic: the exploring plan (True) or the exploitation plan (False)
+        :return: float64 ``Q[H, S, A]`` indexed by steps to go, over the currently known states
+        """
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ reading and refreshing plans
+
+    def _action_scores(self, state: int, step: int, deterministic: bool) -> np.ndarray:
+        plan = self._plan_for(optimistic=not deterministic)
+        if state >= plan.q.shape[1]:
+            return np.zeros(self.n_actions)  # met since the plan was made: every action ties until the next
+        return plan.scores(state, step)
+
+    def _plan_for(self, optimistic: bool) -> Plan:
+        plan = self._plans[optimistic]
+        if plan is None or self._stale(plan, optimistic):
+            plan = self._plans[optimistic] = self._new_plan(optimistic)
+        return plan
+
+    def _stale(self, plan: Plan, optimistic: bool) -> bool:
+        if plan.version == self.stats.version:
+            return False
+        if not optimistic or plan.horizon != self.horizon or self._replan_requested:
+            return True
+        return self._news_since_plan and self._steps_since_plan >= max(1, plan.horizon // 20)
+
+    def _new_plan(self, optimistic: bool) -> Plan:
+        horizon = self.horizon
+        q = self._make_plan(horizon, optimistic)
+        if optimistic:
+            self._replan_requested = self._news_since_plan = False
+            self._steps_since_plan = 0
+        return Plan(q, self.stats.version, horizon, self.stats.sparse().counts.copy())
+
+    def _on_update(self, transition: Transition) -> None:
+        plan = self._plans[True]
+        self._steps_since_plan += 1
+        if transition.terminated or transition.truncated or plan is None:
+            self._replan_requested = True
+            return
+        s, a, known = transition.state, transition.action, plan.counts.shape[0]
+        planned = plan.counts[s, a] if s < known else 0
+        new_state = transition.next_state is not None and transition.next_state >= known
+        if new_state or self.stats.count(s, a) >= max(2 * planned, 1):
+            self._news_since_plan = True
+
+    def _on_fit(self, dataset: Any) -> None:
+        self._replan_requested = True
+
+    def reset_episode(self, stream: int = 0) -> None:
+        """End the open episode of ``stream`` (the next ``act`` starts a new one at step 0)."""
+        super().reset_episode(stream)
+        self._replan_requested = True
+
+    def q_values(self, deterministic: bool = False) -> np.ndarray:
+        """The plan the agent acts on, made now if it is out of date.
+
+        :param deterministic: the exploitation plan instead of the exploring one
+        :return: float64 ``Q[H, S, A]`` indexed by steps to go (``[H - 1 - t]`` at elapsed step ``t``)
+        """
+        if self.stats.n_states == 0:
+            return np.zeros((self.horizon, 0, self.n_actions))
+        return self._plan_for(optimistic=not deterministic).q
+
+    # ------------------------------------------------------------------ save / load
+
+    def plan_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """The plans and the replanning state as arrays + JSON-able metadata (for exact save/load)."""
+        arrays, plans = {}, {}
+        for optimistic, plan in self._plans.items():
+            if plan is not None:
+                tag = "explore" if optimistic else "exploit"
+                arrays[f"plan/{tag}/q"] = plan.q
+                arrays[f"plan/{tag}/counts"] = plan.counts
+                plans[tag] = {"version": plan.version, "horizon": plan.horizon}
+        meta = {"replan": [self._replan_requested, self._news_since_plan, self._steps_since_plan], "plans": plans}
+        return arrays, meta
+
+    def load_plan_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        """Restore what :meth:`plan_state` returned."""
+        self._replan_requested, self._news_since_plan, self._steps_since_plan = meta["replan"]
+        for tag, info in meta["plans"].items():
+            plan = Plan(arrays[f"plan/{tag}/q"], info["version"], info["horizon"], arrays[f"plan/{tag}/counts"])
+            self._plans[tag == "explore"] = plan
