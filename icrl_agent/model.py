@@ -18,8 +18,8 @@ The file is longer than most: the network, its two graph back-ends and the plann
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
-from typing import Any, Protocol
+from dataclasses import dataclass, field, fields
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -191,7 +191,8 @@ class _SparseGraph:
         self.edge_bias = torch.log(count / (n_sa[src] + 1.0))
         self.n_succ = torch.zeros_like(n_sa).index_add_(0, src, torch.ones_like(count)).view(counts.shape)
         self.shape = (1, n_states, n_actions)
-        self.att_src = self.att_dst = self.bias = None
+        self.att_src = self.att_dst = src.new_empty(0)  # completed by attach_extra_bias
+        self.bias = count.new_empty(0)
 
     def attach_extra_bias(self, extra_bias: torch.Tensor) -> None:
         n_states, n_sa = self.shape[1], self.shape[1] * self.shape[2]
@@ -220,6 +221,9 @@ class _SparseGraph:
         return (out / denom.unsqueeze(-1)).unsqueeze(0)
 
 
+_Graph = _DenseGraph | _SparseGraph
+
+
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
     """Mean of ``x`` over ``dims`` where ``mask`` (broadcastable, trailing feature dims kept)."""
     mask = mask.to(x.dtype)
@@ -244,12 +248,13 @@ class _Inputs:
     horizon: torch.Tensor
     c: torch.Tensor  # [B] largest |reward| seen (|mean| + std over visited pairs), 1 if none
     terminal_counts: torch.Tensor
-    sa_feats: torch.Tensor | None = None
-    state_feats: torch.Tensor | None = None
-    global_feats: torch.Tensor | None = None
+    # filled by _features: [B, S, A, _N_SA], [B, S, _N_STATE], [B, _N_GLOBAL]
+    sa_feats: torch.Tensor = field(default_factory=lambda: torch.empty(0))
+    state_feats: torch.Tensor = field(default_factory=lambda: torch.empty(0))
+    global_feats: torch.Tensor = field(default_factory=lambda: torch.empty(0))
 
 
-def _features(inp: _Inputs, reward_var: torch.Tensor, initial: torch.Tensor, graph) -> None:
+def _features(inp: _Inputs, reward_var: torch.Tensor, initial: torch.Tensor, graph: _Graph) -> None:
     """Fill the per-(s,a), per-state and global features (scale-free: rewards divided by ``c``)."""
     n, sa_mask = inp.counts, inp.sa_mask
     visited = (n > 0) & sa_mask
@@ -283,7 +288,9 @@ def _features(inp: _Inputs, reward_var: torch.Tensor, initial: torch.Tensor, gra
     inp.global_feats = _global_features(inp, visited, initial, n_valid_actions.squeeze(-1))
 
 
-def _global_features(inp: _Inputs, visited, initial, n_actions) -> torch.Tensor:
+def _global_features(
+    inp: _Inputs, visited: torch.Tensor, initial: torch.Tensor, n_actions: torch.Tensor
+) -> torch.Tensor:
     n, r, dtype = inp.counts, inp.reward_norm, inp.counts.dtype
     n_vis = visited.sum((1, 2)).to(dtype)
     n_pairs = inp.sa_mask.sum((1, 2)).to(dtype)
@@ -338,7 +345,9 @@ class _Round(nn.Module):
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         return x.reshape(*x.shape[:-1], self.n_heads, self.d_head)
 
-    def forward(self, h_sa, h_s, g, graph, inp: _Inputs):
+    def forward(
+        self, h_sa: torch.Tensor, h_s: torch.Tensor, g: torch.Tensor, graph: _Graph, inp: _Inputs
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         batch, n_states, n_actions, d = h_sa.shape
         extra = self.extra_nodes + self.extra_context(g).view(batch, 2, d)
         k, v = self.key_value(torch.cat([h_s, extra], 1)).chunk(2, dim=-1)
@@ -397,7 +406,7 @@ class IcrlModel(nn.Module):
             self.policy_head = _mlp(3 * d, d, 1)
 
     def _init_sa_head(self) -> None:
-        last = self.sa_head[-1]
+        last = cast(nn.Linear, self.sa_head[-1])
         with torch.no_grad():
             last.weight.mul_(0.1)
             # start near w_r = 1 pseudo-count (half the cap if that is lower), the other terms at their midpoints
@@ -510,7 +519,14 @@ class IcrlModel(nn.Module):
             raise ValueError("every MDP in a StatsBatch needs at least one real state and one real action")
         self._check_horizon(batch.horizon)
 
-    def _inputs(self, f, state_mask, action_mask, horizon, graph) -> _Inputs:
+    def _inputs(
+        self,
+        f: dict[str, torch.Tensor],
+        state_mask: torch.Tensor,
+        action_mask: torch.Tensor,
+        horizon: torch.Tensor,
+        graph: _Graph,
+    ) -> _Inputs:
         sa_mask = state_mask.unsqueeze(-1) & action_mask.unsqueeze(1)
         counts = f["counts"] * sa_mask
         visited = (counts > 0) & sa_mask
@@ -530,7 +546,7 @@ class IcrlModel(nn.Module):
         _features(inp, f["reward_var"], f["initial_counts"] * state_mask, graph)
         return inp
 
-    def _encode(self, inp: _Inputs, graph) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _encode(self, inp: _Inputs, graph: _Graph) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         _, n_states, n_actions, _ = inp.sa_feats.shape
         gf, sf = inp.global_feats, inp.state_feats
         h_sa = self.embed_sa(
@@ -556,7 +572,7 @@ class IcrlModel(nn.Module):
             h_sa, h_s, g = self.round(h_sa, h_s, g, graph, inp)
         return h_sa, h_s, g
 
-    def _run(self, inp: _Inputs, graph, optimism: bool, corrections: bool) -> ModelOutput:
+    def _run(self, inp: _Inputs, graph: _Graph, optimism: bool, corrections: bool) -> ModelOutput:
         h_sa, h_s, g = self._encode(inp, graph)
         n_states, n_actions = h_sa.shape[1], h_sa.shape[2]
         scale = 1.0 + F.softplus(self.scale_head(g).squeeze(-1))  # normalized units, >= 1
@@ -588,7 +604,9 @@ class IcrlModel(nn.Module):
             action_mask=inp.action_mask,
         )
 
-    def _adjusted_mdp(self, inp: _Inputs, raw: torch.Tensor, scale: torch.Tensor, optimism: bool):
+    def _adjusted_mdp(
+        self, inp: _Inputs, raw: torch.Tensor, scale: torch.Tensor, optimism: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Corrected reward, per-step bonus, and unknown-successor mass of every (s, a)."""
         n = inp.counts
         w_r = self.config.max_pseudo_count * torch.sigmoid(raw[..., 0])
@@ -602,7 +620,16 @@ class IcrlModel(nn.Module):
             bonus = coef * scale[:, None, None] * torch.rsqrt(n + 1.0)
         return reward, bonus, unknown_mass
 
-    def _plan(self, inp, graph, raw, scale, horizon_max, optimism, corrections) -> torch.Tensor:
+    def _plan(
+        self,
+        inp: _Inputs,
+        graph: _Graph,
+        raw: torch.Tensor,
+        scale: torch.Tensor,
+        horizon_max: int,
+        optimism: bool,
+        corrections: bool,
+    ) -> torch.Tensor:
         """Exact finite-horizon VI on the adjusted MDP, in normalized units: ``[B, Hmax, S, A]``.
 
         ``Q_k = base + k * slope + (1 - m) P̂ V_{k-1}`` (plus ``m * mean V_{k-1}`` without optimism), with
@@ -630,7 +657,9 @@ class IcrlModel(nn.Module):
 
         return solvers.backward_induction(backup, horizon_max, zeros[..., 0])
 
-    def _temperature(self, inp, q_norm, h_s, g, scale) -> torch.Tensor:
+    def _temperature(
+        self, inp: _Inputs, q_norm: torch.Tensor, h_s: torch.Tensor, g: torch.Tensor, scale: torch.Tensor
+    ) -> torch.Tensor:
         """Per-state temperature: a learned factor times the state's first-step Q gap (input units)."""
         batch = q_norm.shape[0]
         q_first = q_norm[torch.arange(batch, device=q_norm.device), inp.horizon - 1]
@@ -650,7 +679,9 @@ def _softplus_inverse(y: float) -> float:
     return y + math.log(-math.expm1(-y))
 
 
-def _coalesce_edges(stats: SparseStatsLike, n_states: int, n_actions: int, dtype, device):
+def _coalesce_edges(
+    stats: SparseStatsLike, n_states: int, n_actions: int, dtype: torch.dtype, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Edges as tensors, with duplicates summed and empty ones dropped; validated against the shapes."""
     src = torch.tensor(np.asarray(stats.src), dtype=torch.long, device=device).reshape(-1)
     dst = torch.tensor(np.asarray(stats.dst), dtype=torch.long, device=device).reshape(-1)

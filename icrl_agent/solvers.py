@@ -308,12 +308,12 @@ def evaluate_policy(
     :param terminal: optional bool ``[..., S]``
     :return: ``V[..., S]``
     """
-    if (horizon is None) == (gamma is None):
-        raise ValueError("give exactly one of horizon= (finite horizon) or gamma= (discounted)")
-    if gamma is not None:
+    if horizon is not None and gamma is None:
+        return policy_values_to_go(P, R, policy, horizon, terminal)[..., horizon - 1, :]
+    if gamma is not None and horizon is None:
         transitions, R = dense_model(P, R, terminal)
         return _evaluate_discounted(transitions.P, R, _as_tensor(policy, R.dtype).to(R.device), gamma)
-    return policy_values_to_go(P, R, policy, horizon, terminal)[..., horizon - 1, :]
+    raise ValueError("give exactly one of horizon= (finite horizon) or gamma= (discounted)")
 
 
 def _evaluate_discounted(P: torch.Tensor, R: torch.Tensor, pi: torch.Tensor, gamma: float) -> torch.Tensor:

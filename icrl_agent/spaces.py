@@ -48,8 +48,8 @@ def _leaf_bounds(space: spaces.Space) -> tuple[np.ndarray, np.ndarray] | None:
         start = int(space.start)
         return np.array([start], np.int64), np.array([start + int(space.n) - 1], np.int64)
     if isinstance(space, spaces.MultiDiscrete):
-        start = np.asarray(getattr(space, "start", np.zeros_like(space.nvec)), np.int64).ravel()
-        return start, start + np.asarray(space.nvec, np.int64).ravel() - 1
+        low = np.asarray(getattr(space, "start", np.zeros_like(space.nvec)), np.int64).ravel()
+        return low, low + np.asarray(space.nvec, np.int64).ravel() - 1
     if isinstance(space, spaces.MultiBinary):
         size = int(np.prod(space.shape))
         return np.zeros(size, np.int64), np.ones(size, np.int64)
@@ -121,7 +121,7 @@ class _Codec:
             raise _NotInSpace(f"Dict needs a mapping, got {type(x).__name__}")
         if set(x.keys()) != {k for k, _ in self.children}:
             raise _NotInSpace(
-                f"Dict needs keys {sorted(map(str, self.space.spaces))}, got {sorted(map(str, x))}"
+                f"Dict needs keys {sorted(str(k) for k, _ in self.children)}, got {sorted(map(str, x))}"
             )
         for k, codec in self.children:
             codec.flatten(x[k], out)
