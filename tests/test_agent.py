@@ -233,14 +233,29 @@ def test_shipped_weights_load_and_match_their_model_card():
     assert agent.weights["source"] == "shipped" and agent.weights["sha256"] == card["sha256"]
 
 
-def test_shipped_agent_beats_random_on_riverswim_told_nothing():
+def test_shipped_agent_beats_random_on_riverswim_told_nothing_across_seeds():
+    """Ten seeds, 60 episodes each, normalized return of the last 20 (random 0, optimal 1, the 0.005 trap 0.017).
+
+    Measured with icrl-v1 on seeds 0-39, in blocks of ten: block means 0.49, 0.62, 0.40, 0.77; seeds above
+    0.7 per block 5, 5, 4, 7 (the others mostly stay in the trap, a known loss, README). An agent that reads
+    its plan by elapsed step instead of steps to go scores 0.19 on seeds 0-19 with no seed above 0.65.
+    """
     from icrl_agent.bench.common import env_reference
     from icrl_agent.bench.report import normalize
 
     env = gym.make("icrl/RiverSwim-v0")
     ref = env_reference("icrl/RiverSwim-v0")
-    agent = Agent(env.observation_space, env.action_space, seed=4)
-    returns = agent.learn(env, total_episodes=60, seed=4)
-    # measured with icrl-v1, last 20 of 60 episodes: seed 4 scores 0.93; seeds 4, 5, 6, 8, 9 reach 0.75-1.1
-    # and seeds 0-3, 7 stay in the 0.005 trap (0.017); random is 0. The trap is a known loss (README).
-    assert normalize(returns[-20:], ref.optimal, ref.random).mean() > 0.5
+    shipped = Agent(env.observation_space, env.action_space).model
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: one thread is faster and leaves the other cores to other tests
+    try:
+        scores = []
+        for seed in range(10):
+            agent = Agent(env.observation_space, env.action_space, seed=seed, model=shipped)
+            returns = agent.learn(env, total_episodes=60, seed=seed)
+            scores.append(normalize(returns[-20:], ref.optimal, ref.random).mean())
+    finally:
+        torch.set_num_threads(threads)
+    scores = np.array(scores)
+    assert scores.mean() > 0.25, scores.round(3)
+    assert (scores > 0.7).sum() >= 2, scores.round(3)
