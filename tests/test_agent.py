@@ -104,6 +104,31 @@ def test_a_corrupt_agent_file_is_a_value_error(model, tmp_path, damage):
         Agent.load(tmp_path / "agent.npz")
 
 
+@pytest.mark.parametrize("change", ["retrained", "corrupted", "recorded_sha256"])
+def test_load_refuses_weights_that_changed_since_the_agent_was_saved(model, tmp_path, change):
+    env = gym.make("icrl/RiverSwim-v0")
+    ckpt = save_checkpoint(tmp_path / "ckpt", model, config={}, card={})
+    agent = Agent.from_pretrained(ckpt, env.observation_space, env.action_space)
+    run(agent, env, 10)
+    agent.save(tmp_path / "agent.npz")
+    if change == "retrained":  # a valid checkpoint with other weights, written at the same path
+        torch.manual_seed(1)
+        save_checkpoint(tmp_path / "ckpt", IcrlModel(ModelConfig(d_model=16, n_heads=2, n_rounds=2)), {}, {})
+    elif change == "corrupted":
+        raw = bytearray(ckpt.read_bytes())
+        raw[-1] ^= 0xFF
+        ckpt.write_bytes(bytes(raw))
+    else:  # the file claims other weights than the ones at its path (e.g. the shipped ones were updated)
+        with np.load(tmp_path / "agent.npz") as data:
+            arrays = {k: data[k] for k in data.files}
+        meta = json.loads(str(arrays["meta"]))
+        meta["weights"]["sha256"] = "0" * 64
+        arrays["meta"] = np.array(json.dumps(meta))
+        np.savez(tmp_path / "agent.npz", **arrays)
+    with pytest.raises(ValueError, match="sha256"):
+        Agent.load(tmp_path / "agent.npz")
+
+
 def test_a_numpy_integer_seed_saves_and_loads(model, tmp_path):
     env = gym.make("icrl/RiverSwim-v0")
     ckpt = save_checkpoint(tmp_path / "ckpt", model, config={}, card={})
