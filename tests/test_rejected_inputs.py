@@ -25,6 +25,15 @@ NEW_OBS = 5  # valid, never seen before the bad calls
 BASELINES = (OptimisticVI, PSRL, UCBVI, VILCB, QLearning, Random)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """The agent's tensors are tiny: one thread is several times faster than contended ones."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def small_model():
     torch.manual_seed(0)
