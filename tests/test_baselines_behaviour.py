@@ -81,6 +81,52 @@ def test_psrl_posterior_spread_shrinks_with_visits_and_grows_with_the_reward_sca
         assert spreads[n_visits, 10.0] > 5 * spreads[n_visits, 1.0]
 
 
+@pytest.mark.parametrize("prior_mass", [1.0, 4.0])
+def test_psrl_sampled_transitions_follow_the_dirichlet_posterior(prior_mass):
+    """Each pair's successors (the S known states and the terminal node) get Dirichlet(count + alpha0) with
+    alpha0 = prior_mass / (S + 1): the sampled probabilities have its mean and variance, the S - k unseen
+    known states sharing their lumped mass evenly."""
+    agent = PSRL(spaces.Discrete(4), spaces.Discrete(2), seed=0, prior_mass=prior_mass)
+    counts = {(0, 0): {1: 3, 2: 1}, (1, 0): {3: 2}, (2, 1): {0: 5}}
+    terminal = {(0, 0): 2, (2, 1): 0}
+    for (s, a), succ in counts.items():
+        for s_next, n in succ.items():
+            for _ in range(n):
+                agent.observe(s, a, 0.0, s_next, False, False)
+        for _ in range(terminal.get((s, a), 0)):
+            agent.observe(s, a, 0.0, 0, True, False)
+    sp = agent.stats.sparse()
+    n_states, n_actions = sp.n_states, sp.n_actions
+    alpha0 = prior_mass / (n_states + 1)
+    draws = []
+    for _ in range(N_SAMPLES):
+        prob, lump, unseen = agent._transition_weights()
+        full = np.zeros((n_states * n_actions, n_states + 1))  # last column: the terminal node
+        full[sp.src, sp.dst] = prob
+        per_unseen = np.divide(lump, unseen, out=np.zeros_like(lump), where=unseen > 0)
+        seen = full[:, :n_states] > 0
+        full[:, :n_states] += np.where(seen, 0.0, per_unseen[:, None])
+        full[:, n_states] = 1.0 - full[:, :n_states].sum(-1)
+        draws.append(full)
+    draws = np.stack(draws)  # [N, S*A, S+1]
+    for s in range(n_states):
+        for a in range(n_actions):
+            alpha = np.full(n_states + 1, alpha0)
+            for s_next, n in counts.get((s, a), {}).items():
+                alpha[s_next] += n
+            alpha[n_states] += terminal.get((s, a), 0)
+            total = alpha.sum()
+            x = draws[:, s * n_actions + a]
+            observed = alpha > alpha0
+            mean = alpha / total
+            var = alpha * (total - alpha) / (total**2 * (total + 1))
+            # observed successors: Dirichlet marginals; unseen ones: an even share of the lumped mass
+            unseen_mean = alpha0 / total
+            np.testing.assert_allclose(x.mean(0)[observed], mean[observed], atol=5 * np.sqrt(var.max() / N_SAMPLES))
+            np.testing.assert_allclose(x.mean(0)[~observed], unseen_mean, atol=5 * np.sqrt(var.max() / N_SAMPLES))
+            np.testing.assert_allclose(x.var(0)[observed], var[observed], rtol=0.15, atol=1e-4)
+
+
 def optimistic_agent(c: float = 0.1) -> OptimisticVI:
     """State 0: action 0 tried 15 times, action 1 once (same reward and successor), action 2 never."""
     agent = OptimisticVI(spaces.Discrete(3), spaces.Discrete(3), seed=0, horizon=4, c=c)
