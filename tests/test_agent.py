@@ -104,6 +104,31 @@ def test_a_corrupt_agent_file_is_a_value_error(model, tmp_path, damage):
         Agent.load(tmp_path / "agent.npz")
 
 
+@pytest.mark.parametrize("change", ["retrained", "corrupted", "recorded_sha256"])
+def test_load_refuses_weights_that_changed_since_the_agent_was_saved(model, tmp_path, change):
+    env = gym.make("icrl/RiverSwim-v0")
+    ckpt = save_checkpoint(tmp_path / "ckpt", model, config={}, card={})
+    agent = Agent.from_pretrained(ckpt, env.observation_space, env.action_space)
+    run(agent, env, 10)
+    agent.save(tmp_path / "agent.npz")
+    if change == "retrained":  # a valid checkpoint with other weights, written at the same path
+        torch.manual_seed(1)
+        save_checkpoint(tmp_path / "ckpt", IcrlModel(ModelConfig(d_model=16, n_heads=2, n_rounds=2)), {}, {})
+    elif change == "corrupted":
+        raw = bytearray(ckpt.read_bytes())
+        raw[-1] ^= 0xFF
+        ckpt.write_bytes(bytes(raw))
+    else:  # the file claims other weights than the ones at its path (e.g. the shipped ones were updated)
+        with np.load(tmp_path / "agent.npz") as data:
+            arrays = {k: data[k] for k in data.files}
+        meta = json.loads(str(arrays["meta"]))
+        meta["weights"]["sha256"] = "0" * 64
+        arrays["meta"] = np.array(json.dumps(meta))
+        np.savez(tmp_path / "agent.npz", **arrays)
+    with pytest.raises(ValueError, match="sha256"):
+        Agent.load(tmp_path / "agent.npz")
+
+
 def test_a_numpy_integer_seed_saves_and_loads(model, tmp_path):
     env = gym.make("icrl/RiverSwim-v0")
     ckpt = save_checkpoint(tmp_path / "ckpt", model, config={}, card={})
@@ -233,14 +258,29 @@ def test_shipped_weights_load_and_match_their_model_card():
     assert agent.weights["source"] == "shipped" and agent.weights["sha256"] == card["sha256"]
 
 
-def test_shipped_agent_beats_random_on_riverswim_told_nothing():
+def test_shipped_agent_beats_random_on_riverswim_told_nothing_across_seeds():
+    """Ten seeds, 60 episodes each, normalized return of the last 20 (random 0, optimal 1, the 0.005 trap 0.017).
+
+    Measured with icrl-v1 on seeds 0-39, in blocks of ten: block means 0.49, 0.62, 0.40, 0.77; seeds above
+    0.7 per block 5, 5, 4, 7 (the others mostly stay in the trap, a known loss, README). An agent that reads
+    its plan by elapsed step instead of steps to go scores 0.19 on seeds 0-19 with no seed above 0.65.
+    """
     from icrl_agent.bench.common import env_reference
     from icrl_agent.bench.report import normalize
 
     env = gym.make("icrl/RiverSwim-v0")
     ref = env_reference("icrl/RiverSwim-v0")
-    agent = Agent(env.observation_space, env.action_space, seed=4)
-    returns = agent.learn(env, total_episodes=60, seed=4)
-    # measured with icrl-v1, last 20 of 60 episodes: seed 4 scores 0.93; seeds 4, 5, 6, 8, 9 reach 0.75-1.1
-    # and seeds 0-3, 7 stay in the 0.005 trap (0.017); random is 0. The trap is a known loss (README).
-    assert normalize(returns[-20:], ref.optimal, ref.random).mean() > 0.5
+    shipped = Agent(env.observation_space, env.action_space).model
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: one thread is faster and leaves the other cores to other tests
+    try:
+        scores = []
+        for seed in range(10):
+            agent = Agent(env.observation_space, env.action_space, seed=seed, model=shipped)
+            returns = agent.learn(env, total_episodes=60, seed=seed)
+            scores.append(normalize(returns[-20:], ref.optimal, ref.random).mean())
+    finally:
+        torch.set_num_threads(threads)
+    scores = np.array(scores)
+    assert scores.mean() > 0.25, scores.round(3)
+    assert (scores > 0.7).sum() >= 2, scores.round(3)

@@ -1,0 +1,263 @@
+"""The model's planning layer against an independent numpy backward induction written here.
+
+The network's per-(s, a) head outputs are captured with a forward hook on ``model.sa_head``; everything
+after them (the adjusted MDP and its exact finite-horizon VI) is recomputed in plain numpy from the
+formulas of :class:`icrl_agent.model.IcrlModel`'s docstring, so these tests do not depend on how
+``_plan`` is written. Q from the model is indexed by steps to go: ``q[k - 1]`` has ``k`` steps left.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+from icrl_agent.agent import Agent
+from icrl_agent.model import IcrlModel, ModelConfig
+from icrl_agent.model_inputs import StatsBatch
+from icrl_agent.stats import SufficientStats
+
+CONFIG = ModelConfig(d_model=16, n_heads=2, n_rounds=2, max_pseudo_count=5.0)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny tensors: one thread is several times faster than contended ones."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def random_stats(seed: int, n_states: int = 6, n_actions: int = 3, steps: int = 45) -> tuple[SufficientStats, int]:
+    """Statistics of random play in a random MDP: noisy rewards of several sizes and signs, terminal
+    transitions, truncated episodes, unvisited pairs (the last action is never tried in the upper half of
+    the states) and a state that may only ever be seen as a successor."""
+    rng = np.random.default_rng(seed)
+    P = rng.dirichlet(np.full(n_states, 0.3), size=(n_states, n_actions))
+    R = rng.choice([0.0, 0.0, 0.3, -0.5, 2.0], size=(n_states, n_actions))
+    p_end = rng.choice([0.0, 0.0, 0.3], size=(n_states, n_actions))
+    stats = SufficientStats(spaces.Discrete(n_states), spaces.Discrete(n_actions))
+    s, t, horizon = 0, 0, 7
+    for _ in range(steps):
+        a = int(rng.integers(n_actions - 1 if s >= n_states // 2 else n_actions))
+        s_next = int(rng.choice(n_states, p=P[s, a]))
+        reward = R[s, a] + 0.2 * rng.standard_normal() * (R[s, a] != 0)
+        terminated = bool(rng.random() < p_end[s, a])
+        t += 1
+        truncated = not terminated and t == horizon
+        stats.update(s, a, reward, s_next, terminated, truncated)
+        s = 0 if terminated or truncated else s_next
+        t = 0 if terminated or truncated else t
+    return stats, horizon + 3
+
+
+def make_model(seed: int = 0) -> IcrlModel:
+    """A fresh double-precision model whose corrections are far from their initial values, so that every
+    coefficient matters (a dropped gain or a swapped head output shows)."""
+    torch.manual_seed(seed)
+    model = IcrlModel(CONFIG).double().eval()
+    with torch.no_grad():
+        model.sa_head[-1].weight.mul_(30.0)
+        model.sa_head[-1].bias.copy_(torch.tensor([0.3, -0.4, 0.5, 0.2], dtype=torch.float64))
+        model.log_bonus_gain.fill_(math.log(0.3))
+        model.log_unknown_gain.fill_(math.log(1.7))
+        model.kappa_raw.fill_(0.4)
+        model.log_scale_gain.fill_(0.5)
+    return model
+
+
+class HeadCapture:
+    """Records the output of ``model.sa_head`` (the raw per-(s, a) corrections) on every forward pass."""
+
+    def __init__(self, model: IcrlModel):
+        self.raw: list[torch.Tensor] = []
+        self.handle = model.sa_head.register_forward_hook(lambda _m, _i, out: self.raw.append(out.detach()))
+
+    def last(self) -> np.ndarray:
+        return self.raw[-1].double().numpy()
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def softplus(x: float) -> float:
+    return math.log1p(math.exp(x))
+
+
+def empirical_mdp(stats: SufficientStats) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    """``(counts, reward_mean, p_hat, visited, c)``: ``p_hat`` leaves out terminal mass (worth 0), ``c`` the
+    model's reward normalizer (largest ``|mean| + std`` over visited pairs, 1 if none)."""
+    dense = stats.dense()
+    counts = dense.counts.astype(np.float64)
+    p_hat = dense.transitions / np.maximum(counts, 1.0)[..., None]
+    visited = counts > 0
+    size = (np.abs(dense.reward_mean) + np.sqrt(np.maximum(dense.reward_var, 0.0))) * visited
+    c = float(size.max()) if size.max() > 0 else 1.0
+    return counts, np.where(visited, dense.reward_mean, 0.0), p_hat, visited, c
+
+
+def exact_q(p_hat: np.ndarray, reward: np.ndarray, horizon: int) -> np.ndarray:
+    """Plain finite-horizon backward induction: ``[H, S, A]``, row ``k - 1`` with ``k`` steps to go."""
+    v, out = np.zeros(p_hat.shape[0]), []
+    for _ in range(horizon):
+        q = reward + p_hat @ v
+        out.append(q)
+        v = q.max(-1)
+    return np.stack(out)
+
+
+def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: IcrlModel, horizon: int,
+               optimism: bool) -> np.ndarray:
+    """Q of the adjusted MDP the model describes, in input units, by backward induction ``[H, S, A]``.
+
+    Per (s, a) with ``N`` visits, ``k`` steps to go, normalized rewards ``r̂ / c``:
+    reward ``r̂ + w_r / (N + w_r) (r0 - r̂)``; bonus ``c_b scale k / sqrt(N + 1)`` (optimism only);
+    a mass ``m = w / (N + w)`` to an unknown successor worth ``kappa scale (k - 1)`` (optimism) or the mean
+    of ``V_{k-1}`` over the states (no optimism); ``1 - m`` follows ``p_hat``.
+    """
+    counts, reward_mean, p_hat, _, c = empirical_mdp(stats)
+    r_norm = reward_mean / c
+    cap = model.config.max_pseudo_count
+    w_r = cap * sigmoid(raw[..., 0])
+    prior = np.tanh(raw[..., 1])
+    reward = r_norm + w_r / (counts + w_r) * (prior - r_norm)
+    w = math.exp(model.log_unknown_gain.item()) * 2.0 * sigmoid(raw[..., 3])
+    m = w / (counts + w)
+    bonus_coef = math.exp(model.log_bonus_gain.item()) * 2.0 * sigmoid(raw[..., 2])
+    bonus = bonus_coef * scale / np.sqrt(counts + 1.0) if optimism else np.zeros_like(reward)
+    kappa = softplus(model.kappa_raw.item())
+    v, out = np.zeros(counts.shape[0]), []
+    for k in range(1, horizon + 1):
+        q = reward + k * bonus + (1.0 - m) * (p_hat @ v)
+        q = q + (m * kappa * scale * (k - 1) if optimism else m * v.mean())
+        out.append(q)
+        v = q.max(-1)
+    return np.stack(out) * c
+
+
+def to_batch(items: list[tuple[SufficientStats, int]]) -> StatsBatch:
+    """A padded dense batch (float64) of several statistics."""
+    n_states = max(s.n_states for s, _ in items) + 1  # one padded state slot at least
+    n_actions = max(s.n_actions for s, _ in items) + 1
+    b = len(items)
+    arrays = {k: torch.zeros(b, n_states, n_actions, dtype=torch.float64)
+              for k in ("counts", "reward_mean", "reward_var", "terminal_counts")}
+    arrays["transitions"] = torch.zeros(b, n_states, n_actions, n_states, dtype=torch.float64)
+    arrays["initial_counts"] = torch.zeros(b, n_states, dtype=torch.float64)
+    state_mask = torch.zeros(b, n_states, dtype=torch.bool)
+    action_mask = torch.zeros(b, n_actions, dtype=torch.bool)
+    for i, (stats, _) in enumerate(items):
+        dense = stats.dense()
+        s, a = dense.counts.shape
+        for k in ("counts", "reward_mean", "reward_var", "terminal_counts"):
+            arrays[k][i, :s, :a] = torch.tensor(getattr(dense, k), dtype=torch.float64)
+        arrays["transitions"][i, :s, :a, :s] = torch.tensor(dense.transitions, dtype=torch.float64)
+        arrays["initial_counts"][i, :s] = torch.tensor(dense.initial_counts, dtype=torch.float64)
+        state_mask[i, :s], action_mask[i, :a] = True, True
+    horizon = torch.tensor([h for _, h in items])
+    return StatsBatch(**arrays, state_mask=state_mask, action_mask=action_mask, horizon=horizon)
+
+
+@pytest.mark.parametrize("optimism", [True, False])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sparse_plan_is_backward_induction_on_the_adjusted_mdp(seed, optimism):
+    stats, horizon = random_stats(seed)
+    model = make_model(seed)
+    capture = HeadCapture(model)
+    with torch.no_grad():
+        out = model.forward_sparse(stats.sparse(), horizon, optimism=optimism)
+    c = empirical_mdp(stats)[4]
+    scale = out.reward_scale.item() / c
+    expected = adjusted_q(stats, capture.last()[0], scale, model, horizon, optimism)
+    assert (stats.sparse().counts == 0).any() and stats.sparse().terminal_counts.any()
+    np.testing.assert_allclose(out.q[0].numpy(), expected, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("optimism", [True, False])
+def test_dense_plan_is_backward_induction_on_the_adjusted_mdp_padding_included(optimism):
+    items = [random_stats(3), random_stats(4, n_states=4, n_actions=2, steps=30), random_stats(5, steps=20)]
+    items[1] = (items[1][0], 5)  # a shorter horizon than the others
+    model = make_model(1)
+    capture = HeadCapture(model)
+    with torch.no_grad():
+        out = model(to_batch(items), optimism=optimism)
+    raw = capture.last()
+    for i, (stats, horizon) in enumerate(items):
+        s, a = stats.n_states, stats.n_actions
+        c = empirical_mdp(stats)[4]
+        scale = out.reward_scale[i].item() / c
+        expected = adjusted_q(stats, raw[i, :s, :a], scale, model, horizon, optimism)
+        np.testing.assert_allclose(out.q[i, :horizon, :s, :a].numpy(), expected, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("optimism", [True, False])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_without_corrections_q_is_exact_vi_of_the_empirical_mdp(seed, optimism):
+    stats, horizon = random_stats(seed)
+    model = make_model(seed)
+    _, reward, p_hat, _, _ = empirical_mdp(stats)
+    expected = exact_q(p_hat, reward, horizon)
+    with torch.no_grad():
+        sparse = model.forward_sparse(stats.sparse(), horizon, optimism=optimism, corrections=False)
+        dense = model(to_batch([(stats, horizon)]), optimism=optimism, corrections=False)
+    s, a = stats.n_states, stats.n_actions
+    np.testing.assert_allclose(sparse.q[0].numpy(), expected, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(dense.q[0, :, :s, :a].numpy(), expected, rtol=1e-9, atol=1e-9)
+
+
+class PlainVIModel(IcrlModel):
+    """The network with every correction off: its Q is exact VI on the empirical MDP."""
+
+    def forward_sparse(self, stats, horizon, optimism=True, corrections=True):
+        return super().forward_sparse(stats, horizon, optimism=optimism, corrections=False)
+
+
+def chain_step(s: int, a: int) -> tuple[float, int]:
+    """A 5-state chain: 0 left (0.05 at the left end), 1 right (1.0 at the right end)."""
+    if a == 0:
+        return (0.05 if s == 0 else 0.0), max(s - 1, 0)
+    return (1.0 if s == 4 else 0.0), min(s + 1, 4)
+
+
+def first_best(q: np.ndarray) -> np.ndarray:
+    """The first action within 1e-9 of the best, per state (the agent's deterministic tie rule)."""
+    return (q >= q.max(-1, keepdims=True) - 1e-9).argmax(-1)
+
+
+def test_agent_greedy_action_at_each_step_is_the_argmax_of_exact_q_with_the_steps_to_go():
+    """With corrections off the agent's plan is exact VI: at elapsed step ``t`` of an ``H``-step episode its
+    greedy action is the argmax of Q with ``H - t`` steps to go. In this chain the small reward on the left
+    is best with few steps to go and the far one on the right with many, so reading the plan by elapsed
+    step (or off by one) picks other actions."""
+    torch.manual_seed(0)
+    agent = Agent(spaces.Discrete(5), spaces.Discrete(2), seed=0, model=PlainVIModel(CONFIG).double())
+    horizon = 8
+    for actions in ([1, 1, 1, 1, 1, 0, 0, 0], [0, 1, 0, 0, 1, 1, 1, 0], [1, 0, 0, 0, 0, 0, 1, 1]):
+        s = 0
+        for t, a in enumerate(actions):
+            reward, s_next = chain_step(s, a)
+            agent.observe(s, a, reward, s_next, False, t == horizon - 1)
+            s = s_next
+    assert agent.horizon == horizon
+    _, reward, p_hat, _, _ = empirical_mdp(agent.stats)
+    q = exact_q(p_hat, reward, horizon)  # q[k - 1]: k steps to go
+    best = first_best(q)  # [H, S]
+    assert len({tuple(row) for row in best}) > 1, "the test needs a plan whose greedy action depends on the step"
+    for t in range(horizon):
+        policy = agent.policy(step=t, deterministic=True)
+        np.testing.assert_array_equal(policy.argmax(-1), best[horizon - 1 - t], err_msg=f"elapsed step {t}")
+    # and through act, playing an episode: the expected action comes from the statistics of the moment
+    s = 0
+    for t in range(horizon):
+        _, reward, p_hat, _, _ = empirical_mdp(agent.stats)
+        expected = first_best(exact_q(p_hat, reward, horizon))[horizon - 1 - t, s]
+        action = agent.act(s, deterministic=True)
+        assert action == expected, f"elapsed step {t}, state {s}"
+        r, s_next = chain_step(s, action)
+        agent.observe(s, action, r, s_next, False, t == horizon - 1)
+        s = s_next

@@ -1,0 +1,116 @@
+"""The shipped weights compute what they computed: Q, temperatures and reward scales of fixed statistics.
+
+The reference file is written by ``python tests/reference/make_reference_outputs.py`` (see its docstring).
+A refactor of the network or its planning layer must leave these outputs unchanged; regenerate the file
+only for an intended change of outputs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from icrl_agent.agent import shipped_weights_path
+from icrl_agent.checkpoint import checkpoint_sha256
+from icrl_agent.model_inputs import StatsBatch
+
+REFERENCE_DIR = Path(__file__).with_name("reference")
+RTOL, ATOL = 1e-5, 1e-6
+
+
+def _load_maker():
+    spec = importlib.util.spec_from_file_location("make_reference_outputs", REFERENCE_DIR / "make_reference_outputs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+maker = _load_maker()
+REFERENCE = json.loads(maker.OUTPUT.read_text())
+HINT = f"if this change of the shipped model's outputs is intended, regenerate them with `{maker.COMMAND}`"
+
+
+@pytest.fixture(scope="module")
+def shipped_model():
+    return maker.load_shipped_model()
+
+
+def assert_close(actual: torch.Tensor, expected, what: str) -> None:
+    actual = actual.detach().double().numpy()
+    expected = np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != reference {expected.shape}; {HINT}"
+    np.testing.assert_allclose(actual, expected, rtol=RTOL, atol=ATOL, err_msg=f"{what} differs; {HINT}")
+
+
+def test_the_reference_was_made_with_the_shipped_weights():
+    assert REFERENCE["sha256"] == checkpoint_sha256(shipped_weights_path()), (
+        f"the shipped weights changed since the reference outputs were made; {HINT}"
+    )
+    assert sorted(REFERENCE["cases"]) == sorted(maker.CASES)
+
+
+def test_the_cases_cover_what_they_claim():
+    chain, _ = maker.chain_small_early_reward()
+    assert 0 < chain.sparse().reward_mean.max() and np.isclose(chain.sparse().reward_mean[0, 0], 0.005)
+    grid, _ = maker.grid_with_terminal_transitions()
+    assert grid.sparse().terminal_counts.sum() == 4 and grid.max_truncated_length == 7
+    assert (grid.dense().transitions[1, 2] > 0).sum() == 2  # a stochastic row
+    sparse_case, _ = maker.unvisited_pairs_and_a_new_state()
+    counts = sparse_case.sparse().counts
+    assert (counts == 0).sum() > counts.size // 2 and counts[3].sum() == 0  # state 3: seen, never left
+    assert sparse_case.sparse().reward_var.max() > 0
+    costs, _ = maker.negative_step_costs()
+    visited = costs.sparse().counts > 0
+    assert (costs.sparse().reward_mean[visited] == -1.0).all()
+
+
+@pytest.mark.parametrize("optimism", [True, False])
+@pytest.mark.parametrize("case", sorted(maker.CASES))
+def test_shipped_model_outputs_match_the_reference(shipped_model, case, optimism):
+    stats, horizon = maker.CASES[case]()
+    expected = REFERENCE["cases"][case]
+    assert horizon == expected["horizon"], HINT
+    with torch.no_grad():
+        out = shipped_model.forward_sparse(stats.sparse(), horizon, optimism=optimism)
+    ref = expected["optimism"][str(optimism).lower()]
+    assert_close(out.q[0], ref["q"], f"{case} q (optimism={optimism})")
+    assert_close(out.temperature[0], ref["temperature"], f"{case} temperature (optimism={optimism})")
+    assert_close(out.reward_scale[0], ref["reward_scale"], f"{case} reward_scale (optimism={optimism})")
+
+
+@pytest.mark.parametrize("optimism", [True, False])
+def test_the_dense_path_matches_the_reference_too(shipped_model, optimism):
+    """All cases in one padded batch through ``forward``: the training path computes the same outputs."""
+    built = {case: maker.CASES[case]() for case in sorted(maker.CASES)}
+    n_states = max(stats.n_states for stats, _ in built.values())
+    n_actions = max(stats.n_actions for stats, _ in built.values())
+    b = len(built)
+    arrays = {k: torch.zeros(b, n_states, n_actions) for k in ("counts", "reward_mean", "reward_var", "terminal_counts")}
+    arrays["transitions"] = torch.zeros(b, n_states, n_actions, n_states)
+    arrays["initial_counts"] = torch.zeros(b, n_states)
+    state_mask = torch.zeros(b, n_states, dtype=torch.bool)
+    action_mask = torch.zeros(b, n_actions, dtype=torch.bool)
+    for i, (stats, _) in enumerate(built.values()):
+        dense = stats.dense()
+        s, a = dense.counts.shape
+        for k in ("counts", "reward_mean", "reward_var", "terminal_counts"):
+            arrays[k][i, :s, :a] = torch.tensor(getattr(dense, k), dtype=torch.float32)
+        arrays["transitions"][i, :s, :a, :s] = torch.tensor(dense.transitions, dtype=torch.float32)
+        arrays["initial_counts"][i, :s] = torch.tensor(dense.initial_counts, dtype=torch.float32)
+        state_mask[i, :s], action_mask[i, :a] = True, True
+    horizons = torch.tensor([h for _, h in built.values()])
+    batch = StatsBatch(**arrays, state_mask=state_mask, action_mask=action_mask, horizon=horizons)
+    with torch.no_grad():
+        out = shipped_model(batch, optimism=optimism)
+    for i, (case, (stats, horizon)) in enumerate(built.items()):
+        ref = REFERENCE["cases"][case]["optimism"][str(optimism).lower()]
+        s, a = stats.n_states, stats.n_actions
+        what = f"{case} via the dense path (optimism={optimism})"
+        assert_close(out.q[i, :horizon, :s, :a], ref["q"], f"{what} q")
+        assert_close(out.temperature[i, :s], ref["temperature"], f"{what} temperature")
+        assert_close(out.reward_scale[i], ref["reward_scale"], f"{what} reward_scale")
