@@ -30,6 +30,8 @@ from icrl_agent import solvers
 from icrl_agent.model_inputs import StatsBatch
 
 HEADS = ("vi", "gat_policy")
+SCALE_HEADS = ("gain", "quantile")
+_MAX_LOG_SCALE = 16.0  # unseen rewards up to e^16 ~ 9e6 times those seen: keeps exp() finite
 _N_SA, _N_STATE, _N_GLOBAL = 8, 4, 15
 _GAP_FLOOR = 1e-3  # temperature floor relative to the reward scale, for states whose actions tie
 
@@ -50,6 +52,10 @@ class ModelConfig:
     :param init_unknown_mass: initial pseudo-count ``w`` toward the unknown successor (mass ``w / (N + w)``)
     :param init_kappa: initial worth of the unknown successor, per step to go, in reward scales
     :param min_temperature: floor of the per-state temperature, relative to that state's Q gap
+    :param scale_head: how the reward-scale estimate (in units of the largest reward seen) is made:
+        ``"gain"`` (icrl-v1) ``1 + gain * softplus(linear(g))``; ``"quantile"`` ``exp(gain * softplus(mlp(g)))``,
+        the MLP trained on a quantile of ``log(largest |R| / largest seen)`` (see
+        :func:`icrl_agent.pretraining.train.scale_loss`); ``gain`` is the stage-2 constant ``log_scale_gain``
     """
 
     d_model: int = 64
@@ -62,6 +68,7 @@ class ModelConfig:
     init_unknown_mass: float = 1.0
     init_kappa: float = 1.0
     min_temperature: float = 0.01
+    scale_head: str = "gain"
 
     def __post_init__(self) -> None:
         for name in ("d_model", "n_heads", "n_rounds", "max_horizon"):
@@ -74,6 +81,8 @@ class ModelConfig:
             )
         if self.head not in HEADS:
             raise ValueError(f"ModelConfig.head must be one of {HEADS}, got {self.head!r}")
+        if self.scale_head not in SCALE_HEADS:
+            raise ValueError(f"ModelConfig.scale_head must be one of {SCALE_HEADS}, got {self.scale_head!r}")
         for name in ("max_pseudo_count", "init_bonus", "init_unknown_mass", "init_kappa", "min_temperature"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
@@ -393,7 +402,7 @@ class IcrlModel(nn.Module):
         self.embed_state = _mlp(_N_STATE + _N_GLOBAL, d, d)
         self.embed_global = _mlp(_N_GLOBAL, d, d)
         self.round = _Round(d, config.n_heads)
-        self.scale_head = nn.Linear(d, 1)
+        self.scale_head = nn.Linear(d, 1) if config.scale_head == "gain" else _mlp(d, d, 1)
         if config.head == "vi":
             self.sa_head = _mlp(3 * d, d, 4)  # reward pseudo-count, prior reward, bonus, unknown mass
             self.temperature_head = nn.Linear(2 * d, 1)
@@ -487,7 +496,7 @@ class IcrlModel(nn.Module):
         return self._run(inp, graph, optimism, corrections)
 
     def _dtype_device(self) -> tuple[torch.dtype, torch.device]:
-        p = self.scale_head.weight
+        p = self.embed_global[0].weight
         return p.dtype, p.device
 
     def _check_horizon(self, horizon: torch.Tensor) -> None:
@@ -575,9 +584,7 @@ class IcrlModel(nn.Module):
     def _run(self, inp: _Inputs, graph: _Graph, optimism: bool, corrections: bool) -> ModelOutput:
         h_sa, h_s, g = self._encode(inp, graph)
         n_states, n_actions = h_sa.shape[1], h_sa.shape[2]
-        scale = 1.0 + F.softplus(self.scale_head(g).squeeze(-1))  # normalized units, >= 1
-        if self.config.head == "vi":
-            scale = 1.0 + self.log_scale_gain.exp() * (scale - 1.0)
+        scale = self._scale(g)
         h_all = torch.cat(
             [
                 h_sa,
@@ -603,6 +610,14 @@ class IcrlModel(nn.Module):
             state_mask=inp.state_mask,
             action_mask=inp.action_mask,
         )
+
+    def _scale(self, g: torch.Tensor) -> torch.Tensor:
+        """How large unseen rewards may be, in units of the largest seen (``c``): ``[B]``, >= 1."""
+        raw = F.softplus(self.scale_head(g).squeeze(-1))  # (B,)
+        gain = self.log_scale_gain.exp() if self.config.head == "vi" else raw.new_ones(())
+        if self.config.scale_head == "quantile":
+            return torch.exp((gain * raw).clamp(max=_MAX_LOG_SCALE))
+        return 1.0 + gain * raw
 
     def _adjusted_mdp(
         self, inp: _Inputs, raw: torch.Tensor, scale: torch.Tensor, optimism: bool
