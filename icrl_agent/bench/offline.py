@@ -22,16 +22,19 @@ import numpy as np
 from icrl_agent.bench import report
 from icrl_agent.bench.agents import AgentSpec, parse_agents
 from icrl_agent.bench.common import (
-    DEFAULT_OUT,
     EnvReference,
     cached_env,
     env_reference,
+    has_exact_model,
     make_env,
     parse_envs,
+    prepare_out,
     report_errors,
     run_tasks,
     timestamp,
 )
+from icrl_agent.bench.results import OfflineResult, OfflineRow, RunRecord
+from icrl_agent.protocols import TabularPolicy
 
 DEFAULT_SIZES = (200, 1000, 5000)
 DEFAULT_BEHAVIOURS = ("uniform", "eps0.5", "eps0.1")
@@ -39,6 +42,12 @@ DEFAULT_AGENTS = "vilcb,vi"
 
 
 def _check_discrete_states(env: gym.Env) -> tuple[int, int]:
+    if not has_exact_model(env):
+        raise ValueError(
+            f"the offline benchmark scores the greedy policy exactly: it needs an env with an exact model "
+            f"(env.unwrapped.transition_matrix(), as every icrl/ env), which {env.spec.id if env.spec else env} "
+            "does not expose; use the online benchmark for it"
+        )
     space = env.observation_space
     n_states = env.unwrapped.transition_matrix()[0].shape[0]
     if not isinstance(space, gym.spaces.Discrete) or int(space.n) != n_states:
@@ -114,7 +123,7 @@ def collect_dataset(env: gym.Env, policy: np.ndarray, n_transitions: int, seed: 
     return {key: np.asarray(values) for key, values in rows.items()}
 
 
-def greedy_policy_table(agent: Any, env: gym.Env, horizon: int) -> np.ndarray:
+def greedy_policy_table(agent: TabularPolicy, env: gym.Env, horizon: int) -> np.ndarray:
     """The agent's deterministic policy over every state of the env, per elapsed step: ``[H, S, A]`` one-hot.
 
     Agents with ``policy(step=..., deterministic=True)`` (every :class:`~icrl_agent.base.TabularAgent`) are
@@ -171,13 +180,13 @@ def _fit_and_score(spec: AgentSpec, env: gym.Env, dataset: dict[str, np.ndarray]
     from icrl_agent import solvers
 
     agent = spec.build(env, seed)
-    agent.fit(dataset)
+    agent.fit(dataset)  # type: ignore[union-attr]  (an SB3 agent has no fit: the run fails, named)
     return solvers.policy_value(env.unwrapped, greedy_policy_table(agent, env, int(env.unwrapped.horizon)))
 
 
-def _flatten(outcomes: Sequence[dict], specs: Sequence[AgentSpec]) -> list[dict]:
+def _flatten(outcomes: Sequence[RunRecord], specs: Sequence[AgentSpec]) -> list[RunRecord]:
     """Per-agent records from per-dataset outcomes (a failed dataset fails every agent on it)."""
-    runs = []
+    runs: list[RunRecord] = []
     for outcome in outcomes:
         if "results" in outcome:
             runs += outcome["results"]
@@ -186,31 +195,18 @@ def _flatten(outcomes: Sequence[dict], specs: Sequence[AgentSpec]) -> list[dict]
     return runs
 
 
-def summarize(runs: Sequence[dict], refs: dict[str, EnvReference]) -> list[dict]:
+def summarize(runs: Sequence[RunRecord], refs: dict[str, EnvReference]) -> list[OfflineRow]:
     """Mean normalized greedy value with a 95% bootstrap CI over seeds, per (env, behaviour, size, agent)."""
-    groups: dict[tuple, list[float]] = {}
+    groups: dict[tuple[str, str, int, str], list[float]] = {}
     for run in runs:
         if "value" in run:
             ref = refs[run["env"]]
             key = (run["env"], run["behaviour"], run["size"], run["agent"])
-            groups.setdefault(key, []).append(
-                float(report.normalize([run["value"]], ref.optimal, ref.random)[0])
-            )
+            groups.setdefault(key, []).append(float(ref.score([run["value"]])[0]))
     rows = []
     for (env_id, behaviour, size, agent), values in groups.items():
         low, high = report.bootstrap_ci(values)
-        rows.append(
-            {
-                "env": env_id,
-                "behaviour": behaviour,
-                "size": size,
-                "agent": agent,
-                "seeds": len(values),
-                "mean": float(np.mean(values)),
-                "ci_low": low,
-                "ci_high": high,
-            }
-        )
+        rows.append(OfflineRow(env_id, behaviour, size, agent, len(values), float(np.mean(values)), low, high))
     return rows
 
 
@@ -218,57 +214,90 @@ def _short(env_id: str) -> str:
     return env_id.removeprefix("icrl/").removesuffix("-v0")
 
 
-def _averages_table(rows: Sequence[dict], agents: Sequence[str]) -> str:
+def _averages_table(rows: Sequence[OfflineRow], agents: Sequence[str]) -> str:
     """Mean over envs per (behaviour, size), then the grand mean, per agent."""
-    settings = sorted({(r["behaviour"], r["size"]) for r in rows})
+    settings: list[tuple[str, Any]] = sorted({(r.behaviour, r.size) for r in rows})
     table = []
     for behaviour, size in [*settings, ("all", "all")]:
         cells = []
         for agent in agents:
             means = [
-                r["mean"]
+                r.mean
                 for r in rows
-                if r["agent"] == agent and behaviour in ("all", r["behaviour"]) and size in ("all", r["size"])
+                if r.agent == agent and behaviour in ("all", r.behaviour) and size in ("all", r.size)
             ]
             cells.append(f"{np.mean(means):.3f}" if means else "n/a")
         table.append([behaviour, size, *cells])
     return report.markdown_table(["behaviour", "transitions", *agents], table)
 
 
-def render_markdown(
-    command: str, rows: Sequence[dict], agents: Sequence[str], errors: Sequence[dict], date: str | None = None
-) -> str:
+def render_markdown(result: OfflineResult) -> str:
     """The markdown report: the command, the averages over envs, then one row per (env, behaviour, size)."""
-    by_key = {(r["env"], r["behaviour"], r["size"], r["agent"]): r for r in rows}
+    agents = list(result.agents)
+    by_key = {(r.env, r.behaviour, r.size, r.agent): r for r in result.rows}
     settings = sorted({k[:3] for k in by_key}, key=lambda k: (k[0], k[1], k[2]))
     table_rows = []
     for env_id, behaviour, size in settings:
         cells = []
         for agent in agents:
             row = by_key.get((env_id, behaviour, size, agent))
-            cells.append(
-                "failed" if row is None else report.format_ci(row["mean"], row["ci_low"], row["ci_high"])
-            )
+            cells.append("failed" if row is None else report.format_ci(row.mean, row.ci_low, row.ci_high))
         table_rows.append([_short(env_id), behaviour, size, *cells])
     parts = [
         "# Offline benchmark",
-        f"Reproduce with:\n\n    {command}\n",
-        f"Run {date or timestamp()}. Normalized exact value (V - V_random) / (V_opt - V_random) of the greedy "
+        f"Reproduce with:\n\n    {result.command}\n",
+        f"Run {result.date or timestamp()}. Normalized exact value (V - V_random) / (V_opt - V_random) of the greedy "
         "policy after `fit` on a dataset rolled out by the behaviour policy (the agents fit the same datasets); "
         "mean over seeds with a 95% bootstrap CI.\n",
         "## Mean over envs\n",
-        _averages_table(rows, agents),
+        _averages_table(result.rows, agents),
         "\n## Per env\n",
         report.markdown_table(["env", "behaviour", "transitions", *agents], table_rows),
     ]
-    if errors:
+    if result.errors:
         parts.append("\n## Failed runs\n")
         parts += [
             f"- {e.get('agent')} on {e.get('env')} ({e.get('behaviour')}, {e.get('size')}), seed "
             f"{e.get('seed')}: {e['error'].strip().splitlines()[-1]}"
-            for e in errors
+            for e in result.errors
         ]
     return "\n".join(parts) + "\n"
+
+
+def _plot(result: OfflineResult, env_ids: Sequence[str], sizes: Sequence[int], behaviours: Sequence[str]) -> None:
+    for behaviour in behaviours:
+        groups = [f"{_short(e)}/{n}" for e in env_ids for n in sizes]
+        by_key = {(r.env, r.size, r.agent): r for r in result.rows if r.behaviour == behaviour}
+        series = {
+            a: [
+                (by_key[(e, n, a)].mean, by_key[(e, n, a)].ci_low, by_key[(e, n, a)].ci_high)
+                if (e, n, a) in by_key
+                else (math.nan,) * 3
+                for e in env_ids
+                for n in sizes
+            ]
+            for a in result.agents
+        }
+        report.plot_bars(
+            os.path.join(result.folder, f"offline_{behaviour}.png"),
+            f"offline, behaviour {behaviour}: normalized value (1 = optimal, 0 = random)",
+            groups,
+            series,
+        )
+
+
+def _check_settings(env_ids: Sequence[str], sizes: Sequence[int], behaviours: Sequence[str]) -> None:
+    """Reject bad sizes, behaviours and model-less envs before any work."""
+    if any(int(size) < 1 for size in sizes):
+        raise ValueError(f"dataset sizes must be >= 1, got {list(sizes)}")
+    for i, env_id in enumerate(env_ids):
+        env = make_env(env_id)
+        try:
+            _check_discrete_states(env)
+            for behaviour in behaviours if i == 0 else ():
+                behaviour_policy(env, behaviour)
+        finally:
+            env.close()
 
 
 def run_offline(
@@ -278,33 +307,32 @@ def run_offline(
     sizes: Sequence[int] = DEFAULT_SIZES,
     behaviours: Sequence[str] = DEFAULT_BEHAVIOURS,
     workers: int = 2,
-    out: str = DEFAULT_OUT,
+    out: str | None = None,
     command: str | None = None,
-) -> dict[str, Any]:
+    force: bool = False,
+    progress: bool | None = None,
+) -> OfflineResult:
     """Run the offline benchmark; write ``out/offline/{results.json, summary.csv, *.png}`` and ``out/offline.md``.
 
-    :param envs: ``"all"`` or comma-separated env ids
+    :param envs: ``"all"`` or comma-separated env ids (envs with an exact model: the value is computed exactly)
     :param agents: comma-separated agent names (they must implement ``fit``)
     :param seeds: datasets per setting (seed ``i`` draws dataset ``i``)
     :param sizes: dataset sizes in transitions
     :param behaviours: behaviour policies (``uniform``, ``eps<e>``)
     :param workers: parallel processes
-    :param out: results folder
+    :param out: results folder; ``None``: a new ``runs/bench/offline-<time>``
     :param command: the command line to print above the table
-    :return: ``summary`` rows, ``errors``, the ``markdown`` text and the results ``folder``
+    :param force: write into ``out`` even if it already holds files
+    :param progress: progress bar (``None``: only when stderr is a terminal)
+    :return: the result: summary ``rows``, ``errors``, the ``markdown`` text and the results ``folder``
     """
     specs = parse_agents(agents)
     env_ids = parse_envs(envs)
     for spec in specs:
         spec.resolve()
-    if any(int(size) < 1 for size in sizes):
-        raise ValueError(f"dataset sizes must be >= 1, got {list(sizes)}")
-    for env_id in env_ids[:1]:
-        env = make_env(env_id)
-        for behaviour in behaviours:
-            behaviour_policy(env, behaviour)  # reject a bad behaviour name before any work
-        env.close()
+    _check_settings(env_ids, sizes, behaviours)
     refs = {env_id: env_reference(env_id) for env_id in env_ids}
+    out = prepare_out(out, "offline", force)
     tasks = [
         {"env": e, "seed": seed, "size": int(size), "behaviour": b, "specs": specs}
         for e in env_ids
@@ -312,50 +340,21 @@ def run_offline(
         for size in sizes
         for seed in range(seeds)
     ]
-    tasks.sort(key=lambda t: -t["size"] * refs[t["env"]].n_states)
+    tasks.sort(key=lambda t: -t["size"] * (refs[t["env"]].n_states or 1))
     if command is None:
         command = (
             f"python -m icrl_agent.bench offline --envs {','.join(env_ids)} --agents "
             f"{','.join(s.name for s in specs)} --seeds {seeds} --sizes {','.join(map(str, sizes))} "
             f"--behaviours {','.join(behaviours)} --workers {workers} --out {out}"
         )
-    runs = _flatten(run_tasks(offline_run, tasks, workers, desc="offline"), specs)
-    errors = report_errors(runs)
-    rows = summarize(runs, refs)
-    agent_names = [s.name for s in specs]
-    markdown = render_markdown(command, rows, agent_names, errors)
-    folder = os.path.join(out, "offline")
-    report.write_json(
-        os.path.join(folder, "results.json"),
-        {
-            "command": command,
-            "date": timestamp(),
-            "envs": {e: vars(r) for e, r in refs.items()},
-            "agents": {s.name: {"target": s.target, "params": s.params, "hints": s.hints} for s in specs},
-            "summary": rows,
-            "runs": runs,
-        },
-    )
-    report.write_csv(os.path.join(folder, "summary.csv"), rows)
-    for behaviour in behaviours:
-        groups = [f"{_short(e)}/{n}" for e in env_ids for n in sizes]
-        by_key = {(r["env"], r["size"], r["agent"]): r for r in rows if r["behaviour"] == behaviour}
-        series = {
-            a: [
-                (by_key[(e, n, a)]["mean"], by_key[(e, n, a)]["ci_low"], by_key[(e, n, a)]["ci_high"])
-                if (e, n, a) in by_key
-                else (math.nan,) * 3
-                for e in env_ids
-                for n in sizes
-            ]
-            for a in agent_names
-        }
-        report.plot_bars(
-            os.path.join(folder, f"offline_{behaviour}.png"),
-            f"offline, behaviour {behaviour}",
-            groups,
-            series,
-        )
+    runs = _flatten(run_tasks(offline_run, tasks, workers, desc="offline", progress=progress), specs)
+    agents_info = {s.name: {"target": s.target, "params": s.params, "hints": s.hints} for s in specs}
+    result = OfflineResult(command, timestamp(), refs, agents_info, summarize(runs, refs), runs, report_errors(runs),
+                           folder=os.path.join(out, "offline"))
+    result.markdown = render_markdown(result)
+    report.write_json(os.path.join(result.folder, "results.json"), result.to_json())
+    report.write_csv(os.path.join(result.folder, "summary.csv"), [row.to_json() for row in result.rows])
+    _plot(result, env_ids, sizes, behaviours)
     with open(os.path.join(out, "offline.md"), "w") as f:
-        f.write(markdown)
-    return {"summary": rows, "errors": errors, "markdown": markdown, "folder": folder}
+        f.write(result.markdown)
+    return result

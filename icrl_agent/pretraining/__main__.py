@@ -24,8 +24,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m icrl_agent.pretraining",
         description=(__doc__ or "").split("\n")[0],
-        epilog=f"Diagnostics of pretrained weights: python -m icrl_agent.pretraining {EVALUATE} --help",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog=f"Diagnostics of pretrained weights:\n  python -m icrl_agent.pretraining {EVALUATE} --help",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", required=True, help="YAML or JSON run config (see configs/default.yaml)")
     parser.add_argument("--device", choices=["cpu", "cuda"], help="override the config's device")
