@@ -429,3 +429,23 @@ def test_sweep_optvi_runs_one_agent_per_bonus_and_names_the_best(tmp_path, capsy
     assert "**Best over envs: `optvi:c=0.0" in markdown
     data = json.loads((tmp_path / "sweep_optvi" / "results.json").read_text())
     assert data["agents"]["optvi:c=0.01"]["params"] == {"c": 0.01}
+
+
+def test_every_committed_results_file_cites_a_command_that_still_parses():
+    """The first command line of each committed table must be accepted by today's CLI (bench or evaluate)."""
+    import shlex
+
+    from icrl_agent.pretraining.evaluate.cli import build_parser as evaluate_parser
+
+    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    tables = sorted(results.rglob("*.md"))
+    assert len(tables) >= 10
+    for table in tables:
+        line = next(line for line in table.read_text().splitlines() if "python -m icrl_agent." in line)
+        words = shlex.split(line.strip().strip("`"))
+        assert words[:3] in (["python", "-m", "icrl_agent.bench"], ["python", "-m", "icrl_agent.pretraining"]), table
+        if words[2] == "icrl_agent.bench":
+            build_parser().parse_args(words[3:])
+        else:
+            assert words[3] == "evaluate", table
+            evaluate_parser().parse_args(words[4:])
