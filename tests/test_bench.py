@@ -66,6 +66,9 @@ def test_tiny_online_run_writes_json_csv_png_and_markdown(tmp_path):
     assert not result.errors
     data = json.loads((folder / "results.json").read_text())
     assert len(data["runs"]) == 2 * 2 * 2
+    assert {"mean", "ci_low", "episodes_to_0.9", "seeds_reaching_0.9", "ratio_to_best_classical"} <= set(data["summary"][0])
+    loaded = OnlineResult.load(folder / "results.json").rows  # what is written reads back the same (NaN too)
+    assert [repr(r) for r in loaded] == [repr(r) for r in result.rows]
     assert all(len(run["returns"]) == 12 for run in data["runs"])
     assert data["agents"]["optvi"]["hints"] is True
     with open(folder / "summary.csv") as f:

@@ -93,6 +93,12 @@ def test_held_out_families_never_trained_on(tmp_path):
     assert held.isdisjoint(batch.mdps.family.tolist())
 
 
+def test_es_horizon_cap_keeps_the_range_valid():
+    capped = PriorSpec(min_horizon=10, max_horizon=200).capped(5)
+    assert (capped.min_horizon, capped.max_horizon) == (5, 5)
+    assert PriorSpec(min_horizon=10, max_horizon=30).capped(100) == PriorSpec(min_horizon=10, max_horizon=30)
+
+
 # --- data and the online simulator ---
 
 def test_boltzmann_targets_use_each_states_own_gap():
