@@ -68,7 +68,7 @@ class PretrainConfig:
     log_dir: str = "runs/pretrain/tb"  # TensorBoard event files; "" disables TensorBoard
     checkpoint_dir: str = "runs/pretrain/checkpoints"  # resumable state (last.safetensors + last.json)
     checkpoint_interval: int = 200     # stage-1 steps (and stage-2 generations) between resumable checkpoints
-    progress: bool = True              # tqdm progress bar (rank 0 only)
+    progress: bool = True              # tqdm progress bar (rank 0, and only when stderr is a terminal)
 
     # --- the parts ---
     model: ModelConfig = field(default_factory=ModelConfig)  # the network (icrl_agent.model.ModelConfig)

@@ -139,7 +139,8 @@ def _progress(cfg: PretrainConfig, info: distributed.DistInfo, total: int, initi
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True)
+    # disable=None: drawn only when stderr is a terminal, so redirected logs get no carriage returns
+    return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, disable=None)
 
 
 def _check_resumable(cfg: PretrainConfig, saved: dict[str, Any]) -> None:
