@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -113,7 +114,7 @@ def model_hints(env: gym.Env) -> dict[str, Any]:
 
     if not has_exact_model(env):
         return {"horizon": episode_horizon(env)}
-    model = env.unwrapped
+    model: Any = env.unwrapped
     _, R, _ = model.transition_matrix()
     return {"horizon": int(model.horizon), "reward_max": float(np.abs(np.asarray(R)).max())}
 
@@ -206,7 +207,7 @@ def get_agent(name: str) -> AgentSpec:
     return AGENTS[base].with_params(**params) if params else AGENTS[base]
 
 
-def parse_agents(names: str | list[str]) -> list[AgentSpec]:
+def parse_agents(names: str | Sequence[str]) -> list[AgentSpec]:
     """Specs of a comma-separated list (or a list) of agent names, checked before anything runs.
 
     :param names: e.g. ``"random,optvi:c=0.01,ppo"``

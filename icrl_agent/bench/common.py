@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -211,12 +212,12 @@ def env_reference(env_id: str) -> EnvReference:
     env = make_env(env_id)
     try:
         _check_finite_spaces(env, env_id)
-        n_actions = int(env.action_space.n)
+        n_actions = int(env.action_space.n)  # type: ignore[attr-defined]  # Discrete: checked above
         if not has_exact_model(env):
             space = env.observation_space
             n_states = int(space.n) if isinstance(space, gym.spaces.Discrete) else None
             return EnvReference(env_id, n_states, n_actions, episode_horizon(env), None, None, None)
-        model = env.unwrapped
+        model: Any = env.unwrapped
         P, R, _ = model.transition_matrix()
         return EnvReference(
             env_id,

@@ -41,6 +41,12 @@ DEFAULT_BEHAVIOURS = ("uniform", "eps0.5", "eps0.1")
 DEFAULT_AGENTS = "vilcb,vi"
 
 
+def _discrete(space: gym.Space) -> gym.spaces.Discrete:
+    if not isinstance(space, gym.spaces.Discrete):
+        raise TypeError(f"the offline benchmark needs a Discrete action space, got {space!r}")
+    return space
+
+
 def _check_discrete_states(env: gym.Env) -> tuple[int, int]:
     if not has_exact_model(env):
         raise ValueError(
@@ -49,7 +55,8 @@ def _check_discrete_states(env: gym.Env) -> tuple[int, int]:
             "does not expose; use the online benchmark for it"
         )
     space = env.observation_space
-    n_states = env.unwrapped.transition_matrix()[0].shape[0]
+    model: Any = env.unwrapped
+    n_states = model.transition_matrix()[0].shape[0]
     if not isinstance(space, gym.spaces.Discrete) or int(space.n) != n_states:
         raise TypeError(
             f"the offline benchmark reads observations as the model's state ids: it needs a Discrete({n_states}) "
@@ -68,7 +75,7 @@ def behaviour_policy(env: gym.Env, behaviour: str) -> np.ndarray:
     """
     from icrl_agent import solvers
 
-    model = env.unwrapped
+    model: Any = env.unwrapped
     P, R, terminal = model.transition_matrix()
     horizon, n_actions = int(model.horizon), P.shape[1]
     uniform = np.full((horizon, P.shape[0], n_actions), 1.0 / n_actions)
@@ -97,7 +104,7 @@ def collect_dataset(env: gym.Env, policy: np.ndarray, n_transitions: int, seed: 
     :return: a dataset dict (``observations, actions, rewards, next_observations, terminations, truncations``)
     """
     start, _ = _check_discrete_states(env)
-    action_start = int(env.action_space.start)
+    action_start = int(_discrete(env.action_space).start)
     horizon, n_actions = policy.shape[0], policy.shape[-1]
     rng = np.random.default_rng(seed)
     rows: dict[str, list] = {
@@ -135,8 +142,8 @@ def greedy_policy_table(agent: TabularPolicy, env: gym.Env, horizon: int) -> np.
     :return: float64 ``[H, S, A]``
     """
     start, n_states = _check_discrete_states(env)
-    n_actions = int(env.action_space.n)
-    action_start = int(env.action_space.start)
+    actions = _discrete(env.action_space)
+    n_actions, action_start = int(actions.n), int(actions.start)
     table = np.zeros((horizon, n_states, n_actions))
     stats = getattr(agent, "stats", None)
     if stats is not None and hasattr(agent, "policy"):
@@ -179,9 +186,10 @@ def offline_run(task: dict[str, Any]) -> dict[str, Any]:
 def _fit_and_score(spec: AgentSpec, env: gym.Env, dataset: dict[str, np.ndarray], seed: int) -> float:
     from icrl_agent import solvers
 
-    agent = spec.build(env, seed)
-    agent.fit(dataset)  # type: ignore[union-attr]  (an SB3 agent has no fit: the run fails, named)
-    return solvers.policy_value(env.unwrapped, greedy_policy_table(agent, env, int(env.unwrapped.horizon)))
+    model: Any = env.unwrapped
+    agent: Any = spec.build(env, seed)  # an SB3 agent has no fit: the run fails, named
+    agent.fit(dataset)
+    return solvers.policy_value(model, greedy_policy_table(agent, env, int(model.horizon)))
 
 
 def _flatten(outcomes: Sequence[RunRecord], specs: Sequence[AgentSpec]) -> list[RunRecord]:
@@ -333,7 +341,7 @@ def run_offline(
     _check_settings(env_ids, sizes, behaviours)
     refs = {env_id: env_reference(env_id) for env_id in env_ids}
     out = prepare_out(out, "offline", force)
-    tasks = [
+    tasks: list[dict[str, Any]] = [
         {"env": e, "seed": seed, "size": int(size), "behaviour": b, "specs": specs}
         for e in env_ids
         for b in behaviours

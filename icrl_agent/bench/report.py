@@ -6,7 +6,7 @@ import csv
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -208,7 +208,7 @@ def plot_bars(
     path: str,
     title: str,
     groups: Sequence[str],
-    series: dict[str, Sequence[tuple[float, float, float]]],
+    series: Mapping[str, Sequence[tuple[float, float, float]]],
     ylabel: str = "normalized return (1 = optimal, 0 = random)",
 ) -> None:
     """Grouped bar chart of means with 95% CI error bars.

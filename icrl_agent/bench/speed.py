@@ -89,7 +89,7 @@ class GarnetEnv(gym.Env):
     def step(self, action: int) -> tuple[int, float, bool, bool, dict]:
         reward = float(self.R[self._state, action])
         u = self.np_random.random()
-        self._state = int(min(np.searchsorted(self._cdf[self._state, action], u), self.P.shape[0] - 1))
+        self._state = min(int(np.searchsorted(self._cdf[self._state, action], u)), self.P.shape[0] - 1)
         self._t += 1
         return self._state, reward, False, self._t >= self.horizon, {}
 

@@ -12,6 +12,7 @@ import json
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from icrl_agent.pretraining.config import PretrainConfig, load_config
 from icrl_agent.pretraining.distributed import resolve_device
@@ -42,7 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def config_from_args(args: argparse.Namespace) -> PretrainConfig:
     """The config file with the command-line overrides applied (validated again)."""
     cfg = load_config(args.config)
-    overrides: dict[str, object] = {}
+    overrides: dict[str, Any] = {}
     if args.device is not None:
         overrides["device"] = args.device
     if args.steps is not None:

@@ -83,7 +83,7 @@ def prior_run(task: dict[str, Any]) -> dict[str, Any]:
     from icrl_agent.solvers import optimal_value, random_value
 
     env = prior_env(task["family"], task["index"], task["seed"], task["weights"])
-    model = env.unwrapped
+    model: Any = env.unwrapped
     optimal, random = optimal_value(model), random_value(model)
     identity = {k: task[k] for k in ("family", "index", "seed", "agent")}
     if not optimal - random > 1e-9 * max(1.0, abs(optimal)):
