@@ -226,6 +226,14 @@ def test_default_yaml_is_exactly_the_config_of_the_shipped_weights():
     assert card["training"]["command"] == "python -m icrl_agent.pretraining --config configs/default.yaml"
 
 
+def test_a_written_config_loads_back_equal(tmp_path):
+    cfg = load_config(REPO / "configs" / "default.yaml")
+    assert config_from_dict(cfg.to_dict()) == cfg  # what a checkpoint or card records reads back
+    path = tmp_path / "written.json"
+    path.write_text(json.dumps(cfg.to_dict()))
+    assert load_config(path) == cfg
+
+
 def test_config_files_load(tmp_path):
     for path in (REPO / "configs" / "default.yaml", TINY, REPO / "configs" / "ablation_gat.yaml"):
         assert isinstance(load_config(path), PretrainConfig)
