@@ -20,7 +20,7 @@ import numpy as np
 from icrl_agent.protocols import TabularPolicy
 
 RUNS_DIR = os.path.join("runs", "bench")  # default home of new runs (git-ignored); never benchmarks/results
-EPISODE_CAP = 1000  # steps per episode on an env without a time limit (e.g. gymnasium's CliffWalking-v1)
+EPISODE_CAP = 500  # steps per episode on an env without a time limit (CliffWalking-v1); the agent caps at 500 too
 
 
 def new_run_dir(verb: str, base: str = RUNS_DIR) -> str:
