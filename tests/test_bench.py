@@ -452,3 +452,14 @@ def test_every_committed_results_file_cites_a_command_that_still_parses():
         else:
             assert words[3] == "evaluate", table
             evaluate_parser().parse_args(words[4:])
+
+
+def test_the_agent_and_every_tabular_baseline_fit_the_tabular_policy_protocol():
+    from icrl_agent.protocols import TabularPolicy
+
+    env = make_env(RIVER)
+    names = [name for name, spec in AGENTS.items() if spec.kind == "tabular"]
+    assert "icrl" in names and "optvi" in names
+    for name in names:
+        assert isinstance(get_agent(name).build(env, seed=0), TabularPolicy), name
+    assert not isinstance(CrashOnSeedOne(env.observation_space, env.action_space), TabularPolicy)  # no fit/predict
