@@ -33,9 +33,10 @@ TINY_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "tiny.yaml"
 
 def pretrain(config: str, out: Path, steps: int, seed: int) -> str:
     """Run the pretraining into ``out`` (as the CLI's ``--out``); the stem of the weights it wrote."""
+    cfg = load_config(config)
     cfg = replace(
-        load_config(config),
-        stage1_steps=steps,
+        cfg,
+        stage1=replace(cfg.stage1, steps=steps),
         seed=seed,
         progress=False,
         out_dir=str(out),

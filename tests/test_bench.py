@@ -4,6 +4,7 @@ import csv
 import json
 import math
 import os
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -19,9 +20,12 @@ from icrl_agent.bench.agents import (
     parse_agents,
     register_agent,
 )
-from icrl_agent.bench.common import env_reference, make_env, parse_envs, run_episodes
+from icrl_agent.bench.common import EPISODE_CAP, env_reference, make_env, parse_envs, run_episodes
 from icrl_agent.bench.offline import behaviour_policy, collect_dataset, run_offline
+from icrl_agent.bench.offline import render_markdown as render_offline
+from icrl_agent.bench.online import render_markdown as render_online
 from icrl_agent.bench.online import run_online, summarize
+from icrl_agent.bench.results import OfflineResult, OnlineResult, SpeedResult
 from icrl_agent.bench.speed import GarnetEnv, run_speed
 
 FROZEN = "FrozenLake4x4"
@@ -59,9 +63,12 @@ def test_tiny_online_run_writes_json_csv_png_and_markdown(tmp_path):
         f"{FROZEN},{RIVER}", "random,optvi", seeds=2, episodes=12, workers=2, out=str(tmp_path)
     )
     folder = tmp_path / "online"
-    assert not result["errors"]
+    assert not result.errors
     data = json.loads((folder / "results.json").read_text())
     assert len(data["runs"]) == 2 * 2 * 2
+    assert {"mean", "ci_low", "episodes_to_0.9", "seeds_reaching_0.9", "ratio_to_best_classical"} <= set(data["summary"][0])
+    loaded = OnlineResult.load(folder / "results.json").rows  # what is written reads back the same (NaN too)
+    assert [repr(r) for r in loaded] == [repr(r) for r in result.rows]
     assert all(len(run["returns"]) == 12 for run in data["runs"])
     assert data["agents"]["optvi"]["hints"] is True
     with open(folder / "summary.csv") as f:
@@ -71,7 +78,7 @@ def test_tiny_online_run_writes_json_csv_png_and_markdown(tmp_path):
     pngs = sorted(p.name for p in folder.glob("*.png"))
     assert pngs == ["curves_FrozenLake4x4.png", "curves_RiverSwim.png", "mean_normalized_return.png"]
     markdown = (tmp_path / "online.md").read_text()
-    assert markdown == result["markdown"]
+    assert markdown == result.markdown
     command = markdown.split("Reproduce with:")[1].strip().splitlines()[0]
     assert command.startswith("python -m icrl_agent.bench online ")
     assert "| FrozenLake4x4 |" in markdown and "| RiverSwim |" in markdown
@@ -117,6 +124,125 @@ def test_unknown_agent_and_env_names_list_the_valid_ones(tmp_path, capsys):
     assert not os.listdir(tmp_path)
 
 
+@pytest.mark.parametrize("argv, valid, suggestion", [
+    (["online", "--agents", "random,optvl"], "valid agents: random, qlearning", "Did you mean 'optvi'?"),
+    (["offline", "--agents", "vilbc"], "valid agents:", "Did you mean 'vilcb'?"),
+    (["speed", "--agents", "qlearnin"], "valid agents:", "Did you mean 'qlearning'?"),
+    (["online", "--envs", "RiverSwin"], "valid envs: all, icrl/RiverSwim-v0", "Did you mean 'RiverSwim'"),
+    (["online", "--envs", "FrozenLake-v9"], "any registered Gymnasium id", "Did you mean 'FrozenLake-v1'"),
+])
+def test_a_bad_name_is_a_usage_error_naming_the_valid_ones_and_the_closest(argv, valid, suggestion, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert valid in err and suggestion in err and "Traceback" not in err
+
+
+def test_help_shows_defaults_and_the_valid_names(capsys):
+    for command, expected in (("online", ["(default: 10)", "(default: random,qlearning", "RiverSwim, SixArms",
+                                          "optvi, psrl", "FrozenLake-v1"]),
+                              ("speed", ["(default: 5000)", "(default: 16,64,500)", "1-thread"])):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        out = " ".join(capsys.readouterr().out.split())
+        assert all(text in out for text in expected), (command, out)
+
+
+def test_the_bench_never_writes_into_a_non_empty_folder_without_force(tmp_path, capsys):
+    committed = tmp_path / "results"
+    committed.mkdir()
+    (committed / "online.md").write_text("committed table\n")
+    argv = ["online", "--envs", FROZEN, "--agents", "random", "--seeds", "1", "--episodes", "2", "--workers", "1",
+            "--out", str(committed)]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2 and "--force" in capsys.readouterr().err
+    assert (committed / "online.md").read_text() == "committed table\n"
+    assert sorted(os.listdir(committed)) == ["online.md"]
+    with pytest.raises(ValueError, match="--force"):
+        run_speed("random", sizes=[8], steps=2, out=str(committed))
+    assert main([*argv, "--force"]) == 0
+    assert (committed / "online.md").read_text().startswith("# Online benchmark")
+
+
+def test_without_out_every_run_gets_a_new_folder_under_runs_bench(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    first = run_online(FROZEN, "random", seeds=1, episodes=2, workers=1)
+    second = run_online(FROZEN, "random", seeds=1, episodes=2, workers=1)
+    assert first.folder != second.folder
+    for result in (first, second):
+        folder = Path(result.folder).parent
+        assert folder.parent == Path("runs", "bench") and folder.name.startswith("online-")
+        assert (folder / "online.md").exists()
+    ignored = (Path(__file__).resolve().parents[1] / ".gitignore").read_text().splitlines()
+    assert "runs/" in ignored
+
+
+def test_progress_bar_only_on_a_terminal(tmp_path, capsys, monkeypatch):
+    run_online(FROZEN, "random", seeds=1, episodes=2, workers=1, out=str(tmp_path / "a"))
+    assert "online:" not in capsys.readouterr().err  # stderr is not a terminal under pytest
+    run_online(FROZEN, "random", seeds=1, episodes=2, workers=1, out=str(tmp_path / "b"), progress=True)
+    assert "online:" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True, raising=False)
+    from icrl_agent.bench.common import show_progress
+
+    assert show_progress(None) and not show_progress(False)
+
+
+@pytest.mark.parametrize("env_id", ["FrozenLake-v1", "CliffWalking-v1", "Taxi-v4"])
+def test_any_gymnasium_id_with_finite_spaces_runs_and_reports_raw_returns(env_id, tmp_path):
+    ref = env_reference(env_id)
+    assert not ref.normalized and ref.optimal is None
+    if env_id == "CliffWalking-v1":  # no TimeLimit: the bench caps episodes
+        assert gym.make(env_id).spec.max_episode_steps is None and ref.horizon == EPISODE_CAP
+    result = run_online(env_id, "random,qlearning", seeds=1, episodes=3, workers=1, out=str(tmp_path))
+    assert not result.errors
+    assert all(not row.normalized for row in result.rows)
+    assert f"| {env_id} (raw return) |" in result.markdown and "no exact model" in result.markdown
+    data = json.loads((tmp_path / "online" / "results.json").read_text())
+    assert data["envs"][env_id]["normalized"] is False
+    random_returns = next(r["returns"] for r in data["runs"] if r["agent"] == "random")
+    assert next(r for r in result.rows if r.agent == "random").mean == pytest.approx(np.mean(random_returns))
+    assert not (tmp_path / "online" / "mean_normalized_return.png").exists()  # raw returns share no scale
+    with pytest.raises(ValueError, match="exact model"):
+        run_offline(env_id, "vi", seeds=1, sizes=[10], behaviours=["uniform"], workers=1, out=str(tmp_path / "off"))
+
+
+def test_an_env_with_a_model_is_normalized_beside_one_without(tmp_path):
+    result = run_online(f"{FROZEN},FrozenLake-v1", "random", seeds=2, episodes=5, workers=1, out=str(tmp_path))
+    rows = {r.env: r for r in result.rows}
+    assert rows["icrl/FrozenLake4x4-v0"].normalized and not rows["FrozenLake-v1"].normalized
+    assert "**mean over envs with an exact model**" in result.markdown
+
+
+def test_a_box_env_is_refused_naming_the_space():
+    with pytest.raises(ValueError, match="CartPole-v1 cannot be benchmarked"):
+        env_reference("CartPole-v1")
+
+
+@pytest.mark.parametrize("path", sorted(str(p) for p in (Path(__file__).resolve().parents[1] / "benchmarks" / "results").rglob("results.json")))
+def test_committed_results_are_read_back_by_the_report_code(path):
+    data = json.loads(Path(path).read_text())
+    if "threshold" in data:  # online / sweep
+        result = OnlineResult.load(path)
+        assert len(result.rows) == len(data["summary"]) and result.rows[0].to_json()["env"] == data["summary"][0]["env"]
+        assert result.rows[0].normalized
+        markdown = render_online(result)
+        assert "| env |" in markdown and result.command in markdown
+        rows, _ = summarize(result.runs, result.envs, parse_agents([a for a in result.agents if a in AGENTS]
+                                                                     or ["random"]))
+        by_key = {(r.env, r.agent): r.mean for r in result.rows}
+        assert all(by_key[(r.env, r.agent)] == pytest.approx(r.mean) for r in rows if (r.env, r.agent) in by_key)
+    elif "torch_threads" in data:
+        result = SpeedResult.load(path)
+        assert result.rows and result.rows[0].median_us == data["summary"][0]["median_us"]
+    else:
+        result = OfflineResult.load(path)
+        assert len(result.rows) == len(data["summary"])
+        assert "| env | behaviour |" in render_offline(result)
+
+
 def test_parameter_override_reaches_the_constructor():
     env = make_env(RIVER)
     spec = get_agent("optvi:c=0.03")
@@ -147,13 +273,11 @@ def test_icrl_resolves_only_when_the_agent_class_exists():
 
 def test_a_crashing_run_is_reported_with_its_seed_and_the_others_survive(tmp_path, crashy):
     result = run_online(FROZEN, f"random,{crashy}", seeds=2, episodes=15, workers=2, out=str(tmp_path))
-    assert [(e["agent"], e["seed"]) for e in result["errors"]] == [(crashy, 1)]
-    assert "deliberate crash" in result["errors"][0]["error"]
-    summary = {r["agent"]: r for r in result["summary"]}
-    assert summary["random"]["seeds"] == 2 and summary[crashy]["seeds"] == 1
-    assert (
-        f"- {crashy} on icrl/FrozenLake4x4-v0, seed 1: RuntimeError: deliberate crash" in result["markdown"]
-    )
+    assert [(e["agent"], e["seed"]) for e in result.errors] == [(crashy, 1)]
+    assert "deliberate crash" in result.errors[0]["error"]
+    summary = {r.agent: r for r in result.rows}
+    assert summary["random"].seeds == 2 and summary[crashy].seeds == 1
+    assert f"- {crashy} on icrl/FrozenLake4x4-v0, seed 1: RuntimeError: deliberate crash" in result.markdown
     data = json.loads((tmp_path / "online" / "results.json").read_text())
     assert sum("returns" in run for run in data["runs"]) == 3
 
@@ -177,12 +301,12 @@ def test_summary_of_optimal_and_random_returns():
         for seed in range(3)
     ]
     rows, curves = summarize(runs, refs, parse_agents("optvi,random"))
-    by_agent = {r["agent"]: r for r in rows}
-    assert by_agent["optvi"]["mean"] == pytest.approx(1.0)
-    assert by_agent["optvi"]["episodes_to_0.9"] == 10  # the first full 10-episode window
-    assert by_agent["optvi"]["ratio_to_best_classical"] == pytest.approx(1.0)
-    assert by_agent["random"]["mean"] == pytest.approx(0.0, abs=1e-12)
-    assert by_agent["random"]["episodes_to_0.9"] is None
+    by_agent = {r.agent: r for r in rows}
+    assert by_agent["optvi"].mean == pytest.approx(1.0)
+    assert by_agent["optvi"].episodes_to_threshold == 10  # the first full 10-episode window
+    assert by_agent["optvi"].ratio_to_best_classical == pytest.approx(1.0)
+    assert by_agent["random"].mean == pytest.approx(0.0, abs=1e-12)
+    assert by_agent["random"].episodes_to_threshold is None
     assert curves[ref.env_id]["optvi"].shape == (3, 30)
 
 
@@ -222,23 +346,44 @@ def test_offline_datasets_have_the_asked_size_and_behaviour(tmp_path):
     result = run_offline(
         FROZEN, "vi", seeds=1, sizes=[20000], behaviours=["uniform"], workers=1, out=str(tmp_path)
     )
-    assert not result["errors"]
-    (row,) = result["summary"]
-    assert row["mean"] > 0.95  # plain VI on plenty of uniform data finds the optimal policy
+    assert not result.errors
+    (row,) = result.rows
+    assert row.mean > 0.95  # plain VI on plenty of uniform data finds the optimal policy
     assert (tmp_path / "offline.md").exists() and (tmp_path / "offline" / "offline_uniform.png").exists()
 
 
-def test_speed_reports_median_and_mean_per_size(tmp_path):
+def test_speed_reports_default_threads_and_one_thread_side_by_side(tmp_path):
+    import torch
+
+    before = torch.get_num_threads()
     result = run_speed("random,optvi", sizes=[16], steps=60, out=str(tmp_path))
-    assert {(r["agent"], r["n_states"]) for r in result["summary"]} == {("random", 16), ("optvi", 16)}
-    assert all(r["steps"] == 60 and r["median_us"] > 0 and r["mean_us"] > 0 for r in result["summary"])
-    assert (tmp_path / "speed.md").exists()
+    assert torch.get_num_threads() == before  # the caller's setting is restored
+    assert result.torch_threads == before  # the default columns: what a user gets
+    assert {(r.agent, r.n_states) for r in result.rows} == {("random", 16), ("optvi", 16)}
+    assert all(r.steps == 60 and r.median_us > 0 and r.mean_us > 0 and r.threads == before for r in result.rows)
+    assert all(r.median_us_1thread > 0 and r.mean_us_1thread > 0 for r in result.rows)
+    markdown = (tmp_path / "speed.md").read_text()
+    assert f"({before} threads), (1 thread)" in markdown
+    saved = json.loads((tmp_path / "speed" / "results.json").read_text())
+    assert {"median_us", "mean_us", "median_us_1thread", "mean_us_1thread"} <= set(saved["summary"][0])
+
+
+def test_speed_measures_with_the_callers_threads_then_one(monkeypatch, tmp_path):
+    import torch
+
+    from icrl_agent.bench import speed
+
+    seen = []
+    real = speed._timings
+    monkeypatch.setattr(speed, "_timings", lambda *a: seen.append(torch.get_num_threads()) or real(*a))
+    speed.run_speed("random", sizes=[8], steps=5, out=str(tmp_path), threads=2)
+    assert seen == [2, 1]
 
 
 def test_sb3_ppo_and_dqn_run_through_the_harness(tmp_path):
     pytest.importorskip("stable_baselines3")
     result = run_online(FROZEN, "ppo,dqn", seeds=1, episodes=4, workers=1, out=str(tmp_path))
-    assert not result["errors"]
+    assert not result.errors
     data = json.loads((tmp_path / "online" / "results.json").read_text())
     assert sorted(run["agent"] for run in data["runs"]) == ["dqn", "ppo"]
     assert all(len(run["returns"]) == 4 for run in data["runs"])
@@ -272,28 +417,11 @@ def test_offline_agents_share_each_dataset_and_a_failing_one_spares_the_other(tm
     result = run_offline(
         FROZEN, f"vi,{crashy}", seeds=2, sizes=[200], behaviours=["uniform"], workers=2, out=str(tmp_path)
     )
-    assert sorted((e["agent"], e["seed"]) for e in result["errors"]) == [(crashy, 0), (crashy, 1)]
-    assert "has no attribute 'fit'" in result["errors"][0]["error"]
-    (row,) = result["summary"]
-    assert row["agent"] == "vi" and row["seeds"] == 2
-    assert f"- {crashy} on icrl/FrozenLake4x4-v0 (uniform, 200), seed 0" in result["markdown"]
-
-
-def test_pretrain_speed_subcommand_calls_the_pretraining_benchmark(tmp_path, monkeypatch, capsys):
-    import sys
-    import types
-
-    calls = []
-    fake = types.ModuleType("icrl_agent.bench.pretrain_speed")
-    fake.run_pretrain_speed = lambda device, config_path: (
-        calls.append((device, config_path)) or {"mdps_per_s": 12.5}
-    )
-    monkeypatch.setitem(sys.modules, "icrl_agent.bench.pretrain_speed", fake)
-    assert main(["pretrain-speed", "--device", "cpu", "--config", "my.yaml", "--out", str(tmp_path)]) == 0
-    assert calls == [("cpu", "my.yaml")]
-    saved = json.loads((tmp_path / "pretrain_speed" / "results.json").read_text())
-    assert saved["mdps_per_s"] == 12.5 and saved["command"].endswith("--out " + str(tmp_path))
-    assert "12.5" in capsys.readouterr().out
+    assert sorted((e["agent"], e["seed"]) for e in result.errors) == [(crashy, 0), (crashy, 1)]
+    assert "has no attribute 'fit'" in result.errors[0]["error"]
+    (row,) = result.rows
+    assert row.agent == "vi" and row.seeds == 2
+    assert f"- {crashy} on icrl/FrozenLake4x4-v0 (uniform, 200), seed 0" in result.markdown
 
 
 def test_sweep_optvi_runs_one_agent_per_bonus_and_names_the_best(tmp_path, capsys):
@@ -304,3 +432,34 @@ def test_sweep_optvi_runs_one_agent_per_bonus_and_names_the_best(tmp_path, capsy
     assert "**Best over envs: `optvi:c=0.0" in markdown
     data = json.loads((tmp_path / "sweep_optvi" / "results.json").read_text())
     assert data["agents"]["optvi:c=0.01"]["params"] == {"c": 0.01}
+
+
+def test_every_committed_results_file_cites_a_command_that_still_parses():
+    """The first command line of each committed table must be accepted by today's CLI (bench or evaluate)."""
+    import shlex
+
+    from icrl_agent.pretraining.evaluate.cli import build_parser as evaluate_parser
+
+    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    tables = sorted(results.rglob("*.md"))
+    assert len(tables) >= 10
+    for table in tables:
+        line = next(line for line in table.read_text().splitlines() if "python -m icrl_agent." in line)
+        words = shlex.split(line.strip().strip("`"))
+        assert words[:3] in (["python", "-m", "icrl_agent.bench"], ["python", "-m", "icrl_agent.pretraining"]), table
+        if words[2] == "icrl_agent.bench":
+            build_parser().parse_args(words[3:])
+        else:
+            assert words[3] == "evaluate", table
+            evaluate_parser().parse_args(words[4:])
+
+
+def test_the_agent_and_every_tabular_baseline_fit_the_tabular_policy_protocol():
+    from icrl_agent.protocols import TabularPolicy
+
+    env = make_env(RIVER)
+    names = [name for name, spec in AGENTS.items() if spec.kind == "tabular"]
+    assert "icrl" in names and "optvi" in names
+    for name in names:
+        assert isinstance(get_agent(name).build(env, seed=0), TabularPolicy), name
+    assert not isinstance(CrashOnSeedOne(env.observation_space, env.action_space), TabularPolicy)  # no fit/predict

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -14,7 +15,15 @@ import torch
 from safetensors.torch import load_file
 
 from icrl_agent.checkpoint import load_checkpoint
-from icrl_agent.pretraining.config import PretrainConfig, config_from_dict, load_config
+from icrl_agent.model import ModelConfig
+from icrl_agent.pretraining.config import (
+    FLAT_KEY_MOVES,
+    PretrainConfig,
+    config_from_dict,
+    flat_items,
+    load_config,
+    nest_flat_config,
+)
 from icrl_agent.pretraining.data import DataSpec, boltzmann_targets, sample_training_batch
 from icrl_agent.pretraining.prior import FAMILIES, SAMPLERS, PriorSpec, _Draw, sample_mdps
 from icrl_agent.pretraining.rollouts import (
@@ -31,10 +40,12 @@ TINY = REPO / "configs" / "tiny.yaml"
 PYTHON = sys.executable
 
 
-def tiny_config(tmp_path: Path, **overrides) -> PretrainConfig:
+def tiny_config(tmp_path: Path, **sections) -> PretrainConfig:
+    """configs/tiny.yaml writing under ``tmp_path``; ``stage1={"steps": 60}`` overrides keys of a section."""
     cfg = load_config(TINY)
+    parts = {name: replace(getattr(cfg, name), **values) for name, values in sections.items()}
     return replace(cfg, out_dir=str(tmp_path), log_dir="", checkpoint_dir=str(tmp_path / "ck"),
-                   progress=False, **overrides)
+                   progress=False, **parts)
 
 
 def saved_weights(checkpoint_dir: str | Path) -> dict[str, torch.Tensor]:
@@ -76,11 +87,16 @@ def test_mixture_respects_ranges_and_seed():
 
 def test_held_out_families_never_trained_on(tmp_path):
     cfg = tiny_config(tmp_path)
-    assert set(cfg.held_out).isdisjoint(cfg.train_families)
-    batch = sample_training_batch(64, cfg.train_families, PriorSpec.from_config(cfg), DataSpec.from_config(cfg),
-                                  torch.Generator().manual_seed(0))
-    held = {FAMILIES.index(name) for name in cfg.held_out}
+    assert set(cfg.prior.held_out).isdisjoint(cfg.train_families)
+    batch = sample_training_batch(64, cfg.train_families, cfg.prior, cfg.data, torch.Generator().manual_seed(0))
+    held = {FAMILIES.index(name) for name in cfg.prior.held_out}
     assert held.isdisjoint(batch.mdps.family.tolist())
+
+
+def test_es_horizon_cap_keeps_the_range_valid():
+    capped = PriorSpec(min_horizon=10, max_horizon=200).capped(5)
+    assert (capped.min_horizon, capped.max_horizon) == (5, 5)
+    assert PriorSpec(min_horizon=10, max_horizon=30).capped(100) == PriorSpec(min_horizon=10, max_horizon=30)
 
 
 # --- data and the online simulator ---
@@ -151,30 +167,96 @@ def test_online_returns_of_the_true_q_are_optimal():
 
 # --- config ---
 
-def test_config_rejects_unknown_key_by_name():
-    with pytest.raises(ValueError, match="batch_sise"):
-        config_from_dict({"batch_sise": 8})
-    with pytest.raises(ValueError, match="model.width"):
+def test_config_rejects_unknown_key_by_name_at_every_level():
+    with pytest.raises(ValueError, match="unknown config key mystery; known keys: .*prior"):
+        config_from_dict({"mystery": 8})
+    with pytest.raises(ValueError, match=r"unknown config key prior\.foo; known keys of 'prior': .*max_states"):
+        config_from_dict({"prior": {"foo": 1}})
+    with pytest.raises(ValueError, match=r"unknown config key model\.width"):
         config_from_dict({"model": {"width": 8}})
-    with pytest.raises(ValueError, match="family_weights.riverswim"):
-        config_from_dict({"family_weights": {"riverswim": 1.0}})
+    with pytest.raises(ValueError, match=r"unknown config key es\.popsize"):
+        config_from_dict({"es": {"popsize": 8}})
+    with pytest.raises(ValueError, match=r"prior\.family_weights\.riverswim"):
+        config_from_dict({"prior": {"family_weights": {"riverswim": 1.0}}})
 
 
-@pytest.mark.parametrize("key, value", [("batch_size", 0), ("lr", -1.0), ("dagger_prob", 1.5),
-                                        ("max_horizon", 0), ("held_out", ["nope"])])
-def test_config_rejects_out_of_range_value_by_name(key, value):
-    with pytest.raises(ValueError, match=key):
-        config_from_dict({key: value})
+@pytest.mark.parametrize("section, key, value", [
+    ("stage1", "batch_size", 0), ("stage1", "lr", -1.0), ("data", "dagger_prob", 1.5), ("prior", "max_horizon", 0),
+    ("prior", "held_out", ["nope"]), ("prior", "stochastic_reward_prob", 2.0), ("data", "min_episodes", 0),
+    ("es", "pairs", 0), ("model", "d_model", 0),
+])
+def test_config_rejects_out_of_range_value_by_name(section, key, value):
+    with pytest.raises(ValueError, match=section if section == "model" else rf"{section}\.{key}"):
+        config_from_dict({section: {key: value}})
+
+
+def test_every_prior_and_data_parameter_reaches_the_sampler_from_yaml(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("prior: {stochastic_reward_prob: 0.0, max_states: 6}\n"
+                    "data: {min_episodes: 5, max_episodes: 5, zero_data_prob: 0.0}\n")
+    cfg = load_config(path)
+    assert cfg.prior.stochastic_reward_prob == 0.0 and cfg.data.min_episodes == 5
+    batch = sample_training_batch(32, cfg.train_families, cfg.prior, cfg.data, torch.Generator().manual_seed(0))
+    assert (batch.mdps.reward_std == 0).all()  # no reward noise: the prior's key arrived
+    noisy = sample_training_batch(32, cfg.train_families, replace(cfg.prior, stochastic_reward_prob=1.0), cfg.data,
+                                  torch.Generator().manual_seed(0))
+    assert (noisy.mdps.reward_std > 0).any()
+    assert (batch.stats.initial_counts.sum(-1) == 5).all()  # min_episodes arrived: 5 episodes per MDP
+
+
+def test_flat_config_is_refused_with_the_new_name_of_every_moved_key(tmp_path):
+    with pytest.raises(ValueError, match=r"max_states -> prior\.max_states.*es_pairs -> es\.pairs.*nest_flat_config"):
+        config_from_dict({"max_states": 24, "es_pairs": 4})
+    with pytest.raises(ValueError, match=r"stage1_steps -> stage1\.steps"):
+        config_from_dict({"seed": 0, "stage1_steps": 5})
+    flat = tmp_path / "flat.yaml"
+    flat.write_text("seed: 0\nbatch_size: 8\n")
+    result = subprocess.run([PYTHON, "-m", "icrl_agent.pretraining", "--config", str(flat)],
+                            capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 2 and "batch_size -> stage1.batch_size" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_default_yaml_is_exactly_the_config_of_the_shipped_weights():
+    """`--config configs/default.yaml` must reproduce icrl-v1: the same value reaches every key."""
+    card = json.loads((REPO / "icrl_agent" / "weights" / "icrl-v1.json").read_text())
+    shipped = config_from_dict(nest_flat_config(card["config"]))
+    assert load_config(REPO / "configs" / "default.yaml") == shipped
+    assert ModelConfig.from_dict(card["model_config"]) == shipped.model
+    assert card["training"]["command"] == "python -m icrl_agent.pretraining --config configs/default.yaml"
+
+
+def test_a_written_config_loads_back_equal(tmp_path):
+    cfg = load_config(REPO / "configs" / "default.yaml")
+    assert config_from_dict(cfg.to_dict()) == cfg  # what a checkpoint or card records reads back
+    path = tmp_path / "written.json"
+    path.write_text(json.dumps(cfg.to_dict()))
+    assert load_config(path) == cfg
 
 
 def test_config_files_load(tmp_path):
-    for path in (REPO / "configs" / "default.yaml", TINY):
+    for path in (REPO / "configs" / "default.yaml", TINY, REPO / "configs" / "ablation_gat.yaml"):
         assert isinstance(load_config(path), PretrainConfig)
     bad = tmp_path / "bad.yaml"
-    bad.write_text("seed: 0\nmystery: 1\n")
+    bad.write_text("seed: 0\nprior: {mystery: 1}\n")
     result = subprocess.run([PYTHON, "-m", "icrl_agent.pretraining", "--config", str(bad)],
                             capture_output=True, text=True, cwd=REPO)
-    assert result.returncode == 2 and "mystery" in result.stderr
+    assert result.returncode == 2 and "prior.mystery" in result.stderr
+
+
+def test_resume_accepts_a_checkpoint_written_with_a_flat_config(tmp_path):
+    cfg = tiny_config(tmp_path)
+    train(cfg, stop_after=2)
+    meta_path = Path(cfg.checkpoint_dir) / "last.json"
+    meta = json.loads(meta_path.read_text())
+    new_name = {new: old for old, new in FLAT_KEY_MOVES.items()}
+    flat = {new_name.get(key, key): value for key, value in flat_items(meta["config"]).items()
+            if not key.startswith("model.")}
+    flat["model"] = meta["config"]["model"]
+    assert "stage1_steps" in flat and "es_pairs" in flat and "max_states" in flat
+    meta["config"] = flat
+    meta_path.write_text(json.dumps(meta))
+    assert train(cfg, resume=True)["finished"]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown when CUDA is missing")
@@ -193,9 +275,9 @@ def test_cuda_without_cuda_fails_clearly(tmp_path):
 def test_stage1_loss_drops(tmp_path):
     from icrl_agent.pretraining.train import build_model, policy_loss
 
-    cfg = tiny_config(tmp_path, stage1_steps=60, es_generations=0, eval_interval=60, dagger_start=60)
-    fixed = sample_training_batch(64, cfg.train_families, PriorSpec.from_config(cfg), DataSpec.from_config(cfg),
-                                  torch.Generator().manual_seed(123))
+    cfg = tiny_config(tmp_path, stage1={"steps": 60, "eval_interval": 60}, es={"generations": 0},
+                      data={"dagger_start": 60})
+    fixed = sample_training_batch(64, cfg.train_families, cfg.prior, cfg.data, torch.Generator().manual_seed(123))
 
     def loss_of(model):
         with torch.no_grad():
@@ -220,7 +302,7 @@ def test_resume_equals_uninterrupted_run(tmp_path):
     second = train(interrupted, resume=True, stop_after=4)  # into stage 2
     assert not second["finished"] and second["generation"] == 1
     last = train(interrupted, resume=True)
-    assert last["finished"] and last["generation"] == straight.es_generations
+    assert last["finished"] and last["generation"] == straight.es.generations
     a, b = saved_weights(straight.checkpoint_dir), saved_weights(interrupted.checkpoint_dir)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
@@ -228,8 +310,8 @@ def test_resume_equals_uninterrupted_run(tmp_path):
 def test_resume_refuses_a_different_config(tmp_path):
     cfg = tiny_config(tmp_path)
     train(cfg, stop_after=2)
-    with pytest.raises(ValueError, match="lr"):
-        train(replace(cfg, lr=0.5), resume=True)
+    with pytest.raises(ValueError, match=r"stage1\.lr"):
+        train(replace(cfg, stage1=replace(cfg.stage1, lr=0.5)), resume=True)
 
 
 def test_torchrun_two_processes_keep_identical_weights(tmp_path):
@@ -243,7 +325,8 @@ def test_torchrun_two_processes_keep_identical_weights(tmp_path):
         from icrl_agent.pretraining.train import scale_loss, train
         torch.set_num_threads(1)
         cfg = replace(load_config({str(TINY)!r}), out_dir={str(tmp_path)!r}, log_dir="",
-                      checkpoint_dir={str(tmp_path / "ck")!r}, progress=False, stage1_steps=4, es_generations=1)
+                      checkpoint_dir={str(tmp_path / "ck")!r}, progress=False)
+        cfg = replace(cfg, stage1=replace(cfg.stage1, steps=4), es=replace(cfg.es, generations=1))
         model = train(cfg)["model"]
         save_file({{k: v.contiguous() for k, v in model.state_dict().items()}},
                   {str(tmp_path)!r} + f"/rank{{os.environ['RANK']}}.safetensors")

@@ -14,11 +14,17 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
+
+from icrl_agent.protocols import TabularPolicy
+
+if TYPE_CHECKING:
+    from icrl_agent.baselines.sb3 import SB3Baseline
 
 _BASELINES = "icrl_agent.baselines"
 _SB3 = "icrl_agent.baselines.sb3:sb3_baseline"
@@ -75,12 +81,13 @@ class AgentSpec:
         """The hints this agent is told about ``env`` (empty when ``hints`` is false)."""
         return model_hints(env) if self.hints else {}
 
-    def build(self, env: gym.Env, seed: int) -> Any:
+    def build(self, env: gym.Env, seed: int) -> TabularPolicy | SB3Baseline:
         """A fresh agent for ``env``.
 
         :param env: the environment the agent will act in
         :param seed: the agent's seed
-        :return: the agent
+        :return: the agent: a :class:`~icrl_agent.protocols.TabularPolicy` (``kind="tabular"``) or an SB3
+            baseline (``kind="sb3"``: it trains itself through ``learn(total_episodes=...)``)
         """
         target = self.resolve()
         if self.kind == "sb3":
@@ -97,10 +104,17 @@ class AgentSpec:
 def model_hints(env: gym.Env) -> dict[str, Any]:
     """The privileged hints of the classical baselines: ``horizon`` and ``reward_max`` from the exact model.
 
-    :param env: a registered env (its ``unwrapped`` has ``horizon`` and ``transition_matrix()``)
-    :return: ``{"horizon": int, "reward_max": float}``
+    An env without an exact model (a plain Gymnasium id) gives only its episode horizon (time limit or
+    the bench's cap); the baselines then estimate the reward scale from what they see.
+
+    :param env: a registered env (its ``unwrapped`` has ``horizon`` and ``transition_matrix()``) or any env
+    :return: ``{"horizon": int, "reward_max": float}`` (``{"horizon": int}`` without a model)
     """
-    model = env.unwrapped
+    from icrl_agent.bench.common import episode_horizon, has_exact_model
+
+    if not has_exact_model(env):
+        return {"horizon": episode_horizon(env)}
+    model: Any = env.unwrapped
     _, R, _ = model.transition_matrix()
     return {"horizon": int(model.horizon), "reward_max": float(np.abs(np.asarray(R)).max())}
 
@@ -177,9 +191,11 @@ def get_agent(name: str) -> AgentSpec:
     :return: the spec
     :raises ValueError: for an unknown name or a malformed override, listing the valid names
     """
+    from icrl_agent.bench.common import did_you_mean
+
     base, *overrides = name.strip().split(":")
     if base not in AGENTS:
-        raise ValueError(f"unknown agent {base!r}; valid agents: {', '.join(AGENTS)}")
+        raise ValueError(f"unknown agent {base!r}; valid agents: {', '.join(AGENTS)}.{did_you_mean(base, list(AGENTS))}")
     params = {}
     for item in overrides:
         key, sep, value = item.partition("=")
@@ -191,7 +207,7 @@ def get_agent(name: str) -> AgentSpec:
     return AGENTS[base].with_params(**params) if params else AGENTS[base]
 
 
-def parse_agents(names: str | list[str]) -> list[AgentSpec]:
+def parse_agents(names: str | Sequence[str]) -> list[AgentSpec]:
     """Specs of a comma-separated list (or a list) of agent names, checked before anything runs.
 
     :param names: e.g. ``"random,optvi:c=0.01,ppo"``

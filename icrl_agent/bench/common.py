@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import shlex
 import sys
@@ -16,7 +17,49 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-DEFAULT_OUT = os.path.join("benchmarks", "results")
+from icrl_agent.protocols import TabularPolicy
+
+RUNS_DIR = os.path.join("runs", "bench")  # default home of new runs (git-ignored); never benchmarks/results
+EPISODE_CAP = 500  # steps per episode on an env without a time limit (CliffWalking-v1); the agent caps at 500 too
+
+
+def new_run_dir(verb: str, base: str = RUNS_DIR) -> str:
+    """A fresh folder ``<base>/<verb>-<UTC time>`` (suffixed ``-2``, ``-3``... if taken): one run, one folder."""
+    stem = os.path.join(base, f"{verb}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
+    path, n = stem, 2
+    while os.path.exists(path):
+        path, n = f"{stem}-{n}", n + 1
+    return path
+
+
+def prepare_out(out: str | None, verb: str, force: bool = False, base: str = RUNS_DIR) -> str:
+    """The folder a run writes into: ``out``, or a new run folder when ``out`` is ``None``.
+
+    Writing into a folder that already holds files (committed results, an earlier run) is refused unless
+    ``force``: results are regenerated only on purpose.
+
+    :param out: the folder asked for, or ``None`` for ``<base>/<verb>-<UTC time>``
+    :param verb: the benchmark's name, for the new folder
+    :param force: allow writing into a non-empty folder (files of the same name are overwritten)
+    :param base: where new run folders go
+    :return: the folder (created)
+    :raises ValueError: ``out`` is a file, or a non-empty folder without ``force``
+    """
+    path = new_run_dir(verb, base) if out is None else out
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"--out {path} is a file, not a folder")
+    if out is not None and not force and os.path.isdir(path) and os.listdir(path):
+        raise ValueError(
+            f"--out {path} is not empty (it may hold committed results): pass --force to overwrite them, "
+            "or choose another folder (by default every run gets a new one under runs/bench/)"
+        )
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def show_progress(progress: bool | None) -> bool:
+    """Whether to draw progress bars: as asked, else only when stderr is a terminal (never into logs)."""
+    return sys.stderr.isatty() if progress is None else bool(progress)
 
 
 def all_env_ids() -> list[str]:
@@ -29,38 +72,58 @@ def all_env_ids() -> list[str]:
     return list(ids)
 
 
+def did_you_mean(name: str, valid: Sequence[str]) -> str:
+    """`` Did you mean 'x'?`` for the closest valid names (difflib), or ``""``."""
+    close = difflib.get_close_matches(name, list(valid), n=3, cutoff=0.6)
+    return f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+def resolve_env_id(item: str) -> str:
+    """A full env id: a benchmark env by short name (``RiverSwim``) or any registered Gymnasium id.
+
+    :param item: e.g. ``RiverSwim``, ``icrl/RiverSwim-v0`` or ``FrozenLake-v1``
+    :return: the id to ``gym.make``
+    :raises ValueError: an id nobody registered, naming the benchmark envs and the closest ids
+    """
+    valid = all_env_ids()
+    candidates = [item, f"icrl/{item}", f"icrl/{item}-v0", f"{item}-v0"]
+    match = next((c for c in candidates if c in valid), None)
+    if match is not None:
+        return match
+    if item in gym.registry:
+        return item
+    short = [e.removeprefix("icrl/").removesuffix("-v0") for e in valid]
+    raise ValueError(
+        f"unknown env {item!r}; valid envs: all, {', '.join(valid)}, or any registered Gymnasium id with "
+        f"finite spaces (e.g. FrozenLake-v1).{did_you_mean(item, [*short, *valid, *gym.registry])}"
+    )
+
+
 def parse_envs(names: str | Sequence[str]) -> list[str]:
     """Env ids from ``"all"`` or a comma-separated list, checked before anything runs.
 
     A name without the ``icrl/`` prefix or ``-v0`` suffix is completed (``RiverSwim`` ->
-    ``icrl/RiverSwim-v0``) when that makes it a benchmark env.
+    ``icrl/RiverSwim-v0``) when that makes it a benchmark env; any other registered Gymnasium id
+    (``FrozenLake-v1``) is taken as it is.
 
-    :param names: ``"all"``, ``"icrl/RiverSwim-v0,FrozenLake4x4"`` or a list
+    :param names: ``"all"``, ``"icrl/RiverSwim-v0,FrozenLake4x4,Taxi-v4"`` or a list
     :return: full env ids, in order
     :raises ValueError: for an unknown env, listing the valid ones
     """
-    valid = all_env_ids()
     items = names.split(",") if isinstance(names, str) else list(names)
     items = [item.strip() for item in items if item.strip()]
     if items == ["all"]:
-        return valid
-    resolved = []
-    for item in items:
-        candidates = [item, f"icrl/{item}", f"icrl/{item}-v0", f"{item}-v0"]
-        match = next((c for c in candidates if c in valid), None)
-        if match is None:
-            raise ValueError(f"unknown env {item!r}; valid envs: all, {', '.join(valid)}")
-        resolved.append(match)
-    if not resolved:
-        raise ValueError(f"no env given; valid envs: all, {', '.join(valid)}")
-    return resolved
+        return all_env_ids()
+    if not items:
+        raise ValueError(f"no env given; valid envs: all, {', '.join(all_env_ids())}")
+    return [resolve_env_id(item) for item in items]
 
 
 def make_env(env_id: str) -> gym.Env:
     """``gym.make(env_id)`` after registering the benchmark envs; short names (``RiverSwim``) work too."""
     import icrl_agent.envs  # noqa: F401  (registers the icrl/... ids)
 
-    return gym.make(env_id if env_id in gym.registry else parse_envs(env_id)[0])
+    return gym.make(env_id if env_id in gym.registry else resolve_env_id(env_id))
 
 
 _ENV_CACHE: dict[str, gym.Env] = {}
@@ -77,39 +140,84 @@ def cached_env(env_id: str) -> gym.Env:
     return _ENV_CACHE[env_id]
 
 
+def has_exact_model(env: gym.Env) -> bool:
+    """Whether the env exposes its exact model (``env.unwrapped.transition_matrix()``, as every icrl/ env)."""
+    return callable(getattr(env.unwrapped, "transition_matrix", None))
+
+
+def episode_horizon(env: gym.Env) -> int:
+    """Steps per episode: the model's ``horizon``, else the env's time limit, else :data:`EPISODE_CAP`."""
+    horizon = getattr(env.unwrapped, "horizon", None)
+    if has_exact_model(env) and horizon is not None:
+        return int(horizon)
+    limit = env.spec.max_episode_steps if env.spec is not None else None
+    return int(limit) if limit else EPISODE_CAP
+
+
 @dataclass(frozen=True)
 class EnvReference:
-    """Exact reference values of one env, over its episode horizon.
+    """Reference values of one env over its episode horizon (exact when the env exposes its model).
 
     :param env_id: the env id
-    :param n_states: states of the exact model
+    :param n_states: states of the exact model (of a Discrete observation space without one; else ``None``)
     :param n_actions: actions
-    :param horizon: steps per episode
-    :param optimal: optimal expected episode return
-    :param random: uniformly random policy's expected episode return
-    :param reward_max: largest ``|R(s, a)|`` of the model
+    :param horizon: steps per episode (the model's, the time limit, or :data:`EPISODE_CAP`)
+    :param optimal: optimal expected episode return (``None`` without an exact model)
+    :param random: uniformly random policy's expected episode return (``None`` without an exact model)
+    :param reward_max: largest ``|R(s, a)|`` of the model (``None`` without one)
     """
 
     env_id: str
-    n_states: int
+    n_states: int | None
     n_actions: int
     horizon: int
-    optimal: float
-    random: float
-    reward_max: float
+    optimal: float | None
+    random: float | None
+    reward_max: float | None
+
+    @property
+    def normalized(self) -> bool:
+        """Whether returns on this env are reported normalized (0 = random, 1 = optimal) or raw."""
+        return self.optimal is not None and self.random is not None
+
+    def score(self, returns: Sequence[float] | np.ndarray) -> np.ndarray:
+        """Normalized returns where the env has an exact model, the raw returns otherwise."""
+        if self.optimal is None or self.random is None:
+            return np.asarray(returns, dtype=np.float64)
+        from icrl_agent.bench.report import normalize
+
+        return normalize(returns, self.optimal, self.random)
+
+
+def _check_finite_spaces(env: gym.Env, env_id: str) -> None:
+    from icrl_agent.spaces import ObservationIndexer
+
+    try:
+        ObservationIndexer(env.observation_space)
+    except TypeError as err:
+        raise ValueError(f"env {env_id} cannot be benchmarked: {err}") from err
+    if not isinstance(env.action_space, gym.spaces.Discrete):
+        raise ValueError(f"env {env_id} cannot be benchmarked: its action space {env.action_space} is not Discrete")
 
 
 def env_reference(env_id: str) -> EnvReference:
-    """Exact optimal and random episode returns of ``env_id`` from its model.
+    """Reference values of ``env_id``: exact optimal and random episode returns from its model, if it has one.
 
-    :param env_id: a registered benchmark env
-    :return: the reference values
+    :param env_id: a benchmark env or any Gymnasium id with finite spaces
+    :return: the reference values (``optimal``/``random`` ``None`` for an env without an exact model)
+    :raises ValueError: for an env whose spaces are not finite (Box observations) or not Discrete (actions)
     """
     from icrl_agent import solvers
 
     env = make_env(env_id)
     try:
-        model = env.unwrapped
+        _check_finite_spaces(env, env_id)
+        n_actions = int(env.action_space.n)  # type: ignore[attr-defined]  # Discrete: checked above
+        if not has_exact_model(env):
+            space = env.observation_space
+            n_states = int(space.n) if isinstance(space, gym.spaces.Discrete) else None
+            return EnvReference(env_id, n_states, n_actions, episode_horizon(env), None, None, None)
+        model: Any = env.unwrapped
         P, R, _ = model.transition_matrix()
         return EnvReference(
             env_id,
@@ -124,11 +232,12 @@ def env_reference(env_id: str) -> EnvReference:
         env.close()
 
 
-def run_episodes(agent: Any, env: gym.Env, episodes: int, seed: int, horizon: int) -> list[float]:
+def run_episodes(agent: TabularPolicy, env: gym.Env, episodes: int, seed: int, horizon: int) -> list[float]:
     """The online loop: ``act``, ``step``, ``observe`` for ``episodes`` episodes; the returns of each.
 
     An episode longer than ``horizon`` steps is cut there and reported to the agent as truncated, so
-    the returns are always over the horizon the reference values assume.
+    the returns are always over the horizon the reference values assume (and an env without a time
+    limit cannot run forever).
 
     :param agent: anything with ``act(obs)`` and ``observe(obs, action, reward, next_obs, terminated, truncated)``
     :param env: the environment
@@ -175,7 +284,9 @@ def _describe(task: dict) -> dict:
     return {key: value for key, value in task.items() if isinstance(value, str | int | float | bool)}
 
 
-def run_tasks(fn: Callable[[dict], dict], tasks: Sequence[dict], workers: int, desc: str) -> list[dict]:
+def run_tasks(
+    fn: Callable[[dict], dict], tasks: Sequence[dict], workers: int, desc: str, progress: bool | None = None
+) -> list[dict]:
     """Run ``fn`` on every task, in ``workers`` processes, with a progress bar; never lose a result.
 
     A task whose ``fn`` raises yields ``{...task fields, "error": traceback}`` instead of a result, and the
@@ -185,12 +296,14 @@ def run_tasks(fn: Callable[[dict], dict], tasks: Sequence[dict], workers: int, d
     :param tasks: the tasks
     :param workers: processes (1 runs in this process)
     :param desc: the progress bar's label
+    :param progress: draw the bar (``None``: only when stderr is a terminal, see :func:`show_progress`)
     :return: one result per task, in the order of ``tasks``
     """
     from tqdm.auto import tqdm
 
     results: list[dict | None] = [None] * len(tasks)
-    with tqdm(total=len(tasks), desc=desc, dynamic_ncols=True, file=sys.stderr) as bar:
+    bar_off = not show_progress(progress)
+    with tqdm(total=len(tasks), desc=desc, dynamic_ncols=True, file=sys.stderr, disable=bar_off) as bar:
         if workers <= 1:
             for i, task in enumerate(tasks):
                 results[i] = _guarded(fn, task)

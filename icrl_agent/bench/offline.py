@@ -22,16 +22,19 @@ import numpy as np
 from icrl_agent.bench import report
 from icrl_agent.bench.agents import AgentSpec, parse_agents
 from icrl_agent.bench.common import (
-    DEFAULT_OUT,
     EnvReference,
     cached_env,
     env_reference,
+    has_exact_model,
     make_env,
     parse_envs,
+    prepare_out,
     report_errors,
     run_tasks,
     timestamp,
 )
+from icrl_agent.bench.results import OfflineResult, OfflineRow, RunRecord
+from icrl_agent.protocols import TabularPolicy
 from icrl_agent.solvers import to_go_index
 
 DEFAULT_SIZES = (200, 1000, 5000)
@@ -39,9 +42,22 @@ DEFAULT_BEHAVIOURS = ("uniform", "eps0.5", "eps0.1")
 DEFAULT_AGENTS = "vilcb,vi"
 
 
+def _discrete(space: gym.Space) -> gym.spaces.Discrete:
+    if not isinstance(space, gym.spaces.Discrete):
+        raise TypeError(f"the offline benchmark needs a Discrete action space, got {space!r}")
+    return space
+
+
 def _check_discrete_states(env: gym.Env) -> tuple[int, int]:
+    if not has_exact_model(env):
+        raise ValueError(
+            f"the offline benchmark scores the greedy policy exactly: it needs an env with an exact model "
+            f"(env.unwrapped.transition_matrix(), as every icrl/ env), which {env.spec.id if env.spec else env} "
+            "does not expose; use the online benchmark for it"
+        )
     space = env.observation_space
-    n_states = env.unwrapped.transition_matrix()[0].shape[0]
+    model: Any = env.unwrapped
+    n_states = model.transition_matrix()[0].shape[0]
     if not isinstance(space, gym.spaces.Discrete) or int(space.n) != n_states:
         raise TypeError(
             f"the offline benchmark reads observations as the model's state ids: it needs a Discrete({n_states}) "
@@ -60,7 +76,7 @@ def behaviour_policy(env: gym.Env, behaviour: str) -> np.ndarray:
     """
     from icrl_agent import solvers
 
-    model = env.unwrapped
+    model: Any = env.unwrapped
     P, R, terminal = model.transition_matrix()
     horizon, n_actions = int(model.horizon), P.shape[1]
     uniform = np.full((horizon, P.shape[0], n_actions), 1.0 / n_actions)
@@ -89,7 +105,7 @@ def collect_dataset(env: gym.Env, policy: np.ndarray, n_transitions: int, seed: 
     :return: a dataset dict (``observations, actions, rewards, next_observations, terminations, truncations``)
     """
     start, _ = _check_discrete_states(env)
-    action_start = int(env.action_space.start)
+    action_start = int(_discrete(env.action_space).start)
     horizon, n_actions = policy.shape[0], policy.shape[-1]
     rng = np.random.default_rng(seed)
     rows: dict[str, list] = {
@@ -115,7 +131,7 @@ def collect_dataset(env: gym.Env, policy: np.ndarray, n_transitions: int, seed: 
     return {key: np.asarray(values) for key, values in rows.items()}
 
 
-def greedy_policy_table(agent: Any, env: gym.Env, horizon: int) -> np.ndarray:
+def greedy_policy_table(agent: TabularPolicy, env: gym.Env, horizon: int) -> np.ndarray:
     """The agent's deterministic policy over every state of the env: ``[H, S, A]`` one-hot, by steps to go.
 
     Agents with ``policy(step=..., deterministic=True)`` (every :class:`~icrl_agent.base.TabularAgent`) are
@@ -127,8 +143,8 @@ def greedy_policy_table(agent: Any, env: gym.Env, horizon: int) -> np.ndarray:
     :return: float64 ``[H, S, A]``
     """
     start, n_states = _check_discrete_states(env)
-    n_actions = int(env.action_space.n)
-    action_start = int(env.action_space.start)
+    actions = _discrete(env.action_space)
+    n_actions, action_start = int(actions.n), int(actions.start)
     table = np.zeros((horizon, n_states, n_actions))
     stats = getattr(agent, "stats", None)
     if stats is not None and hasattr(agent, "policy"):
@@ -172,14 +188,15 @@ def offline_run(task: dict[str, Any]) -> dict[str, Any]:
 def _fit_and_score(spec: AgentSpec, env: gym.Env, dataset: dict[str, np.ndarray], seed: int) -> float:
     from icrl_agent import solvers
 
-    agent = spec.build(env, seed)
+    model: Any = env.unwrapped
+    agent: Any = spec.build(env, seed)  # an SB3 agent has no fit: the run fails, named
     agent.fit(dataset)
-    return solvers.policy_value(env.unwrapped, greedy_policy_table(agent, env, int(env.unwrapped.horizon)))
+    return solvers.policy_value(model, greedy_policy_table(agent, env, int(model.horizon)))
 
 
-def _flatten(outcomes: Sequence[dict], specs: Sequence[AgentSpec]) -> list[dict]:
+def _flatten(outcomes: Sequence[RunRecord], specs: Sequence[AgentSpec]) -> list[RunRecord]:
     """Per-agent records from per-dataset outcomes (a failed dataset fails every agent on it)."""
-    runs = []
+    runs: list[RunRecord] = []
     for outcome in outcomes:
         if "results" in outcome:
             runs += outcome["results"]
@@ -188,31 +205,18 @@ def _flatten(outcomes: Sequence[dict], specs: Sequence[AgentSpec]) -> list[dict]
     return runs
 
 
-def summarize(runs: Sequence[dict], refs: dict[str, EnvReference]) -> list[dict]:
+def summarize(runs: Sequence[RunRecord], refs: dict[str, EnvReference]) -> list[OfflineRow]:
     """Mean normalized greedy value with a 95% bootstrap CI over seeds, per (env, behaviour, size, agent)."""
-    groups: dict[tuple, list[float]] = {}
+    groups: dict[tuple[str, str, int, str], list[float]] = {}
     for run in runs:
         if "value" in run:
             ref = refs[run["env"]]
             key = (run["env"], run["behaviour"], run["size"], run["agent"])
-            groups.setdefault(key, []).append(
-                float(report.normalize([run["value"]], ref.optimal, ref.random)[0])
-            )
+            groups.setdefault(key, []).append(float(ref.score([run["value"]])[0]))
     rows = []
     for (env_id, behaviour, size, agent), values in groups.items():
         low, high = report.bootstrap_ci(values)
-        rows.append(
-            {
-                "env": env_id,
-                "behaviour": behaviour,
-                "size": size,
-                "agent": agent,
-                "seeds": len(values),
-                "mean": float(np.mean(values)),
-                "ci_low": low,
-                "ci_high": high,
-            }
-        )
+        rows.append(OfflineRow(env_id, behaviour, size, agent, len(values), float(np.mean(values)), low, high))
     return rows
 
 
@@ -220,57 +224,90 @@ def _short(env_id: str) -> str:
     return env_id.removeprefix("icrl/").removesuffix("-v0")
 
 
-def _averages_table(rows: Sequence[dict], agents: Sequence[str]) -> str:
+def _averages_table(rows: Sequence[OfflineRow], agents: Sequence[str]) -> str:
     """Mean over envs per (behaviour, size), then the grand mean, per agent."""
-    settings = sorted({(r["behaviour"], r["size"]) for r in rows})
+    settings: list[tuple[str, Any]] = sorted({(r.behaviour, r.size) for r in rows})
     table = []
     for behaviour, size in [*settings, ("all", "all")]:
         cells = []
         for agent in agents:
             means = [
-                r["mean"]
+                r.mean
                 for r in rows
-                if r["agent"] == agent and behaviour in ("all", r["behaviour"]) and size in ("all", r["size"])
+                if r.agent == agent and behaviour in ("all", r.behaviour) and size in ("all", r.size)
             ]
             cells.append(f"{np.mean(means):.3f}" if means else "n/a")
         table.append([behaviour, size, *cells])
     return report.markdown_table(["behaviour", "transitions", *agents], table)
 
 
-def render_markdown(
-    command: str, rows: Sequence[dict], agents: Sequence[str], errors: Sequence[dict], date: str | None = None
-) -> str:
+def render_markdown(result: OfflineResult) -> str:
     """The markdown report: the command, the averages over envs, then one row per (env, behaviour, size)."""
-    by_key = {(r["env"], r["behaviour"], r["size"], r["agent"]): r for r in rows}
+    agents = list(result.agents)
+    by_key = {(r.env, r.behaviour, r.size, r.agent): r for r in result.rows}
     settings = sorted({k[:3] for k in by_key}, key=lambda k: (k[0], k[1], k[2]))
     table_rows = []
     for env_id, behaviour, size in settings:
         cells = []
         for agent in agents:
             row = by_key.get((env_id, behaviour, size, agent))
-            cells.append(
-                "failed" if row is None else report.format_ci(row["mean"], row["ci_low"], row["ci_high"])
-            )
+            cells.append("failed" if row is None else report.format_ci(row.mean, row.ci_low, row.ci_high))
         table_rows.append([_short(env_id), behaviour, size, *cells])
     parts = [
         "# Offline benchmark",
-        f"Reproduce with:\n\n    {command}\n",
-        f"Run {date or timestamp()}. Normalized exact value (V - V_random) / (V_opt - V_random) of the greedy "
+        f"Reproduce with:\n\n    {result.command}\n",
+        f"Run {result.date or timestamp()}. Normalized exact value (V - V_random) / (V_opt - V_random) of the greedy "
         "policy after `fit` on a dataset rolled out by the behaviour policy (the agents fit the same datasets); "
         "mean over seeds with a 95% bootstrap CI.\n",
         "## Mean over envs\n",
-        _averages_table(rows, agents),
+        _averages_table(result.rows, agents),
         "\n## Per env\n",
         report.markdown_table(["env", "behaviour", "transitions", *agents], table_rows),
     ]
-    if errors:
+    if result.errors:
         parts.append("\n## Failed runs\n")
         parts += [
             f"- {e.get('agent')} on {e.get('env')} ({e.get('behaviour')}, {e.get('size')}), seed "
             f"{e.get('seed')}: {e['error'].strip().splitlines()[-1]}"
-            for e in errors
+            for e in result.errors
         ]
     return "\n".join(parts) + "\n"
+
+
+def _plot(result: OfflineResult, env_ids: Sequence[str], sizes: Sequence[int], behaviours: Sequence[str]) -> None:
+    for behaviour in behaviours:
+        groups = [f"{_short(e)}/{n}" for e in env_ids for n in sizes]
+        by_key = {(r.env, r.size, r.agent): r for r in result.rows if r.behaviour == behaviour}
+        series = {
+            a: [
+                (by_key[(e, n, a)].mean, by_key[(e, n, a)].ci_low, by_key[(e, n, a)].ci_high)
+                if (e, n, a) in by_key
+                else (math.nan,) * 3
+                for e in env_ids
+                for n in sizes
+            ]
+            for a in result.agents
+        }
+        report.plot_bars(
+            os.path.join(result.folder, f"offline_{behaviour}.png"),
+            f"offline, behaviour {behaviour}: normalized value (1 = optimal, 0 = random)",
+            groups,
+            series,
+        )
+
+
+def _check_settings(env_ids: Sequence[str], sizes: Sequence[int], behaviours: Sequence[str]) -> None:
+    """Reject bad sizes, behaviours and model-less envs before any work."""
+    if any(int(size) < 1 for size in sizes):
+        raise ValueError(f"dataset sizes must be >= 1, got {list(sizes)}")
+    for i, env_id in enumerate(env_ids):
+        env = make_env(env_id)
+        try:
+            _check_discrete_states(env)
+            for behaviour in behaviours if i == 0 else ():
+                behaviour_policy(env, behaviour)
+        finally:
+            env.close()
 
 
 def run_offline(
@@ -280,84 +317,54 @@ def run_offline(
     sizes: Sequence[int] = DEFAULT_SIZES,
     behaviours: Sequence[str] = DEFAULT_BEHAVIOURS,
     workers: int = 2,
-    out: str = DEFAULT_OUT,
+    out: str | None = None,
     command: str | None = None,
-) -> dict[str, Any]:
+    force: bool = False,
+    progress: bool | None = None,
+) -> OfflineResult:
     """Run the offline benchmark; write ``out/offline/{results.json, summary.csv, *.png}`` and ``out/offline.md``.
 
-    :param envs: ``"all"`` or comma-separated env ids
+    :param envs: ``"all"`` or comma-separated env ids (envs with an exact model: the value is computed exactly)
     :param agents: comma-separated agent names (they must implement ``fit``)
     :param seeds: datasets per setting (seed ``i`` draws dataset ``i``)
     :param sizes: dataset sizes in transitions
     :param behaviours: behaviour policies (``uniform``, ``eps<e>``)
     :param workers: parallel processes
-    :param out: results folder
+    :param out: results folder; ``None``: a new ``runs/bench/offline-<time>``
     :param command: the command line to print above the table
-    :return: ``summary`` rows, ``errors``, the ``markdown`` text and the results ``folder``
+    :param force: write into ``out`` even if it already holds files
+    :param progress: progress bar (``None``: only when stderr is a terminal)
+    :return: the result: summary ``rows``, ``errors``, the ``markdown`` text and the results ``folder``
     """
     specs = parse_agents(agents)
     env_ids = parse_envs(envs)
     for spec in specs:
         spec.resolve()
-    if any(int(size) < 1 for size in sizes):
-        raise ValueError(f"dataset sizes must be >= 1, got {list(sizes)}")
-    for env_id in env_ids[:1]:
-        env = make_env(env_id)
-        for behaviour in behaviours:
-            behaviour_policy(env, behaviour)  # reject a bad behaviour name before any work
-        env.close()
+    _check_settings(env_ids, sizes, behaviours)
     refs = {env_id: env_reference(env_id) for env_id in env_ids}
-    tasks = [
+    out = prepare_out(out, "offline", force)
+    tasks: list[dict[str, Any]] = [
         {"env": e, "seed": seed, "size": int(size), "behaviour": b, "specs": specs}
         for e in env_ids
         for b in behaviours
         for size in sizes
         for seed in range(seeds)
     ]
-    tasks.sort(key=lambda t: -t["size"] * refs[t["env"]].n_states)
+    tasks.sort(key=lambda t: -t["size"] * (refs[t["env"]].n_states or 1))
     if command is None:
         command = (
             f"python -m icrl_agent.bench offline --envs {','.join(env_ids)} --agents "
             f"{','.join(s.name for s in specs)} --seeds {seeds} --sizes {','.join(map(str, sizes))} "
             f"--behaviours {','.join(behaviours)} --workers {workers} --out {out}"
         )
-    runs = _flatten(run_tasks(offline_run, tasks, workers, desc="offline"), specs)
-    errors = report_errors(runs)
-    rows = summarize(runs, refs)
-    agent_names = [s.name for s in specs]
-    markdown = render_markdown(command, rows, agent_names, errors)
-    folder = os.path.join(out, "offline")
-    report.write_json(
-        os.path.join(folder, "results.json"),
-        {
-            "command": command,
-            "date": timestamp(),
-            "envs": {e: vars(r) for e, r in refs.items()},
-            "agents": {s.name: {"target": s.target, "params": s.params, "hints": s.hints} for s in specs},
-            "summary": rows,
-            "runs": runs,
-        },
-    )
-    report.write_csv(os.path.join(folder, "summary.csv"), rows)
-    for behaviour in behaviours:
-        groups = [f"{_short(e)}/{n}" for e in env_ids for n in sizes]
-        by_key = {(r["env"], r["size"], r["agent"]): r for r in rows if r["behaviour"] == behaviour}
-        series = {
-            a: [
-                (by_key[(e, n, a)]["mean"], by_key[(e, n, a)]["ci_low"], by_key[(e, n, a)]["ci_high"])
-                if (e, n, a) in by_key
-                else (math.nan,) * 3
-                for e in env_ids
-                for n in sizes
-            ]
-            for a in agent_names
-        }
-        report.plot_bars(
-            os.path.join(folder, f"offline_{behaviour}.png"),
-            f"offline, behaviour {behaviour}",
-            groups,
-            series,
-        )
+    runs = _flatten(run_tasks(offline_run, tasks, workers, desc="offline", progress=progress), specs)
+    agents_info = {s.name: {"target": s.target, "params": s.params, "hints": s.hints} for s in specs}
+    result = OfflineResult(command, timestamp(), refs, agents_info, summarize(runs, refs), runs, report_errors(runs),
+                           folder=os.path.join(out, "offline"))
+    result.markdown = render_markdown(result)
+    report.write_json(os.path.join(result.folder, "results.json"), result.to_json())
+    report.write_csv(os.path.join(result.folder, "summary.csv"), [row.to_json() for row in result.rows])
+    _plot(result, env_ids, sizes, behaviours)
     with open(os.path.join(out, "offline.md"), "w") as f:
-        f.write(markdown)
-    return {"summary": rows, "errors": errors, "markdown": markdown, "folder": folder}
+        f.write(result.markdown)
+    return result

@@ -6,7 +6,7 @@ import csv
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -179,8 +179,8 @@ def plot_curves(
 
     :param path: the PNG to write
     :param title: the figure title
-    :param curves: agent name -> ``[n_seeds, n_episodes]`` normalized returns
-    :param ylabel: the y-axis label
+    :param curves: agent name -> ``[n_seeds, n_episodes]`` normalized (or raw) returns
+    :param ylabel: the y-axis label (say whether returns are normalized; the 0 and 1 lines are drawn only then)
     :param window: moving-average window applied to each seed's curve first
     """
     plt = _pyplot()
@@ -191,8 +191,9 @@ def plot_curves(
         low, high = bootstrap_band(smooth)
         ax.plot(episodes, smooth.mean(axis=0), label=name)
         ax.fill_between(episodes, low, high, alpha=0.2)
-    ax.axhline(1.0, color="gray", lw=0.8, ls="--")
-    ax.axhline(0.0, color="gray", lw=0.8, ls=":")
+    if ylabel.startswith("normalized"):
+        ax.axhline(1.0, color="gray", lw=0.8, ls="--")
+        ax.axhline(0.0, color="gray", lw=0.8, ls=":")
     ax.set_xlabel("episode")
     ax.set_ylabel(f"{ylabel} ({window}-episode mean)")
     ax.set_title(title)
@@ -204,7 +205,11 @@ def plot_curves(
 
 
 def plot_bars(
-    path: str, title: str, groups: Sequence[str], series: dict[str, Sequence[tuple[float, float, float]]]
+    path: str,
+    title: str,
+    groups: Sequence[str],
+    series: Mapping[str, Sequence[tuple[float, float, float]]],
+    ylabel: str = "normalized return (1 = optimal, 0 = random)",
 ) -> None:
     """Grouped bar chart of means with 95% CI error bars.
 
@@ -212,6 +217,7 @@ def plot_bars(
     :param title: the figure title
     :param groups: labels on the x axis (e.g. env names)
     :param series: bar label (e.g. agent) -> one ``(mean, low, high)`` per group (NaN for missing)
+    :param ylabel: the y-axis label
     """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(min(16.0, max(6.4, 2.0 + 0.12 * len(groups) * len(series))), 4.2))
@@ -224,6 +230,7 @@ def plot_bars(
     ax.set_xticks(x)
     ax.set_xticklabels(groups, rotation=35, ha="right", fontsize="small")
     ax.axhline(1.0, color="gray", lw=0.8, ls="--")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize="x-small", ncol=2)
     fig.tight_layout()

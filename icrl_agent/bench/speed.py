@@ -1,5 +1,8 @@
 """The speed benchmark: microseconds per ``act`` + ``observe`` in a realistic online loop, at S = 16, 64, 500.
 
+Measured twice per agent and size: in the configuration a user gets (torch's default intra-op threads,
+or ``--threads N``), and with one torch thread, side by side; the caller's thread setting is restored.
+
 Each agent learns a random *Garnet* MDP (:class:`GarnetEnv`: ``S`` states, 4 actions, 5 successors per
 state-action, sparse rewards, horizon 50) from scratch for a number of steps; every ``act`` and
 ``observe`` call is timed together, so episode-start replanning (done inside one of them) is in the
@@ -20,7 +23,9 @@ from gymnasium import spaces
 
 from icrl_agent.bench import report
 from icrl_agent.bench.agents import AgentSpec, parse_agents
-from icrl_agent.bench.common import DEFAULT_OUT, timestamp
+from icrl_agent.bench.common import prepare_out, timestamp
+from icrl_agent.bench.results import SpeedResult, SpeedRow
+from icrl_agent.protocols import TabularPolicy
 
 DEFAULT_SIZES = (16, 64, 500)
 DEFAULT_AGENTS = "random,qlearning,ucbvi,optvi,psrl,vilcb,ppo,dqn,a2c"
@@ -84,12 +89,12 @@ class GarnetEnv(gym.Env):
     def step(self, action: int) -> tuple[int, float, bool, bool, dict]:
         reward = float(self.R[self._state, action])
         u = self.np_random.random()
-        self._state = int(min(np.searchsorted(self._cdf[self._state, action], u), self.P.shape[0] - 1))
+        self._state = min(int(np.searchsorted(self._cdf[self._state, action], u)), self.P.shape[0] - 1)
         self._t += 1
         return self._state, reward, False, self._t >= self.horizon, {}
 
 
-def _time_tabular(agent: Any, env: gym.Env, steps: int, max_seconds: float) -> np.ndarray:
+def _time_tabular(agent: TabularPolicy, env: gym.Env, steps: int, max_seconds: float) -> np.ndarray:
     times = np.empty(steps)
     obs, _ = env.reset(seed=0)
     deadline = time.perf_counter() + max_seconds
@@ -99,7 +104,7 @@ def _time_tabular(agent: Any, env: gym.Env, steps: int, max_seconds: float) -> n
         t1 = time.perf_counter()
         next_obs, reward, terminated, truncated, _ = env.step(action)
         t2 = time.perf_counter()
-        agent.observe(obs, action, reward, next_obs, terminated, truncated)
+        agent.observe(obs, action, float(reward), next_obs, terminated, truncated)
         times[i] = (t1 - t0) + (time.perf_counter() - t2)
         obs = env.reset()[0] if terminated or truncated else next_obs
         if time.perf_counter() > deadline:
@@ -111,7 +116,7 @@ def _time_sb3(agent: Any, steps: int) -> np.ndarray:
     base = __import__("stable_baselines3.common.callbacks", fromlist=["BaseCallback"]).BaseCallback
     stamps: list[float] = []
 
-    class Stamp(base):
+    class Stamp(base):  # type: ignore[misc, valid-type]
         def _on_step(self) -> bool:
             stamps.append(time.perf_counter())
             return len(stamps) <= steps
@@ -120,31 +125,75 @@ def _time_sb3(agent: Any, steps: int) -> np.ndarray:
     return np.diff(stamps)
 
 
-def measure(spec: AgentSpec, n_states: int, steps: int = 5000, max_seconds: float = 60.0) -> dict[str, Any]:
-    """Time one agent on a Garnet MDP of ``n_states`` states.
+def _timings(spec: AgentSpec, n_states: int, steps: int, max_seconds: float) -> tuple[np.ndarray, str]:
+    """Microseconds per step of a fresh agent on a fresh Garnet MDP, and what a step is."""
+    env = gym.wrappers.PassiveEnvChecker(GarnetEnv(n_states, seed=n_states))
+    agent = spec.build(env, seed=0)
+    if spec.kind == "sb3":
+        return _time_sb3(agent, steps) * 1e6, "one SB3 training step (incl. env step)"
+    return _time_tabular(agent, env, steps, max_seconds) * 1e6, "act + observe"  # type: ignore[arg-type]
+
+
+def _with_threads(threads: int, fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` with ``threads`` torch intra-op threads, the caller's setting restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return fn(*args)
+    finally:
+        torch.set_num_threads(before)
+
+
+def measure(
+    spec: AgentSpec, n_states: int, steps: int = 5000, max_seconds: float = 60.0, threads: int | None = None
+) -> SpeedRow:
+    """Time one agent on a Garnet MDP of ``n_states`` states, with the default threads and with one.
 
     :param spec: the agent
     :param n_states: size of the MDP
     :param steps: steps to time
-    :param max_seconds: stop earlier when this much wall time has passed
-    :return: ``agent, n_states, steps, median_us, mean_us, p99_us, what``
+    :param max_seconds: stop earlier when this much wall time has passed (per thread setting)
+    :param threads: torch intra-op threads of the default columns (``None``: as torch is set now, i.e.
+        what a user gets)
+    :return: the row: median, mean and 99th percentile in microseconds, in both settings
     """
-    env = gym.wrappers.PassiveEnvChecker(GarnetEnv(n_states, seed=n_states))
-    agent = spec.build(env, seed=0)
-    if spec.kind == "sb3":
-        times, what = _time_sb3(agent, steps), "one SB3 training step (incl. env step)"
-    else:
-        times, what = _time_tabular(agent, env, steps, max_seconds), "act + observe"
-    micro = times * 1e6
-    return {
-        "agent": spec.name,
-        "n_states": n_states,
-        "steps": int(times.size),
-        "median_us": float(np.median(micro)),
-        "mean_us": float(micro.mean()),
-        "p99_us": float(np.quantile(micro, 0.99)),
-        "what": what,
-    }
+    import torch
+
+    threads = threads or torch.get_num_threads()
+    micro, what = _with_threads(threads, _timings, spec, n_states, steps, max_seconds)
+    single, _ = _with_threads(1, _timings, spec, n_states, steps, max_seconds)
+    return SpeedRow(
+        agent=spec.name, n_states=n_states, steps=int(micro.size),
+        median_us=float(np.median(micro)), mean_us=float(micro.mean()), p99_us=float(np.quantile(micro, 0.99)),
+        what=what, threads=threads, median_us_1thread=float(np.median(single)),
+        mean_us_1thread=float(single.mean()), p99_us_1thread=float(np.quantile(single, 0.99)),
+    )
+
+
+def _cell(row: SpeedRow | None) -> str:
+    if row is None:
+        return "failed"
+    return (f"{row.median_us:.0f} / {row.mean_us:.0f}"
+            f" ({row.median_us_1thread:.0f} / {row.mean_us_1thread:.0f})")
+
+
+def render_markdown(result: SpeedResult, agents: Sequence[str], sizes: Sequence[int]) -> str:
+    """The markdown report: per agent and size, median / mean µs with the default threads, then with one."""
+    by_key = {(r.agent, r.n_states): r for r in result.rows}
+    header = ["agent", *(f"S={n} median / mean µs ({result.torch_threads} threads), (1 thread)" for n in sizes)]
+    table = [[name, *(_cell(by_key.get((name, n))) for n in sizes)] for name in agents]
+    lines = [
+        "# Speed benchmark",
+        f"Reproduce with:\n\n    {result.command}\n",
+        f"Run {result.date}, torch threads {result.torch_threads} (default columns) and 1 (in brackets), "
+        f"{os.cpu_count()} CPUs. Garnet MDPs (4 actions, 5 successors, horizon 50), learning from scratch; tabular "
+        "agents: act + observe per step (episode-start replanning included); SB3 agents: one training step.\n",
+        report.markdown_table(header, table),
+        *(f"- failed: {e['agent']} at S={e['n_states']}: {e['error']}" for e in result.errors),
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def run_speed(
@@ -152,25 +201,31 @@ def run_speed(
     sizes: Sequence[int] = DEFAULT_SIZES,
     steps: int = 5000,
     max_seconds: float = 60.0,
-    out: str = DEFAULT_OUT,
+    out: str | None = None,
     command: str | None = None,
-) -> dict[str, Any]:
+    threads: int | None = None,
+    force: bool = False,
+) -> SpeedResult:
     """Run the speed benchmark in this process (one agent at a time, for clean timings) and write its results.
 
     :param agents: comma-separated agent names
     :param sizes: numbers of states
     :param steps: timed steps per (agent, size)
-    :param max_seconds: wall-time cap per (agent, size)
-    :param out: results folder: ``out/speed/{results.json, summary.csv}`` and ``out/speed.md``
+    :param max_seconds: wall-time cap per (agent, size) and thread setting
+    :param out: results folder: ``out/speed/{results.json, summary.csv}`` and ``out/speed.md``; ``None``: a new
+        ``runs/bench/speed-<time>``
     :param command: the command line to print above the table
-    :return: ``summary`` rows, ``errors`` and the ``markdown`` text
+    :param threads: torch threads of the default columns (``None``: torch's current setting, what users get)
+    :param force: write into ``out`` even if it already holds files
+    :return: the result: ``rows``, ``errors`` and the ``markdown`` text
     """
     import torch
 
     specs = parse_agents(agents)
     for spec in specs:
         spec.resolve()
-    threads = torch.get_num_threads()
+    out = prepare_out(out, "speed", force)
+    threads = threads or torch.get_num_threads()
     command = command or (
         f"python -m icrl_agent.bench speed --agents {','.join(s.name for s in specs)} "
         f"--sizes {','.join(map(str, sizes))} --steps {steps} --out {out}"
@@ -179,50 +234,13 @@ def run_speed(
     for spec in specs:
         for n_states in sizes:
             try:
-                rows.append(measure(spec, int(n_states), steps, max_seconds))
+                rows.append(measure(spec, int(n_states), steps, max_seconds, threads))
             except Exception as err:  # one agent failing must not lose the others' timings
-                errors.append(
-                    {"agent": spec.name, "n_states": n_states, "error": f"{type(err).__name__}: {err}"}
-                )
-    by_key = {(r["agent"], r["n_states"]): r for r in rows}
-    header = ["agent", *(f"S={n} median / mean µs" for n in sizes)]
-    table = [
-        [
-            s.name,
-            *(
-                f"{by_key[(s.name, n)]['median_us']:.0f} / {by_key[(s.name, n)]['mean_us']:.0f}"
-                if (s.name, n) in by_key
-                else "failed"
-                for n in sizes
-            ),
-        ]
-        for s in specs
-    ]
-    markdown = (
-        "\n".join(
-            [
-                "# Speed benchmark",
-                f"Reproduce with:\n\n    {command}\n",
-                f"Run {timestamp()}, torch threads {threads}, {os.cpu_count()} CPUs. Garnet MDPs (4 actions, 5 successors, "
-                "horizon 50), learning from scratch; tabular agents: act + observe per step (episode-start replanning "
-                "included); SB3 agents: one training step.\n",
-                report.markdown_table(header, table),
-                *(f"- failed: {e['agent']} at S={e['n_states']}: {e['error']}" for e in errors),
-            ]
-        )
-        + "\n"
-    )
-    report.write_json(
-        os.path.join(out, "speed", "results.json"),
-        {
-            "command": command,
-            "date": timestamp(),
-            "torch_threads": threads,
-            "summary": rows,
-            "errors": errors,
-        },
-    )
-    report.write_csv(os.path.join(out, "speed", "summary.csv"), rows)
+                errors.append({"agent": spec.name, "n_states": n_states, "error": f"{type(err).__name__}: {err}"})
+    result = SpeedResult(command, timestamp(), threads, rows, errors, folder=os.path.join(out, "speed"))
+    result.markdown = render_markdown(result, [s.name for s in specs], sizes)
+    report.write_json(os.path.join(result.folder, "results.json"), result.to_json())
+    report.write_csv(os.path.join(result.folder, "summary.csv"), [row.to_json() for row in result.rows])
     with open(os.path.join(out, "speed.md"), "w") as f:
-        f.write(markdown)
-    return {"summary": rows, "errors": errors, "markdown": markdown}
+        f.write(result.markdown)
+    return result

@@ -1,7 +1,17 @@
-"""One dataclass fixes a pretraining run (nanoGPT-style): defaults visible at a glance, loaded from YAML/JSON.
+"""One dataclass fixes a pretraining run (nanoGPT-style), nested where the parts are separate.
 
-Every key is documented next to its default. Unknown keys and out-of-range values fail at load time,
-naming the key, before any work is done.
+    PretrainConfig            run keys: seed, device, output folders, checkpoints, progress
+      .model   ModelConfig    the network (icrl_agent.model)
+      .prior   PriorSpec      the MDP families and their ranges (pretraining/prior.py)
+      .data    DataSpec       how much data of which behaviour, DAgger, targets (pretraining/data.py)
+      .stage1  Stage1Config   cross-entropy stage: optimizer, length, losses, held-out evaluation
+      .es      ESConfig       stage 2: evolution strategies over the optimism parameters
+
+Every key is documented next to its default and settable from YAML/JSON (``prior: {max_states: 24}``).
+Unknown keys and out-of-range values fail at load time, naming the key with its section
+(``prior.max_states``), before any work is done. Configs written before the sections existed (flat
+keys, as in ``icrl_agent/weights/icrl-v1.json``) are refused with the new name of every moved key;
+:func:`nest_flat_config` converts them (model cards and old checkpoints are read through it).
 """
 
 from __future__ import annotations
@@ -11,14 +21,38 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from icrl_agent.pretraining.prior import FAMILIES
+from icrl_agent.model import ModelConfig
+from icrl_agent.pretraining.data import DataSpec
+from icrl_agent.pretraining.prior import FAMILIES, PriorSpec, default_family_weights
 
 
-def _default_family_weights() -> dict[str, float]:
-    return {
-        "garnet": 3.0, "grid": 3.0, "river": 2.0, "bandit": 1.0, "tree": 1.0,
-        "distractor": 2.0, "step_cost": 2.0, "loop": 1.0,
-    }
+@dataclass
+class Stage1Config:
+    """Stage 1: cross-entropy to Boltzmann(Q*) (the ``stage1:`` section)."""
+
+    steps: int = 2000                  # optimizer steps; the CLI's --steps overrides it
+    batch_size: int = 64               # MDPs per step (per process under torchrun)
+    lr: float = 1e-3                   # AdamW learning rate (constant after warmup)
+    warmup_steps: int = 50             # linear learning-rate warmup
+    weight_decay: float = 0.0          # AdamW weight decay
+    grad_clip: float = 1.0             # gradient-norm clip; 0 disables
+    optimism: bool = False             # run the model with its optimism on during stage 1 (off: ES owns it)
+    scale_loss_weight: float = 0.1     # weight of the reward-scale regression (log max|R| of the true MDP)
+    eval_interval: int = 100           # steps between held-out evaluations (target accuracy)
+    eval_batch_size: int = 64          # MDPs per held-out evaluation
+
+
+@dataclass
+class ESConfig:
+    """Stage 2: evolution strategies over ``model.optimism_parameters()`` (the ``es:`` section)."""
+
+    generations: int = 40              # 0 skips stage 2; the CLI's --es-generations overrides it
+    pairs: int = 16                    # antithetic pairs per generation (population = 2 * pairs)
+    sigma: float = 0.05                # perturbation scale
+    lr: float = 0.05                   # step size on the normalized-fitness gradient estimate
+    mdps: int = 48                     # prior MDPs per generation (shared by the whole population)
+    episodes: int = 40                 # online episodes per MDP
+    max_horizon: int = 100             # horizon cap of the ES MDPs (the online loop is sequential in H)
 
 
 @dataclass
@@ -34,166 +68,222 @@ class PretrainConfig:
     log_dir: str = "runs/pretrain/tb"  # TensorBoard event files; "" disables TensorBoard
     checkpoint_dir: str = "runs/pretrain/checkpoints"  # resumable state (last.safetensors + last.json)
     checkpoint_interval: int = 200     # stage-1 steps (and stage-2 generations) between resumable checkpoints
-    progress: bool = True              # tqdm progress bar (rank 0 only)
+    progress: bool = True              # tqdm progress bar (rank 0, and only when stderr is a terminal)
 
-    # --- model (forwarded to icrl_agent.model.ModelConfig) ---
-    model: dict[str, Any] = field(
-        default_factory=lambda: {"d_model": 64, "n_heads": 4, "n_rounds": 6, "head": "vi"}
-    )
-
-    # --- prior (see prior.py for each family's parameters) ---
-    family_weights: dict[str, float] = field(default_factory=_default_family_weights)  # mixture weights
-    held_out: list[str] = field(default_factory=lambda: ["tree", "loop"])  # never trained on; reported
-    min_states: int = 2                # smallest number of states of a sampled MDP
-    max_states: int = 64               # largest number of states (grids and trees stay under it)
-    max_actions: int = 8               # largest number of actions
-    min_horizon: int = 10              # episode length range (log-uniform, raised where a goal needs it)
-    max_horizon: int = 200
-    reward_scale_min: float = 0.01     # rewards are multiplied by a log-uniform scale over this range
-    reward_scale_max: float = 100.0
-    negate_prob: float = 0.1           # probability that an MDP's rewards all change sign
-
-    # --- data (rollouts feeding the statistics) ---
-    max_episodes: int = 64             # episodes of data per MDP: log-uniform over 0..max_episodes
-    zero_data_prob: float = 0.1        # probability of an MDP with no data at all (the first step of an agent)
-    epsilon_optimal_prob: float = 0.3  # share of MDPs whose behaviour is epsilon-greedy around Q* (else uniform)
-    dagger_prob: float = 0.3           # share of MDPs whose data ends with the model's own episodes (DAgger)
-    dagger_start: int = 200            # stage-1 step from which DAgger rollouts are mixed in
-    dagger_episodes: int = 8           # the model's own episodes appended (at most) per DAgger MDP
-    target_temperature: float = 0.1    # Boltzmann target temperature, times each state's Q range
-
-    # --- stage 1: cross-entropy to Boltzmann(Q*) ---
-    batch_size: int = 64               # MDPs per step (per process under torchrun)
-    lr: float = 1e-3                   # Adam learning rate (constant after warmup)
-    warmup_steps: int = 50             # linear learning-rate warmup
-    weight_decay: float = 0.0          # Adam(W) weight decay
-    grad_clip: float = 1.0             # gradient-norm clip; 0 disables
-    stage1_steps: int = 2000           # optimizer steps; the CLI's --steps overrides it
-    stage1_optimism: bool = False      # run the model with its optimism on during stage 1 (off: ES owns it)
-    scale_loss_weight: float = 0.1     # weight of the reward-scale regression (log max|R| of the true MDP)
-    eval_interval: int = 100           # steps between held-out evaluations (target accuracy)
-    eval_batch_size: int = 64          # MDPs per held-out evaluation
-
-    # --- stage 2: evolution strategies over model.optimism_parameters() ---
-    es_generations: int = 40           # 0 skips stage 2
-    es_pairs: int = 16                 # antithetic pairs per generation (population = 2 * es_pairs)
-    es_sigma: float = 0.05             # perturbation scale
-    es_lr: float = 0.05                # step size on the normalized-fitness gradient estimate
-    es_mdps: int = 48                  # prior MDPs per generation (shared by the whole population)
-    es_episodes: int = 40              # online episodes per MDP
-    es_max_horizon: int = 100          # horizon cap of the ES MDPs (the online loop is sequential in H)
+    # --- the parts ---
+    model: ModelConfig = field(default_factory=ModelConfig)  # the network (icrl_agent.model.ModelConfig)
+    prior: PriorSpec = field(default_factory=PriorSpec)      # the MDP families and their ranges
+    data: DataSpec = field(default_factory=DataSpec)         # data amounts, behaviours, DAgger, targets
+    stage1: Stage1Config = field(default_factory=Stage1Config)  # cross-entropy stage
+    es: ESConfig = field(default_factory=ESConfig)           # stage 2 (evolution strategies)
 
     def __post_init__(self) -> None:
         validate(self)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able copy of every key."""
+        """Plain JSON-able copy of every key, nested by section."""
         return asdict(self)
 
     @property
     def train_families(self) -> dict[str, float]:
         """Mixture weights of the families trained on (held-out ones removed)."""
-        return {k: w for k, w in self.family_weights.items() if k not in self.held_out and w > 0}
+        return self.prior.train_families
 
 
-_POSITIVE_INT = ("checkpoint_interval", "max_states", "max_actions", "min_horizon", "max_horizon",
-                 "batch_size", "eval_interval", "eval_batch_size", "es_pairs", "es_mdps", "es_episodes",
-                 "es_max_horizon", "dagger_episodes")
-_NON_NEGATIVE_INT = ("seed", "max_episodes", "dagger_start", "warmup_steps", "stage1_steps", "es_generations")
-_PROBABILITIES = ("negate_prob", "zero_data_prob", "epsilon_optimal_prob", "dagger_prob")
-_POSITIVE_FLOAT = ("reward_scale_min", "reward_scale_max", "target_temperature", "lr", "es_sigma", "es_lr")
+SECTIONS: dict[str, type] = {
+    "model": ModelConfig, "prior": PriorSpec, "data": DataSpec, "stage1": Stage1Config, "es": ESConfig,
+}
+
+# --- flat (pre-section) keys and where they live now ---
+
+_RENAMED = {"stage1_steps": "stage1.steps", "stage1_optimism": "stage1.optimism"}
+
+
+def _flat_key_moves() -> dict[str, str]:
+    moves = {name: f"prior.{name}" for name in (f.name for f in fields(PriorSpec))}
+    moves.update({name: f"data.{name}" for name in (f.name for f in fields(DataSpec))})
+    moves.update({name: f"stage1.{name}" for name in (f.name for f in fields(Stage1Config))
+                  if name not in ("steps", "optimism")})
+    moves.update({f"es_{name}": f"es.{name}" for name in (f.name for f in fields(ESConfig))})
+    moves.update(_RENAMED)
+    return moves
+
+
+FLAT_KEY_MOVES: dict[str, str] = _flat_key_moves()
+
+
+def nest_flat_config(values: dict[str, Any]) -> dict[str, Any]:
+    """Convert a flat config mapping (written before the sections existed) to the nested layout.
+
+    Keys already in the nested layout pass through, so this is safe on any config mapping.
+
+    :param values: e.g. a model card's ``config`` (``{"max_states": 24, "es_pairs": 4, ...}``)
+    :return: the same values nested by section (``{"prior": {"max_states": 24}, "es": {"pairs": 4}, ...}``)
+    """
+    nested: dict[str, Any] = {}
+    for key, value in values.items():
+        if key in FLAT_KEY_MOVES:
+            section, name = FLAT_KEY_MOVES[key].split(".")
+            nested.setdefault(section, {})[name] = value
+        elif key in SECTIONS and isinstance(value, dict):
+            nested.setdefault(key, {}).update(value)
+        else:
+            nested[key] = value
+    return nested
+
+
+# --- validation ---
+
+_RULES: dict[str, tuple[str, ...]] = {
+    "positive int": ("checkpoint_interval", "prior.max_states", "prior.max_actions", "prior.min_horizon",
+                     "prior.max_horizon", "data.min_episodes", "data.dagger_episodes", "stage1.batch_size",
+                     "stage1.eval_interval", "stage1.eval_batch_size", "es.pairs", "es.mdps", "es.episodes",
+                     "es.max_horizon"),
+    "non-negative int": ("seed", "data.max_episodes", "data.dagger_start", "stage1.warmup_steps",
+                         "stage1.steps", "es.generations"),
+    "probability": ("prior.negate_prob", "prior.stochastic_reward_prob", "data.zero_data_prob",
+                    "data.epsilon_optimal_prob", "data.dagger_prob"),
+    "positive number": ("prior.reward_scale_min", "prior.reward_scale_max", "data.target_temperature",
+                        "stage1.lr", "es.sigma", "es.lr"),
+    "non-negative number": ("stage1.weight_decay", "stage1.grad_clip", "stage1.scale_loss_weight"),
+}
+_EXPECTED = {"positive int": "an integer >= 1", "non-negative int": "an integer >= 0",
+             "probability": "a probability in [0, 1]", "positive number": "a number > 0",
+             "non-negative number": "a number >= 0"}
 
 
 def _fail(key: str, value: Any, expected: str) -> None:
     raise ValueError(f"config key '{key}' = {value!r} is out of range: expected {expected}")
 
 
+def _get(cfg: PretrainConfig, dotted: str) -> Any:
+    obj: Any = cfg
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _in_range(rule: str, value: Any) -> bool:
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if rule == "positive int":
+        return is_int and value >= 1
+    if rule == "non-negative int":
+        return is_int and value >= 0
+    if rule == "probability":
+        return is_number and 0.0 <= value <= 1.0
+    if rule == "positive number":
+        return is_number and value > 0
+    return is_number and value >= 0
+
+
 def validate(cfg: PretrainConfig) -> None:
-    """Raise ``ValueError`` naming the first key whose value is out of range."""
-    for key in _POSITIVE_INT:
-        value = getattr(cfg, key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            _fail(key, value, "an integer >= 1")
-    for key in _NON_NEGATIVE_INT:
-        value = getattr(cfg, key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            _fail(key, value, "an integer >= 0")
-    for key in _PROBABILITIES:
-        value = getattr(cfg, key)
-        if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-            _fail(key, value, "a probability in [0, 1]")
-    for key in _POSITIVE_FLOAT:
-        value = getattr(cfg, key)
-        if not isinstance(value, (int, float)) or not value > 0:
-            _fail(key, value, "a number > 0")
-    for key in ("weight_decay", "grad_clip", "scale_loss_weight"):
-        if not isinstance(getattr(cfg, key), (int, float)) or getattr(cfg, key) < 0:
-            _fail(key, getattr(cfg, key), "a number >= 0")
+    """Raise ``ValueError`` naming the first key (``section.key``) whose value is out of range."""
+    for section, cls in SECTIONS.items():
+        if not isinstance(getattr(cfg, section), cls):
+            _fail(section, getattr(cfg, section), f"a {cls.__name__} (a mapping of its keys in a file)")
+    for rule, keys in _RULES.items():
+        for key in keys:
+            if not _in_range(rule, _get(cfg, key)):
+                _fail(key, _get(cfg, key), _EXPECTED[rule])
     _validate_ranges(cfg)
-    _validate_families(cfg)
-    _validate_model(cfg.model)
+    _validate_families(cfg.prior)
     if not cfg.weights_name or "/" in cfg.weights_name:
         _fail("weights_name", cfg.weights_name, "a non-empty file name without '/'")
-
-
-def _validate_model(model: Any) -> None:
-    from icrl_agent.model import ModelConfig
-
-    if not isinstance(model, dict):
-        _fail("model", model, "a mapping of icrl_agent.model.ModelConfig keys")
-    known = {f.name for f in fields(ModelConfig)}
-    for key in sorted(set(model) - known):
-        raise ValueError(f"unknown config key 'model.{key}' (ModelConfig keys: {', '.join(sorted(known))})")
-    try:
-        ModelConfig(**model)
-    except ValueError as err:
-        raise ValueError(f"config key 'model' is out of range: {err}") from err
-
-
-def _validate_ranges(cfg: PretrainConfig) -> None:
-    if cfg.min_states < 2 or cfg.min_states > cfg.max_states:
-        _fail("min_states", cfg.min_states, f"2 <= min_states <= max_states ({cfg.max_states})")
-    if cfg.max_states < 4:
-        _fail("max_states", cfg.max_states, "an integer >= 4 (a 2x2 grid)")
-    if cfg.max_actions < 2:
-        _fail("max_actions", cfg.max_actions, "an integer >= 2")
-    if cfg.min_horizon > cfg.max_horizon:
-        _fail("min_horizon", cfg.min_horizon, f"<= max_horizon ({cfg.max_horizon})")
-    if cfg.reward_scale_min > cfg.reward_scale_max:
-        _fail("reward_scale_min", cfg.reward_scale_min, f"<= reward_scale_max ({cfg.reward_scale_max})")
-    if cfg.epsilon_optimal_prob + cfg.dagger_prob > 1.0:
-        _fail("dagger_prob", cfg.dagger_prob, "epsilon_optimal_prob + dagger_prob <= 1")
     if not (cfg.device == "cpu" or cfg.device.startswith("cuda")):
         _fail("device", cfg.device, "'cpu' or 'cuda[:N]'")
 
 
-def _validate_families(cfg: PretrainConfig) -> None:
-    for name, weight in cfg.family_weights.items():
+def _validate_ranges(cfg: PretrainConfig) -> None:
+    prior, data = cfg.prior, cfg.data
+    if prior.min_states < 2 or prior.min_states > prior.max_states:
+        _fail("prior.min_states", prior.min_states, f"2 <= min_states <= max_states ({prior.max_states})")
+    if prior.max_states < 4:
+        _fail("prior.max_states", prior.max_states, "an integer >= 4 (a 2x2 grid)")
+    if prior.max_actions < 2:
+        _fail("prior.max_actions", prior.max_actions, "an integer >= 2")
+    if prior.min_horizon > prior.max_horizon:
+        _fail("prior.min_horizon", prior.min_horizon, f"<= max_horizon ({prior.max_horizon})")
+    if prior.reward_scale_min > prior.reward_scale_max:
+        _fail("prior.reward_scale_min", prior.reward_scale_min, f"<= reward_scale_max ({prior.reward_scale_max})")
+    if data.min_episodes > max(data.max_episodes, 1):
+        _fail("data.min_episodes", data.min_episodes, f"<= max_episodes ({data.max_episodes})")
+    if data.epsilon_optimal_prob + data.dagger_prob > 1.0:
+        _fail("data.dagger_prob", data.dagger_prob, "epsilon_optimal_prob + dagger_prob <= 1")
+
+
+def _validate_families(prior: PriorSpec) -> None:
+    if not isinstance(prior.family_weights, dict):
+        _fail("prior.family_weights", prior.family_weights, "a mapping of family names to weights")
+    for name, weight in prior.family_weights.items():
         if name not in FAMILIES:
-            _fail(f"family_weights.{name}", weight, f"a family among {', '.join(FAMILIES)}")
+            _fail(f"prior.family_weights.{name}", weight, f"a family among {', '.join(FAMILIES)}")
         if not isinstance(weight, (int, float)) or weight < 0:
-            _fail(f"family_weights.{name}", weight, "a weight >= 0")
-    for name in cfg.held_out:
+            _fail(f"prior.family_weights.{name}", weight, "a weight >= 0")
+    for name in prior.held_out:
         if name not in FAMILIES:
-            _fail("held_out", name, f"family names among {', '.join(FAMILIES)}")
-    if not cfg.train_families:
-        _fail("family_weights", cfg.family_weights, "at least one family with weight > 0 that is not held out")
+            _fail("prior.held_out", name, f"family names among {', '.join(FAMILIES)}")
+    if not prior.train_families:
+        _fail("prior.family_weights", prior.family_weights,
+              "at least one family with weight > 0 that is not held out")
+
+
+# --- building from a mapping ---
+
+def _refuse_flat_keys(values: dict[str, Any]) -> None:
+    moved = [key for key in values if key in FLAT_KEY_MOVES]
+    if moved:
+        where = ", ".join(f"{key} -> {FLAT_KEY_MOVES[key]}" for key in moved)
+        raise ValueError(
+            f"config keys now live in sections (model, prior, data, stage1, es): {where}. "
+            "Nest them as in configs/default.yaml (e.g. 'prior: {max_states: 24}'), or convert a flat "
+            "mapping with icrl_agent.pretraining.config.nest_flat_config"
+        )
+
+
+def _section(name: str, values: Any) -> Any:
+    cls = SECTIONS[name]
+    if not isinstance(values, dict):
+        _fail(name, values, f"a mapping of {cls.__name__} keys")
+    known = sorted(f.name for f in fields(cls))
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"unknown config key {name}.{unknown[0]}; known keys of '{name}': {', '.join(known)}")
+    values = dict(values)
+    if name == "prior" and isinstance(values.get("family_weights"), dict):
+        # a partial mapping overrides the defaults family by family
+        values["family_weights"] = {**default_family_weights(), **values["family_weights"]}
+    try:
+        return cls(**values)
+    except ValueError as err:  # ModelConfig checks its own values
+        raise ValueError(f"config key '{name}' is out of range: {err}") from err
 
 
 def config_from_dict(values: dict[str, Any]) -> PretrainConfig:
-    """Build a config from a mapping; unknown keys raise ``ValueError`` naming them.
+    """Build a config from a (nested) mapping; unknown keys raise ``ValueError`` naming them.
 
-    :param values: keys of :class:`PretrainConfig` (missing keys keep their defaults)
+    :param values: run keys of :class:`PretrainConfig` and its sections as mappings (missing keys keep
+        their defaults); flat keys of the old layout are refused with their new names
     :return: the validated config
     """
-    known = {f.name for f in fields(PretrainConfig)}
-    unknown = sorted(set(values) - known)
+    _refuse_flat_keys(values)
+    known = sorted(f.name for f in fields(PretrainConfig))
+    unknown = sorted(set(values) - set(known))
     if unknown:
-        raise ValueError(f"unknown config key(s): {', '.join(unknown)} (known keys: {', '.join(sorted(known))})")
-    values = dict(values)
-    if "family_weights" in values:  # a partial mapping overrides the defaults family by family
-        values["family_weights"] = {**_default_family_weights(), **(values["family_weights"] or {})}
-    return PretrainConfig(**values)
+        raise ValueError(f"unknown config key {unknown[0]}; known keys: {', '.join(known)}")
+    built = {key: _section(key, value) if key in SECTIONS else value for key, value in values.items()}
+    return PretrainConfig(**built)
+
+
+def flat_items(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"prior": {"max_states": 24}}`` -> ``{"prior.max_states": 24}`` (dict leaves of sections kept whole)."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and not prefix and key in SECTIONS:
+            out.update(flat_items(value, f"{key}."))
+        else:
+            out[prefix + key] = value
+    return out
 
 
 def load_config(path: str | Path) -> PretrainConfig:

@@ -13,7 +13,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 
@@ -31,20 +31,16 @@ from icrl_agent.pretraining.rollouts import (
 
 @dataclass
 class DataSpec:
-    """How much data of which behaviour (filled from the pretraining config)."""
+    """How much data of which behaviour, and the targets: ``PretrainConfig.data`` (the ``data:`` section)."""
 
-    max_episodes: int = 64
-    min_episodes: int = 1  # amounts are log-uniform in [min_episodes, max_episodes] (evaluation fixes both)
-    zero_data_prob: float = 0.1
-    epsilon_optimal_prob: float = 0.3
-    dagger_prob: float = 0.3
-    dagger_episodes: int = 8
-    target_temperature: float = 0.1
-
-    @classmethod
-    def from_config(cls, cfg: object) -> DataSpec:
-        """Copy the data keys out of a config object with the same attribute names."""
-        return cls(**{f.name: getattr(cfg, f.name) for f in fields(cls) if hasattr(cfg, f.name)})
+    max_episodes: int = 64             # episodes of data per MDP: log-uniform over min_episodes..max_episodes
+    min_episodes: int = 1              # (evaluations fix both to one amount)
+    zero_data_prob: float = 0.1        # probability of an MDP with no data at all (the first step of an agent)
+    epsilon_optimal_prob: float = 0.3  # share of MDPs whose behaviour is epsilon-greedy around Q* (else uniform)
+    dagger_prob: float = 0.3           # share of MDPs whose data ends with the model's own episodes (DAgger)
+    dagger_start: int = 200            # stage-1 step from which DAgger rollouts are mixed in
+    dagger_episodes: int = 8           # the model's own episodes appended (at most) per DAgger MDP
+    target_temperature: float = 0.1    # Boltzmann target temperature, times each state's Q range
 
 
 @dataclass

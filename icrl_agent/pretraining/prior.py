@@ -31,7 +31,7 @@ Benchmarks (RiverSwim's exact parameters, FrozenLake's maps, ...) are not in any
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields, replace
 
 import torch
 
@@ -89,24 +89,44 @@ class MDPBatch:
         return MDPBatch(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
 
+def default_family_weights() -> dict[str, float]:
+    """The mixture weights of the default prior (every family; held-out ones are removed at training)."""
+    return {
+        "garnet": 3.0, "grid": 3.0, "river": 2.0, "bandit": 1.0, "tree": 1.0,
+        "distractor": 2.0, "step_cost": 2.0, "loop": 1.0,
+    }
+
+
 @dataclass
 class PriorSpec:
-    """Ranges shared by every family (filled from :class:`~icrl_agent.pretraining.config.PretrainConfig`)."""
+    """The prior over MDPs: the family mixture and the ranges every family shares.
 
-    min_states: int = 2
-    max_states: int = 64
-    max_actions: int = 8
-    min_horizon: int = 10
+    This is ``PretrainConfig.prior`` (the ``prior:`` section of a run config): every field is settable
+    from YAML. Samplers read the ranges; :func:`sample_mdps` takes the mixture weights separately, so
+    evaluations can draw one family at a time.
+    """
+
+    family_weights: dict[str, float] = field(default_factory=default_family_weights)  # mixture weights
+    held_out: list[str] = field(default_factory=lambda: ["tree", "loop"])  # never trained on; reported
+    min_states: int = 2                # smallest number of states of a sampled MDP
+    max_states: int = 64               # largest number of states (grids and trees stay under it)
+    max_actions: int = 8               # largest number of actions
+    min_horizon: int = 10              # episode length range (log-uniform, raised where a goal needs it)
     max_horizon: int = 200
-    reward_scale_min: float = 0.01
+    reward_scale_min: float = 0.01     # rewards are multiplied by a log-uniform scale over this range
     reward_scale_max: float = 100.0
-    negate_prob: float = 0.1
-    stochastic_reward_prob: float = 0.3
+    negate_prob: float = 0.1           # probability that an MDP's rewards all change sign
+    stochastic_reward_prob: float = 0.3  # probability of Gaussian reward noise (std 10-100% of |R|)
 
-    @classmethod
-    def from_config(cls, cfg: object) -> PriorSpec:
-        """Copy the prior ranges out of a config object with the same attribute names."""
-        return cls(**{f.name: getattr(cfg, f.name) for f in fields(cls) if hasattr(cfg, f.name)})
+    @property
+    def train_families(self) -> dict[str, float]:
+        """Mixture weights of the families trained on (held-out ones and zero weights removed)."""
+        return {k: w for k, w in self.family_weights.items() if k not in self.held_out and w > 0}
+
+    def capped(self, max_horizon: int) -> PriorSpec:
+        """A copy whose horizons are at most ``max_horizon`` (stage 2 caps them: its loop is sequential in H)."""
+        top = min(self.max_horizon, max_horizon)
+        return replace(self, max_horizon=top, min_horizon=min(self.min_horizon, top))
 
 
 class _Draw:

@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,17 +23,17 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from icrl_agent.model import IcrlModel, ModelConfig
+from icrl_agent.model import IcrlModel
 from icrl_agent.pretraining import distributed
-from icrl_agent.pretraining.config import PretrainConfig
-from icrl_agent.pretraining.data import DataSpec, SectionTimer, TrainingBatch, sample_training_batch
-from icrl_agent.pretraining.prior import FAMILIES, PriorSpec, sample_mdps
+from icrl_agent.pretraining.config import PretrainConfig, config_from_dict, flat_items, nest_flat_config
+from icrl_agent.pretraining.data import SectionTimer, TrainingBatch, sample_training_batch
+from icrl_agent.pretraining.prior import FAMILIES, sample_mdps
 from icrl_agent.pretraining.rollouts import exact_values, normalized_returns, online_returns, optimal_q_to_go
 from icrl_agent.pretraining.state import has_train_state, load_train_state, save_train_state
 
 # keys that may differ between a run and its resumption (they do not change what is computed)
-_RESUMABLE_CHANGES = {"device", "progress", "out_dir", "log_dir", "checkpoint_dir", "stage1_steps",
-                      "es_generations", "checkpoint_interval", "weights_name"}
+_RESUMABLE_CHANGES = {"device", "progress", "out_dir", "log_dir", "checkpoint_dir", "stage1.steps",
+                      "es.generations", "checkpoint_interval", "weights_name"}
 
 
 def derived_generator(cfg: PretrainConfig, device: torch.device, *tags: object) -> torch.Generator:
@@ -45,7 +46,7 @@ def derived_generator(cfg: PretrainConfig, device: torch.device, *tags: object) 
 def build_model(cfg: PretrainConfig, device: torch.device) -> IcrlModel:
     """The network, initialized from the run seed on the CPU (same weights on every device), then moved."""
     torch.manual_seed(cfg.seed)
-    return IcrlModel(ModelConfig(**cfg.model)).to(device)
+    return IcrlModel(cfg.model).to(device)
 
 
 class Stage1Loss(torch.nn.Module):
@@ -117,7 +118,7 @@ class RunState:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-def _logger(cfg: PretrainConfig, info: distributed.DistInfo):
+def _logger(cfg: PretrainConfig, info: distributed.DistInfo) -> Any:
     if not info.is_main or not cfg.log_dir:
         return None
     try:
@@ -128,22 +129,25 @@ def _logger(cfg: PretrainConfig, info: distributed.DistInfo):
             "(or set log_dir: '' in the config to disable it)"
         ) from err
     writer = SummaryWriter(cfg.log_dir)
-    table = "\n".join(f"|{k}|{json.dumps(v)}|" for k, v in cfg.to_dict().items())
+    table = "\n".join(f"|{k}|{json.dumps(v)}|" for k, v in flat_items(cfg.to_dict()).items())
     writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
     return writer
 
 
-def _progress(cfg: PretrainConfig, info: distributed.DistInfo, total: int, initial: int, desc: str):
+def _progress(cfg: PretrainConfig, info: distributed.DistInfo, total: int, initial: int, desc: str) -> Any:
     if not (cfg.progress and info.is_main):
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True)
+    # disable=None: drawn only when stderr is a terminal, so redirected logs get no carriage returns
+    return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, disable=None)
 
 
 def _check_resumable(cfg: PretrainConfig, saved: dict[str, Any]) -> None:
-    now = cfg.to_dict()
-    changed = sorted(k for k in set(now) | set(saved) if k not in _RESUMABLE_CHANGES and now.get(k) != saved.get(k))
+    """Refuse to resume under a config that computes something else (checkpoints of flat configs included)."""
+    now = flat_items(cfg.to_dict())
+    then = flat_items(config_from_dict(nest_flat_config(saved)).to_dict())
+    changed = sorted(k for k in set(now) | set(then) if k not in _RESUMABLE_CHANGES and now.get(k) != then.get(k))
     if changed:
         raise ValueError(
             f"cannot resume from {cfg.checkpoint_dir}: config keys {changed} differ from the checkpoint's; "
@@ -166,16 +170,15 @@ def evaluate(
         (``scale_log_error``: root mean squared log error of the reward-scale estimate, see :func:`scale_loss`)
     """
     out: dict[str, float] = {}
-    prior, spec = PriorSpec.from_config(cfg), DataSpec.from_config(cfg)
     for name in families:
         g = derived_generator(cfg, device, "eval", name)
-        batch = sample_training_batch(cfg.eval_batch_size, {name: 1.0}, prior, spec, g, device)
+        batch = sample_training_batch(cfg.stage1.eval_batch_size, {name: 1.0}, cfg.prior, cfg.data, g, device)
         output = model(batch.stats, optimism=False)
         loss, acc = policy_loss(output.logits(batch.steps_to_go).float(), batch)
         out[f"{name}/loss"], out[f"{name}/accuracy"] = float(loss), float(acc)
         out[f"{name}/scale_log_error"] = float(scale_loss(output.reward_scale.float(), batch).sqrt())
         if online_episodes:
-            out[f"{name}/online_return"] = online_score(model, cfg, {name: 1.0}, g, cfg.eval_batch_size,
+            out[f"{name}/online_return"] = online_score(model, cfg, {name: 1.0}, g, cfg.stage1.eval_batch_size,
                                                         online_episodes, device)
     return out
 
@@ -185,10 +188,7 @@ def online_score(
     n_mdps: int, n_episodes: int, device: torch.device,
 ) -> float:
     """Mean normalized online return of the model (optimism on) over fresh prior MDPs."""
-    prior = PriorSpec.from_config(cfg)
-    prior.max_horizon = min(prior.max_horizon, cfg.es_max_horizon)
-    prior.min_horizon = min(prior.min_horizon, prior.max_horizon)
-    mdps = sample_mdps(n_mdps, families, prior, generator, device)
+    mdps = sample_mdps(n_mdps, families, cfg.prior.capped(cfg.es.max_horizon), generator, device)
     v_opt, v_rand = exact_values(mdps, optimal_q_to_go(mdps))
     returns = online_returns(model, mdps, n_episodes, generator)
     return float(torch.nanmean(normalized_returns(returns, v_opt, v_rand).clamp(-2.0, 2.0)))
@@ -199,27 +199,26 @@ def stage1_step(
     optimizer: torch.optim.Optimizer, info: distributed.DistInfo, timer: SectionTimer,
 ) -> dict[str, float]:
     """One optimizer step on a fresh batch of this process's MDPs; returns the step's scalars."""
-    device = info.device
+    device, opt = info.device, cfg.stage1
     g = derived_generator(cfg, device, "stage1", state.step, info.rank)
-    use_dagger = state.step >= cfg.dagger_start and cfg.dagger_prob > 0
+    use_dagger = state.step >= cfg.data.dagger_start and cfg.data.dagger_prob > 0
     planner = _greedy_planner(model) if use_dagger else None
-    batch = sample_training_batch(cfg.batch_size, cfg.train_families, PriorSpec.from_config(cfg),
-                                  DataSpec.from_config(cfg), g, device, planner, timer)
+    batch = sample_training_batch(opt.batch_size, cfg.train_families, cfg.prior, cfg.data, g, device, planner, timer)
     for group in optimizer.param_groups:
-        group["lr"] = cfg.lr * min(1.0, (state.step + 1) / max(1, cfg.warmup_steps))
+        group["lr"] = opt.lr * min(1.0, (state.step + 1) / max(1, opt.warmup_steps))
     with timer.section("forward_backward"):
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
             loss, accuracy = loss_module(batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        if opt.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), opt.grad_clip)
         optimizer.step()
     return {"loss": loss.item(), "accuracy": accuracy.item(), "lr": optimizer.param_groups[0]["lr"]}
 
 
-def _greedy_planner(model: IcrlModel):
-    def plan(stats):
+def _greedy_planner(model: IcrlModel) -> Callable[[Any], torch.Tensor]:
+    def plan(stats: Any) -> torch.Tensor:
         was_training = model.training
         model.eval()
         try:
@@ -233,30 +232,84 @@ def es_generation(
     cfg: PretrainConfig, state: RunState, model: IcrlModel, info: distributed.DistInfo
 ) -> dict[str, float]:
     """One ES generation: antithetic perturbations of the optimism parameters, shared out by rank."""
-    device = info.device
+    device, es = info.device, cfg.es
     params = model.optimism_parameters()
     theta = parameters_to_vector(params).detach().clone()
     g = derived_generator(cfg, device, "es", state.generation)
-    noise = torch.randn(cfg.es_pairs, theta.numel(), generator=g, device=device)
-    members = torch.cat([theta + cfg.es_sigma * noise, theta - cfg.es_sigma * noise])
+    noise = torch.randn(es.pairs, theta.numel(), generator=g, device=device)
+    members = torch.cat([theta + es.sigma * noise, theta - es.sigma * noise])
     fitness = torch.zeros(members.shape[0], device=device, dtype=torch.float64)
     seed_tag = ("es-episodes", state.generation)
-    prior = PriorSpec.from_config(cfg)
-    prior.max_horizon = min(prior.max_horizon, cfg.es_max_horizon)
-    prior.min_horizon = min(prior.min_horizon, prior.max_horizon)
-    mdps = sample_mdps(cfg.es_mdps, cfg.train_families, prior, g, device)
+    mdps = sample_mdps(es.mdps, cfg.train_families, cfg.prior.capped(es.max_horizon), g, device)
     v_opt, v_rand = exact_values(mdps, optimal_q_to_go(mdps))
     for i in range(info.rank, members.shape[0], info.world_size):
         vector_to_parameters(members[i], params)
         # common random numbers: every member meets the same MDPs and the same episode randomness
-        returns = online_returns(model, mdps, cfg.es_episodes, derived_generator(cfg, device, *seed_tag))
+        returns = online_returns(model, mdps, es.episodes, derived_generator(cfg, device, *seed_tag))
         fitness[i] = torch.nanmean(normalized_returns(returns, v_opt, v_rand).clamp(-2.0, 2.0))
     distributed.all_reduce_sum(fitness, info)
-    diff = (fitness[: cfg.es_pairs] - fitness[cfg.es_pairs:]).to(theta.dtype)
-    gradient = (diff[:, None] * noise).sum(dim=0) / (2 * cfg.es_pairs * cfg.es_sigma)
+    diff = (fitness[: es.pairs] - fitness[es.pairs:]).to(theta.dtype)
+    gradient = (diff[:, None] * noise).sum(dim=0) / (2 * es.pairs * es.sigma)
     gradient = gradient / (fitness.std().to(theta.dtype) + 1e-8)
-    vector_to_parameters(theta + cfg.es_lr * gradient, params)
+    vector_to_parameters(theta + es.lr * gradient, params)
     return {"fitness_mean": float(fitness.mean()), "fitness_max": float(fitness.max())}
+
+
+@dataclass
+class TrainingRun:
+    """What the stages of one call of :func:`train` share: processes, model, optimizer, counters, logs."""
+
+    cfg: PretrainConfig
+    info: distributed.DistInfo
+    model: IcrlModel
+    optimizer: torch.optim.Optimizer
+    loss_module: torch.nn.Module
+    state: RunState
+    writer: Any
+    budget: float                 # steps + generations this call may still do (stop_after)
+    start_time: float = field(default_factory=time.time)
+
+    def spend(self) -> None:
+        """Count one step or generation against this call's budget."""
+        self.budget -= 1
+
+    def checkpoint(self) -> None:
+        """Write the resumable state (rank 0), then wait for every rank."""
+        state = self.state
+        if self.info.is_main:
+            meta = {"step": state.step, "generation": state.generation, "config": self.cfg.to_dict(),
+                    "wall_time": state.wall_time + time.time() - self.start_time, "metrics": state.metrics}
+            save_train_state(self.cfg.checkpoint_dir, self.model, self.optimizer, meta)
+        distributed.barrier(self.info)
+
+    def log(self, prefix: str, scalars: dict[str, float], counter: int) -> None:
+        """Record the scalars in the metrics and TensorBoard under ``prefix/``."""
+        self.state.metrics.update({f"{prefix}/{k}": v for k, v in scalars.items()})
+        if self.writer is not None:
+            for k, v in scalars.items():
+                self.writer.add_scalar(f"{prefix}/{k}", v, counter)
+
+
+def _start(cfg: PretrainConfig, resume: bool, stop_after: int | None) -> TrainingRun:
+    """Processes, device, seeded model, optimizer (stage 1 leaves the optimism parameters to ES), resume."""
+    info = distributed.setup(cfg.device)
+    model = build_model(cfg, info.device)
+    for p in model.optimism_parameters():  # ES owns these; stage 1 leaves them alone
+        p.requires_grad_(cfg.stage1.optimism)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.stage1.lr, weight_decay=cfg.stage1.weight_decay)
+    state = RunState()
+    if resume and has_train_state(cfg.checkpoint_dir):
+        meta = load_train_state(cfg.checkpoint_dir, model, optimizer)
+        _check_resumable(cfg, meta["config"])
+        state = RunState(meta["step"], meta["generation"], meta["wall_time"], meta["metrics"])
+    loss_module: torch.nn.Module = Stage1Loss(model, cfg.stage1.optimism, cfg.stage1.scale_loss_weight)
+    if info.enabled:
+        device_ids = [info.device.index] if info.device.type == "cuda" else None
+        loss_module = DistributedDataParallel(loss_module, device_ids=device_ids, find_unused_parameters=True)
+    writer = _logger(cfg, info)
+    budget = float(stop_after) if stop_after is not None else float("inf")
+    return TrainingRun(cfg, info, model, optimizer, loss_module, state, writer, budget)
 
 
 def train(
@@ -271,123 +324,103 @@ def train(
         checkpoint (e.g. to fit a job's time limit); ``None`` runs to the end
     :return: ``{"finished", "step", "generation", "metrics", "weights" (the stem written, rank 0), "model"}``
     """
-    # --- setup: processes, device, seeding, model, optimizer ---
-    info = distributed.setup(cfg.device)
-    device = info.device
-    model = build_model(cfg, device)
-    optimism = model.optimism_parameters()
-    for p in optimism:  # ES owns these; stage 1 leaves them alone
-        p.requires_grad_(cfg.stage1_optimism)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    state = RunState()
-    if resume and has_train_state(cfg.checkpoint_dir):
-        meta = load_train_state(cfg.checkpoint_dir, model, optimizer)
-        _check_resumable(cfg, meta["config"])
-        state = RunState(meta["step"], meta["generation"], meta["wall_time"], meta["metrics"])
-    loss_module: torch.nn.Module = Stage1Loss(model, cfg.stage1_optimism, cfg.scale_loss_weight)
-    if info.enabled:
-        device_ids = [device.index] if device.type == "cuda" else None
-        loss_module = DistributedDataParallel(loss_module, device_ids=device_ids, find_unused_parameters=True)
-    writer = _logger(cfg, info)
-    start_time, budget = time.time(), stop_after if stop_after is not None else float("inf")
-    done_here = 0
-
-    def checkpoint() -> None:
-        if info.is_main:
-            meta = {"step": state.step, "generation": state.generation, "config": cfg.to_dict(),
-                    "wall_time": state.wall_time + time.time() - start_time, "metrics": state.metrics}
-            save_train_state(cfg.checkpoint_dir, model, optimizer, meta)
-        distributed.barrier(info)
+    # --- setup: processes, device, seeding, model, optimizer, resumed counters ---
+    run = _start(cfg, resume, stop_after)
 
     # --- stage 1: cross-entropy to Boltzmann(Q*) with DAgger ---
-    model.train()
-    bar = _progress(cfg, info, cfg.stage1_steps, state.step, "stage 1 (CE)")
-    timer = SectionTimer(device)
+    run_stage1(run)
+
+    # --- stage 2: evolution strategies over the optimism parameters ---
+    run.model.eval()
+    run_es = bool(run.model.optimism_parameters()) and cfg.es.generations > 0
+    if run_es:
+        run_stage2(run)
+
+    # --- the end: final evaluation, weights and model card ---
+    state = run.state
+    finished = state.step >= cfg.stage1.steps and (not run_es or state.generation >= cfg.es.generations)
+    if not finished:
+        run.checkpoint()
+    weights = None
+    if finished and run.info.is_main:
+        scores = evaluate(run.model, cfg, list(cfg.train_families) + cfg.prior.held_out, run.info.device)
+        state.metrics.update({f"final/{k}": v for k, v in scores.items()})
+        weights = _save_final(cfg, run.model, state, time.time() - run.start_time, run.info.device, command)
+    if run.writer is not None:
+        run.writer.close()
+    distributed.barrier(run.info)
+    distributed.teardown(run.info)
+    return {"finished": finished, "step": state.step, "generation": state.generation,
+            "metrics": state.metrics, "weights": weights, "model": run.model}
+
+
+def run_stage1(run: TrainingRun) -> None:
+    """Stage-1 steps until ``stage1.steps`` or this call's budget: log, evaluate, checkpoint on schedule."""
+    cfg, state = run.cfg, run.state
+    run.model.train()
+    bar = _progress(cfg, run.info, cfg.stage1.steps, state.step, "stage 1 (CE)")
+    timer = SectionTimer(run.info.device)
     window_start, window_steps = time.time(), 0
-    while state.step < cfg.stage1_steps and done_here < budget:
-        scalars = stage1_step(cfg, state, model, loss_module, optimizer, info, timer)
+    while state.step < cfg.stage1.steps and run.budget > 0:
+        scalars = stage1_step(cfg, state, run.model, run.loss_module, run.optimizer, run.info, timer)
         state.step += 1
-        done_here += 1
+        run.spend()
         window_steps += 1
-        state.metrics.update({f"stage1/{k}": v for k, v in scalars.items()})
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{scalars['loss']:.3f}", acc=f"{scalars['accuracy']:.2f}")
-        if writer is not None:
-            for k, v in scalars.items():
-                writer.add_scalar(f"stage1/{k}", v, state.step)
-        if state.step % cfg.eval_interval == 0 or state.step == cfg.stage1_steps:
+        run.log("stage1", scalars, state.step)
+        last = state.step == cfg.stage1.steps
+        if state.step % cfg.stage1.eval_interval == 0 or last:
             elapsed = time.time() - window_start
             speed = {"steps_per_s": window_steps / elapsed,
-                     "mdps_per_s": window_steps * cfg.batch_size * info.world_size / elapsed}
+                     "mdps_per_s": window_steps * cfg.stage1.batch_size * run.info.world_size / elapsed}
             window_start, window_steps = time.time(), 0
-            _log_eval(cfg, state, model, info, writer, speed, timer)
-        if state.step % cfg.checkpoint_interval == 0 or state.step == cfg.stage1_steps:
-            checkpoint()
+            _log_eval(run, speed, timer)
+        if state.step % cfg.checkpoint_interval == 0 or last:
+            run.checkpoint()
     if bar is not None:
         bar.close()
 
-    # --- stage 2: evolution strategies over the optimism parameters ---
-    model.eval()
-    run_es = bool(optimism) and cfg.es_generations > 0
-    bar = _progress(cfg, info, cfg.es_generations, state.generation, "stage 2 (ES)") if run_es else None
-    while run_es and state.step >= cfg.stage1_steps and state.generation < cfg.es_generations and done_here < budget:
+
+def run_stage2(run: TrainingRun) -> None:
+    """ES generations (once stage 1 is done) until ``es.generations`` or this call's budget."""
+    cfg, state = run.cfg, run.state
+    bar = _progress(cfg, run.info, cfg.es.generations, state.generation, "stage 2 (ES)")
+    while state.step >= cfg.stage1.steps and state.generation < cfg.es.generations and run.budget > 0:
         t0 = time.time()
-        scalars = es_generation(cfg, state, model, info)
+        scalars = es_generation(cfg, state, run.model, run.info)
         scalars["generations_per_s"] = 1.0 / (time.time() - t0)
         state.generation += 1
-        done_here += 1
-        state.metrics.update({f"stage2/{k}": v for k, v in scalars.items()})
+        run.spend()
         if bar is not None:
             bar.update(1)
             bar.set_postfix(fitness=f"{scalars['fitness_mean']:.3f}")
-        if writer is not None:
-            for k, v in scalars.items():
-                writer.add_scalar(f"stage2/{k}", v, state.generation)
-        if state.generation % cfg.checkpoint_interval == 0 or state.generation == cfg.es_generations:
-            checkpoint()
+        run.log("stage2", scalars, state.generation)
+        if state.generation % cfg.checkpoint_interval == 0 or state.generation == cfg.es.generations:
+            run.checkpoint()
     if bar is not None:
         bar.close()
 
-    # --- the end: final evaluation, weights and model card ---
-    finished = state.step >= cfg.stage1_steps and (not run_es or state.generation >= cfg.es_generations)
-    if not finished:
-        checkpoint()
-    weights = None
-    if finished and info.is_main:
-        scores = evaluate(model, cfg, list(cfg.train_families) + cfg.held_out, device)
-        state.metrics.update({f"final/{k}": v for k, v in scores.items()})
-        weights = _save_final(cfg, model, state, time.time() - start_time, device, command)
-    if writer is not None:
-        writer.close()
-    distributed.barrier(info)
-    distributed.teardown(info)
-    return {"finished": finished, "step": state.step, "generation": state.generation,
-            "metrics": state.metrics, "weights": weights, "model": model}
 
-
-def _log_eval(cfg, state, model, info, writer, speed, timer) -> None:
+def _log_eval(run: TrainingRun, speed: dict[str, float], timer: SectionTimer) -> None:
     """Held-out evaluation and throughput scalars (rank 0 only; no collective calls inside)."""
-    if not info.is_main:
+    if not run.info.is_main:
         return
-    model.eval()
-    scores = evaluate(model, cfg, cfg.held_out, info.device, online_episodes=0)
-    model.train()
-    state.metrics.update({f"heldout/{k}": v for k, v in scores.items()})
-    state.metrics.update({f"speed/{k}": v for k, v in speed.items()})
-    if writer is not None:
-        for k, v in scores.items():
-            writer.add_scalar(f"heldout/{k}", v, state.step)
-        for k, v in speed.items():
-            writer.add_scalar(f"speed/{k}", v, state.step)
+    run.model.eval()
+    scores = evaluate(run.model, run.cfg, run.cfg.prior.held_out, run.info.device, online_episodes=0)
+    run.model.train()
+    run.log("heldout", scores, run.state.step)
+    run.log("speed", speed, run.state.step)
+    if run.writer is not None:
         total = sum(timer.seconds.values()) or 1.0
         for k, v in timer.seconds.items():
-            writer.add_scalar(f"time_share/{k}", v / total, state.step)
+            run.writer.add_scalar(f"time_share/{k}", v / total, run.state.step)
 
 
 def _save_final(
-    cfg: PretrainConfig, model: IcrlModel, state: RunState, elapsed: float, device, command: str | None
+    cfg: PretrainConfig, model: IcrlModel, state: RunState, elapsed: float, device: torch.device,
+    command: str | None,
 ) -> str:
     from icrl_agent.checkpoint import save_checkpoint
 
@@ -395,7 +428,7 @@ def _save_final(
     card = {
         "command": command, "seed": cfg.seed, "stage1_steps": state.step, "es_generations": state.generation,
         "wall_time_s": state.wall_time + elapsed, "device": str(device), "torch": torch.__version__,
-        "train_families": cfg.train_families, "held_out": cfg.held_out, "families": list(FAMILIES),
+        "train_families": cfg.train_families, "held_out": cfg.prior.held_out, "families": list(FAMILIES),
         "metrics": {k: (v if math.isfinite(v) else None) for k, v in state.metrics.items()},
     }
     save_checkpoint(str(stem), model, cfg.to_dict(), card)

@@ -1,6 +1,6 @@
 """Policy accuracy against the Boltzmann target of ``Q*``, by family and by amount of data.
 
-    python -m icrl_agent.bench accuracy --episodes 0,1,4,16,64 --mdps 128
+    python -m icrl_agent.pretraining evaluate accuracy --episodes 0,1,4,16,64 --mdps 128
 
 For every prior family (held-out ones included) and every data amount (episodes of uniform or
 epsilon-optimal behaviour, as in stage 1 without DAgger), MDPs are drawn from the prior the weights were
@@ -19,15 +19,18 @@ from typing import Any
 
 import torch
 
-from icrl_agent.bench.prior_eval import prior_spec_of
+from icrl_agent.bench.common import prepare_out
 from icrl_agent.checkpoint import load_checkpoint
+from icrl_agent.model import IcrlModel
+from icrl_agent.pretraining.data import DataSpec, TrainingBatch, sample_training_batch
+from icrl_agent.pretraining.evaluate.prior import RUNS_DIR, prior_spec_of
+from icrl_agent.pretraining.prior import FAMILIES, PriorSpec
+from icrl_agent.pretraining.train import policy_loss
 
 REFERENCE = "empirical VI"
 
 
-def _batch(family: str, episodes: int, n_mdps: int, prior: Any, seed: int):
-    from icrl_agent.pretraining.data import DataSpec, sample_training_batch
-
+def _batch(family: str, episodes: int, n_mdps: int, prior: PriorSpec, seed: int) -> TrainingBatch:
     spec = DataSpec(max_episodes=episodes, min_episodes=max(episodes, 1), zero_data_prob=float(episodes == 0),
                     dagger_prob=0.0)
     generator = torch.Generator().manual_seed(seed * 1_000_003 + episodes)
@@ -35,9 +38,7 @@ def _batch(family: str, episodes: int, n_mdps: int, prior: Any, seed: int):
 
 
 @torch.no_grad()
-def _score(model, batch, corrections: bool = True) -> dict[str, float]:
-    from icrl_agent.pretraining.train import policy_loss
-
+def _score(model: IcrlModel, batch: TrainingBatch, corrections: bool = True) -> dict[str, float]:
     out = model(batch.stats, optimism=False, corrections=corrections)
     loss, accuracy = policy_loss(out.logits(batch.steps_to_go).float(), batch)
     return {"accuracy": float(accuracy), "loss": float(loss)}
@@ -49,8 +50,9 @@ def run_accuracy(
     episodes: Sequence[int],
     n_mdps: int,
     seed: int = 0,
-    out_dir: str | Path = "benchmarks/results/accuracy",
+    out_dir: str | Path | None = None,
     command: str = "",
+    force: bool = False,
 ) -> dict[str, Any]:
     """Accuracy and loss of each model, plus the empirical-VI reference, per family and data amount.
 
@@ -60,15 +62,17 @@ def run_accuracy(
     :param episodes: data amounts, in episodes per MDP (0: no data, only the start state is known)
     :param n_mdps: MDPs per family and amount
     :param seed: seed of the MDP and data draws
-    :param out_dir: where ``accuracy.json`` and ``accuracy.md`` go
+    :param out_dir: where ``accuracy.json`` and ``accuracy.md`` go (``None``: a new
+        ``runs/evaluate/accuracy-<time>``; a non-empty folder only with ``force``)
     :param command: the command line, written above the tables
-    :return: ``{"rows": [...], "markdown": the tables}``
+    :param force: write into a non-empty ``out_dir``
+    :return: ``{"rows": [...], "markdown": the tables, "folder": out_dir}``
     """
-    from icrl_agent.pretraining.prior import FAMILIES
-
     if any(e < 0 for e in episodes):
         raise ValueError(f"--episodes must be amounts >= 0, got {list(episodes)}")
-    prior, held_out = prior_spec_of(weights[0])
+    prior = prior_spec_of(weights[0])
+    held_out = prior.held_out
+    out = Path(prepare_out(None if out_dir is None else str(out_dir), "accuracy", force, base=RUNS_DIR))
     families = list(families or FAMILIES)
     models = {_label(w): load_checkpoint(w or _shipped())[0].eval() for w in weights}
     reference = next((m for m in models.values() if m.config.head == "vi"), None)
@@ -83,8 +87,8 @@ def run_accuracy(
                 rows.append({"family": family, "held_out": family in held_out, "episodes": amount,
                              "model": name, **metrics})
     names = list(models) + ([REFERENCE] if reference is not None else [])
-    markdown = _write(rows, names, families, list(episodes), Path(out_dir), command)
-    return {"rows": rows, "markdown": markdown}
+    markdown = _write(rows, names, families, list(episodes), out, command)
+    return {"rows": rows, "markdown": markdown, "folder": str(out)}
 
 
 def _shipped() -> Path:
@@ -97,7 +101,9 @@ def _label(weights: str | None) -> str:
     return "shipped" if weights is None else Path(weights).name.removesuffix(".safetensors")
 
 
-def _write(rows, names, families, episodes, out: Path, command: str) -> str:
+def _write(
+    rows: list[dict[str, Any]], names: list[str], families: list[str], episodes: list[int], out: Path, command: str
+) -> str:
     out.mkdir(parents=True, exist_ok=True)
     (out / "accuracy.json").write_text(json.dumps({"command": command, "rows": rows}, indent=1))
     lines = [f"`{command}`", "", "Greedy-action accuracy of the exploitation policy (share of known states "

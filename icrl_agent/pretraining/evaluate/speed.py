@@ -1,4 +1,7 @@
-"""Pretraining throughput: MDPs/s of data generation, steps/s of each stage, and where the time goes."""
+"""Pretraining throughput: MDPs/s of data generation, steps/s of each stage, and where the time goes.
+
+    python -m icrl_agent.pretraining evaluate speed --config configs/default.yaml --device cpu
+"""
 
 from __future__ import annotations
 
@@ -9,9 +12,8 @@ from typing import Any
 import torch
 
 from icrl_agent.pretraining.config import PretrainConfig, load_config
-from icrl_agent.pretraining.data import DataSpec, SectionTimer, sample_training_batch
+from icrl_agent.pretraining.data import SectionTimer, sample_training_batch
 from icrl_agent.pretraining.distributed import DistInfo, resolve_device
-from icrl_agent.pretraining.prior import PriorSpec
 from icrl_agent.pretraining.train import (
     RunState,
     Stage1Loss,
@@ -29,24 +31,24 @@ def _shares(timer: SectionTimer) -> dict[str, float]:
 
 def _data_generation(cfg: PretrainConfig, device: torch.device, repeats: int) -> dict[str, Any]:
     timer = SectionTimer(device)
-    prior, spec = PriorSpec.from_config(cfg), DataSpec.from_config(cfg)
+    batch_size = cfg.stage1.batch_size
     start = time.perf_counter()
     for i in range(repeats):
         g = derived_generator(cfg, device, "bench-data", i)
-        sample_training_batch(cfg.batch_size, cfg.train_families, prior, spec, g, device, timer=timer)
+        sample_training_batch(batch_size, cfg.train_families, cfg.prior, cfg.data, g, device, timer=timer)
     elapsed = time.perf_counter() - start
-    return {"mdps_per_s": repeats * cfg.batch_size / elapsed, "time_share": _shares(timer)}
+    return {"mdps_per_s": repeats * batch_size / elapsed, "time_share": _shares(timer)}
 
 
 def _stage1(cfg: PretrainConfig, device: torch.device, repeats: int, dagger: bool) -> dict[str, Any]:
     model = build_model(cfg, device)
     for p in model.optimism_parameters():
-        p.requires_grad_(cfg.stage1_optimism)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
-    loss_module = Stage1Loss(model, cfg.stage1_optimism, cfg.scale_loss_weight)
+        p.requires_grad_(cfg.stage1.optimism)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.stage1.lr)
+    loss_module = Stage1Loss(model, cfg.stage1.optimism, cfg.stage1.scale_loss_weight)
     info, timer = DistInfo(device=device), SectionTimer(device)
-    state = RunState(step=cfg.dagger_start if dagger else 0)
-    cfg = replace(cfg, dagger_prob=cfg.dagger_prob if dagger else 0.0)
+    state = RunState(step=cfg.data.dagger_start if dagger else 0)
+    cfg = replace(cfg, data=replace(cfg.data, dagger_prob=cfg.data.dagger_prob if dagger else 0.0))
     stage1_step(cfg, state, model, loss_module, optimizer, info, SectionTimer(device))  # warm-up
     start = time.perf_counter()
     for _ in range(repeats):
@@ -55,7 +57,7 @@ def _stage1(cfg: PretrainConfig, device: torch.device, repeats: int, dagger: boo
     elapsed = time.perf_counter() - start
     return {
         "steps_per_s": repeats / elapsed,
-        "mdps_per_s": repeats * cfg.batch_size / elapsed,
+        "mdps_per_s": repeats * cfg.stage1.batch_size / elapsed,
         "time_share": _shares(timer),
     }
 
@@ -70,13 +72,13 @@ def _stage2(cfg: PretrainConfig, device: torch.device, repeats: int) -> dict[str
         es_generation(cfg, state, model, info)
         state.generation += 1
     elapsed = time.perf_counter() - start
-    episodes = 2 * cfg.es_pairs * cfg.es_mdps * cfg.es_episodes
+    episodes = 2 * cfg.es.pairs * cfg.es.mdps * cfg.es.episodes
     return {
         "generations_per_s": repeats / elapsed,
         "online_episodes_per_s": repeats * episodes / elapsed,
-        "population": 2 * cfg.es_pairs,
-        "mdps": cfg.es_mdps,
-        "episodes": cfg.es_episodes,
+        "population": 2 * cfg.es.pairs,
+        "mdps": cfg.es.mdps,
+        "episodes": cfg.es.episodes,
     }
 
 
@@ -99,7 +101,7 @@ def run_pretrain_speed(device: str, config_path: str | None, repeats: int = 3) -
         "device": str(torch_device),
         "config": config_path or "PretrainConfig() defaults",
         "torch_threads": torch.get_num_threads(),
-        "batch_size": cfg.batch_size,
+        "batch_size": cfg.stage1.batch_size,
         "data_generation": _data_generation(cfg, torch_device, repeats),
         "stage1_uniform": _stage1(cfg, torch_device, repeats, dagger=False),
         "stage1_dagger": _stage1(cfg, torch_device, repeats, dagger=True),

@@ -1,11 +1,12 @@
 """Online evaluation on MDPs drawn from the pretraining prior, held-out families included.
 
-    python -m icrl_agent.bench prior --families tree,loop --agents icrl,optvi-blind,optvi --mdps 16
+    python -m icrl_agent.pretraining evaluate prior --families tree,loop --agents icrl,optvi-blind,optvi --mdps 16
 
 Each drawn MDP becomes a :class:`~icrl_agent.envs.tabular.TabularEnv` (expected rewards, no noise) with
 a time limit at its horizon, and every agent learns it online from scratch, exactly as in the online
-benchmark. The prior's ranges (sizes, horizons, reward scales) are those the evaluated weights were
-trained with, read from their model card, so "held-out" means held-out families, not other sizes.
+benchmark (the bench's agents and episode loop). The prior (sizes, horizons, reward scales, held-out
+families) is the one the evaluated weights were trained with, read from their model card, so
+"held-out" means held-out families, not other sizes.
 """
 
 from __future__ import annotations
@@ -21,22 +22,27 @@ import numpy as np
 import torch
 
 from icrl_agent.bench.agents import AgentSpec, parse_agents
-from icrl_agent.bench.common import run_episodes, run_tasks
+from icrl_agent.bench.common import prepare_out, run_episodes, run_tasks
 from icrl_agent.bench.report import bootstrap_ci, normalize
+from icrl_agent.pretraining.prior import PriorSpec
 
 BLIND_SUFFIX = "-blind"
+RUNS_DIR = "runs/evaluate"  # default home of new diagnostics runs (git-ignored)
 
 
-def prior_spec_of(weights: str | None) -> tuple[Any, list[str]]:
-    """The prior ranges and held-out families the weights were trained with (shipped weights by default)."""
+def prior_spec_of(weights: str | None) -> PriorSpec:
+    """The prior the weights were trained with (shipped weights by default), from their model card.
+
+    Cards written before the config had sections (icrl-v1's) are read through
+    :func:`~icrl_agent.pretraining.config.nest_flat_config`.
+    """
     from icrl_agent.agent import shipped_weights_path
     from icrl_agent.checkpoint import checkpoint_paths
-    from icrl_agent.pretraining.config import config_from_dict
-    from icrl_agent.pretraining.prior import PriorSpec
+    from icrl_agent.pretraining.config import config_from_dict, nest_flat_config
 
     _, card_path = checkpoint_paths(weights or shipped_weights_path())
-    cfg = config_from_dict(json.loads(Path(card_path).read_text())["config"])
-    return PriorSpec.from_config(cfg), list(cfg.held_out)
+    cfg = config_from_dict(nest_flat_config(json.loads(Path(card_path).read_text())["config"]))
+    return cfg.prior
 
 
 def prior_env(family: str, index: int, seed: int, weights: str | None) -> gym.Env:
@@ -44,7 +50,7 @@ def prior_env(family: str, index: int, seed: int, weights: str | None) -> gym.En
     from icrl_agent.envs.tabular import TabularEnv
     from icrl_agent.pretraining.prior import sample_mdps
 
-    spec, _ = prior_spec_of(weights)
+    spec = prior_spec_of(weights)
     generator = torch.Generator().manual_seed(seed * 100_003 + index)
     mdp = sample_mdps(1, {family: 1.0}, spec, generator)
     S, A = int(mdp.state_mask[0].sum()), int(mdp.action_mask[0].sum())
@@ -77,7 +83,7 @@ def prior_run(task: dict[str, Any]) -> dict[str, Any]:
     from icrl_agent.solvers import optimal_value, random_value
 
     env = prior_env(task["family"], task["index"], task["seed"], task["weights"])
-    model = env.unwrapped
+    model: Any = env.unwrapped
     optimal, random = optimal_value(model), random_value(model)
     identity = {k: task[k] for k in ("family", "index", "seed", "agent")}
     if not optimal - random > 1e-9 * max(1.0, abs(optimal)):
@@ -95,8 +101,10 @@ def run_prior(
     seed: int = 0,
     workers: int = 2,
     weights: str | None = None,
-    out_dir: str | Path = "benchmarks/results/prior",
+    out_dir: str | Path | None = None,
     command: str = "",
+    force: bool = False,
+    progress: bool | None = None,
 ) -> dict[str, Any]:
     """Mean normalized online return of each agent on ``n_mdps`` MDPs of each family.
 
@@ -107,11 +115,14 @@ def run_prior(
     :param seed: seed of the MDP draws and the agents
     :param workers: worker processes
     :param weights: checkpoint of the ``icrl`` agent (default: the shipped weights)
-    :param out_dir: where the JSON and markdown go
+    :param out_dir: where ``prior.json`` and ``prior.md`` go (``None``: a new ``runs/evaluate/prior-<time>``;
+        a non-empty folder only with ``force``)
     :param command: the command line, written above the table
-    :return: ``{"rows": [...], "errors": [...], "markdown": the table}``
+    :param force: write into a non-empty ``out_dir``
+    :param progress: progress bar (``None``: only when stderr is a terminal)
+    :return: ``{"rows": [...], "errors": [...], "markdown": the table, "folder": out_dir}``
     """
-    _, held_out = prior_spec_of(weights)
+    held_out = prior_spec_of(weights).held_out
     families = list(families or held_out)
     specs = resolve_specs(agents, weights)
     tasks = [
@@ -120,7 +131,8 @@ def run_prior(
         for i in range(n_mdps)
         for s in specs
     ]
-    results = run_tasks(prior_run, tasks, workers, desc="prior")
+    out = Path(prepare_out(None if out_dir is None else str(out_dir), "prior", force, base=RUNS_DIR))
+    results = run_tasks(prior_run, tasks, workers, desc="prior", progress=progress)
     rows = []
     for family in families:
         for spec in specs:
@@ -133,11 +145,14 @@ def run_prior(
                          "mean": float(np.mean(scores)) if scores else float("nan"),
                          "ci_low": low, "ci_high": high, "n": len(scores)})
     errors = [r for r in results if "error" in r]
-    markdown = _write(rows, errors, [s.name for s in specs], families, Path(out_dir), command)
-    return {"rows": rows, "errors": errors, "markdown": markdown}
+    markdown = _write(rows, errors, [s.name for s in specs], families, out, command)
+    return {"rows": rows, "errors": errors, "markdown": markdown, "folder": str(out)}
 
 
-def _write(rows, errors, agents, families, out: Path, command: str) -> str:
+def _write(
+    rows: list[dict[str, Any]], errors: list[dict[str, Any]], agents: list[str], families: list[str], out: Path,
+    command: str,
+) -> str:
     out.mkdir(parents=True, exist_ok=True)
     (out / "prior.json").write_text(json.dumps({"command": command, "rows": rows, "errors": errors}, indent=1))
     lines = [f"`{command}`", "", "| family | " + " | ".join(agents) + " |", "|---" * (len(agents) + 1) + "|"]

@@ -1,0 +1,125 @@
+"""``python -m icrl_agent.pretraining evaluate {prior,accuracy,speed}``: diagnostics of pretrained weights.
+
+Each prints its table (or JSON) preceded by the command that reproduces it. Without ``--out`` every run
+gets a new folder under ``runs/evaluate/``; a folder that already holds files (e.g. the committed
+``benchmarks/results/prior``) is written into only with ``--force``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from icrl_agent.bench.__main__ import DefaultsFormatter, _ints, _output_options, _positive, canonical_command
+from icrl_agent.bench.agents import AGENTS
+from icrl_agent.pretraining.evaluate.prior import RUNS_DIR
+
+PROG = "python -m icrl_agent.pretraining evaluate"
+
+
+def _families(text: str) -> str:
+    from icrl_agent.bench.common import did_you_mean
+    from icrl_agent.pretraining.prior import FAMILIES
+
+    for name in (f for f in text.split(",") if f):
+        if name not in FAMILIES:
+            raise argparse.ArgumentTypeError(
+                f"unknown family {name!r}; valid families: {', '.join(FAMILIES)}.{did_you_mean(name, FAMILIES)}"
+            )
+    return text
+
+
+def _prior_agents(text: str) -> str:
+    """``--agents`` of ``prior``: bench agent names, each optionally ``-blind`` (told nothing)."""
+    from icrl_agent.bench.agents import parse_agents
+    from icrl_agent.pretraining.evaluate.prior import BLIND_SUFFIX
+
+    try:
+        parse_agents([name.removesuffix(BLIND_SUFFIX) for name in text.split(",")])
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{err} (<name>{BLIND_SUFFIX} is the agent told nothing)") from None
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of the three diagnostics."""
+    formatter = DefaultsFormatter
+    parser = argparse.ArgumentParser(prog=PROG, description=(__doc__ or "").split("\n")[0], formatter_class=formatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("prior", help="online return on MDPs of the pretraining prior (held-out families)",
+                       formatter_class=formatter)
+    p.add_argument("--families", type=_families, default="", help="prior families (default: those held out of training)")
+    p.add_argument("--agents", type=_prior_agents, default="icrl,optvi-blind,optvi",
+                   help=f"comma-separated agents among: {', '.join(AGENTS)}; <name>-blind is told nothing")
+    p.add_argument("--mdps", type=_positive, default=16, help="MDPs per family")
+    p.add_argument("--episodes", type=_positive, default=50, help="online episodes per MDP")
+    p.add_argument("--seed", type=int, default=0, help="seed of the MDP draws and the agents")
+    p.add_argument("--weights", default=None, help="checkpoint of the icrl agent (default: shipped)")
+    p.add_argument("--workers", type=_positive, default=2, help="parallel worker processes")
+    _output_options(p)
+
+    p = sub.add_parser("accuracy", help="policy accuracy vs the Boltzmann target, by family and data amount",
+                       formatter_class=formatter)
+    p.add_argument("--weights", default="", help="comma-separated checkpoints (default: the shipped weights)")
+    p.add_argument("--families", type=_families, default="", help="prior families (default: all)")
+    p.add_argument("--episodes", type=_ints, default=[0, 1, 4, 16, 64], help="episodes of data per MDP")
+    p.add_argument("--mdps", type=_positive, default=128, help="MDPs per family and amount")
+    p.add_argument("--seed", type=int, default=0, help="seed of the MDP and data draws")
+    _output_options(p, progress=False)
+
+    p = sub.add_parser("speed", help="pretraining throughput (MDPs/s, steps/s)", formatter_class=formatter)
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    p.add_argument("--config", default=os.path.join("configs", "default.yaml"), help="pretraining config file")
+    _output_options(p, progress=False)
+    return parser
+
+
+def _run(args: argparse.Namespace, command: str) -> tuple[str, list[Any]]:
+    """Run the chosen diagnostic; return its markdown and its failed runs."""
+    if args.command == "prior":
+        from icrl_agent.pretraining.evaluate.prior import run_prior
+
+        families = [f for f in args.families.split(",") if f]
+        progress = False if args.no_progress else None
+        result = run_prior(families, args.agents, args.mdps, args.episodes, args.seed, args.workers, args.weights,
+                           args.out, command, force=args.force, progress=progress)
+        return result["markdown"], result["errors"]
+    if args.command == "accuracy":
+        from icrl_agent.pretraining.evaluate.accuracy import run_accuracy
+
+        weights = [w for w in args.weights.split(",") if w] or [None]
+        families = [f for f in args.families.split(",") if f]
+        result = run_accuracy(weights, families, args.episodes, args.mdps, args.seed, args.out, command,
+                              force=args.force)
+        return result["markdown"], []
+    from icrl_agent.bench.common import prepare_out
+    from icrl_agent.bench.report import write_json
+    from icrl_agent.pretraining.evaluate.speed import run_pretrain_speed
+
+    out = prepare_out(args.out, "pretrain_speed", args.force, base=RUNS_DIR)
+    result = run_pretrain_speed(args.device, args.config)
+    write_json(os.path.join(out, "pretrain_speed", "results.json"), {"command": command, **result})
+    text = json.dumps(result, indent=1)
+    return f"# Pretraining speed\n\nReproduce with:\n\n    {command}\n\n```\n{text}\n```\n", []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m icrl_agent.pretraining evaluate``.
+
+    :param argv: the arguments after ``evaluate`` (default: ``sys.argv[2:]``)
+    :return: exit status: 0, 1 if some runs failed, 2 for bad arguments
+    """
+    parser = build_parser()
+    args = parser.parse_args(sys.argv[2:] if argv is None else argv)
+    command = canonical_command(parser, args, prefix=PROG)
+    try:
+        markdown, errors = _run(args, command)
+    except (ValueError, RuntimeError, FileNotFoundError) as err:
+        parser.error(str(err))
+    print(markdown)
+    return 1 if errors else 0

@@ -1,0 +1,120 @@
+"""`python -m icrl_agent.pretraining evaluate`: prior MDPs as envs, accuracy, throughput; its CLI."""
+
+import json
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from icrl_agent.pretraining.__main__ import main as pretraining_main
+from icrl_agent.pretraining.evaluate.accuracy import REFERENCE, run_accuracy
+from icrl_agent.pretraining.evaluate.prior import prior_env, prior_spec_of, resolve_specs, run_prior
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_prior_env_is_a_valid_time_limited_tabular_env():
+    env = prior_env("loop", 0, seed=0, weights=None)
+    P, R, terminal = env.unwrapped.transition_matrix()
+    np.testing.assert_allclose(P.sum(-1), 1.0, atol=1e-9)
+    assert env.spec is None or env.spec.max_episode_steps in (None, env.unwrapped.horizon)
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.contains(obs)
+
+
+def test_the_prior_is_read_from_the_shipped_card_written_with_a_flat_config():
+    prior = prior_spec_of(None)
+    card = json.loads((REPO / "icrl_agent" / "weights" / "icrl-v1.json").read_text())["config"]
+    assert (prior.max_states, prior.max_horizon, prior.held_out) == (card["max_states"], card["max_horizon"],
+                                                                   card["held_out"])
+
+
+def test_blind_agents_are_told_nothing():
+    blind, told = resolve_specs("optvi-blind,optvi", weights=None)
+    assert blind.name == "optvi-blind" and not blind.hints and told.hints
+
+
+def test_run_prior_scores_every_agent_per_family(tmp_path):
+    result = run_prior(["loop"], "random,optvi-blind", n_mdps=2, episodes=3, workers=1, out_dir=tmp_path)
+    assert not result["errors"]
+    rows = {r["agent"]: r for r in result["rows"]}
+    assert set(rows) == {"random", "optvi-blind"} and all(r["family"] == "loop" for r in rows.values())
+    assert rows["optvi-blind"]["n"] >= 1 and np.isfinite(rows["optvi-blind"]["mean"])
+    assert (tmp_path / "prior.md").exists() and (tmp_path / "prior.json").exists()
+
+
+def test_accuracy_scores_models_and_the_empirical_vi_reference(tmp_path):
+    result = run_accuracy([None], ["loop", "garnet"], [0, 8], n_mdps=8, out_dir=tmp_path)
+    rows = result["rows"]
+    assert {r["model"] for r in rows} == {"shipped", REFERENCE}
+    assert {(r["family"], r["episodes"]) for r in rows} == {(f, e) for f in ("loop", "garnet") for e in (0, 8)}
+    assert all(0.0 <= r["accuracy"] <= 1.0 and np.isfinite(r["loss"]) for r in rows)
+    by = {(r["model"], r["family"], r["episodes"]): r["accuracy"] for r in rows}
+    # with no data nothing is known but the start state, where empirical VI cannot tell actions apart
+    # while 8 episodes of data let it do better on a garnet
+    assert by[(REFERENCE, "garnet", 8)] > by[(REFERENCE, "garnet", 0)]
+    assert next(r for r in rows if r["family"] == "loop")["held_out"]
+    assert (tmp_path / "accuracy.md").exists()
+
+
+def test_accuracy_rejects_negative_amounts(tmp_path):
+    with pytest.raises(ValueError, match="episodes"):
+        run_accuracy([None], ["loop"], [-1], n_mdps=2, out_dir=tmp_path)
+
+
+def test_evaluate_verb_runs_prior_and_prints_the_command_that_reproduces_it(tmp_path, capsys):
+    argv = ["evaluate", "prior", "--families", "loop", "--agents", "random", "--mdps", "1", "--episodes", "2",
+            "--workers", "1", "--out", str(tmp_path / "p")]
+    assert pretraining_main(argv) == 0
+    out = capsys.readouterr().out
+    assert "python -m icrl_agent.pretraining evaluate prior --families loop --agents random" in out
+    assert (tmp_path / "p" / "prior.md").read_text().startswith("`python -m icrl_agent.pretraining evaluate prior")
+    with pytest.raises(SystemExit) as exit_info:  # written results are not overwritten without --force
+        pretraining_main(argv)
+    assert exit_info.value.code == 2 and "--force" in capsys.readouterr().err
+
+
+def test_evaluate_speed_calls_the_throughput_measurement(tmp_path, monkeypatch, capsys):
+    calls = []
+    fake = types.ModuleType("icrl_agent.pretraining.evaluate.speed")
+    fake.run_pretrain_speed = lambda device, config_path: calls.append((device, config_path)) or {"mdps_per_s": 12.5}
+    monkeypatch.setitem(sys.modules, "icrl_agent.pretraining.evaluate.speed", fake)
+    argv = ["evaluate", "speed", "--device", "cpu", "--config", "my.yaml", "--out", str(tmp_path)]
+    assert pretraining_main(argv) == 0
+    assert calls == [("cpu", "my.yaml")]
+    saved = json.loads((tmp_path / "pretrain_speed" / "results.json").read_text())
+    assert saved["mdps_per_s"] == 12.5
+    assert saved["command"] == f"python -m icrl_agent.pretraining evaluate speed --device cpu --config my.yaml --out {tmp_path}"
+    assert "12.5" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["evaluate", "prior", "--agents", "optvi-blnd"], "Did you mean"),
+    (["evaluate", "prior", "--families", "tre"], "Did you mean 'tree'?"),
+    (["evaluate", "accuracy", "--families", "gird"], "Did you mean 'grid'?"),
+])
+def test_evaluate_bad_names_are_usage_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        pretraining_main(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_bench_no_longer_has_the_pretraining_verbs_and_says_where_they_went(capsys):
+    from icrl_agent.bench.__main__ import main as bench_main
+
+    for verb in ("prior", "accuracy", "pretrain-speed"):
+        with pytest.raises(SystemExit) as exit_info:
+            bench_main([verb])
+        assert exit_info.value.code == 2
+    with pytest.raises(SystemExit):
+        bench_main(["--help"])
+    assert "python -m icrl_agent.pretraining evaluate" in capsys.readouterr().out
+
+
+def test_training_cli_is_unchanged_and_points_to_evaluate():
+    result = subprocess.run([sys.executable, "-m", "icrl_agent.pretraining", "--help"], capture_output=True,
+                            text=True, cwd=REPO)
+    assert result.returncode == 0 and "--config" in result.stdout and "evaluate --help" in result.stdout
