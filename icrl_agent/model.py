@@ -136,16 +136,31 @@ class ModelOutput:
 
 
 class SparseStatsLike(Protocol):
-    """What :meth:`IcrlModel.forward_sparse` reads (``icrl_agent.stats.SparseStats`` fits)."""
+    """What :meth:`IcrlModel.forward_sparse` reads (``icrl_agent.stats.SparseStats`` fits), read-only."""
 
-    counts: np.ndarray
-    reward_mean: np.ndarray
-    reward_var: np.ndarray
-    terminal_counts: np.ndarray
-    initial_counts: np.ndarray
-    src: np.ndarray
-    dst: np.ndarray
-    count: np.ndarray
+    @property
+    def counts(self) -> np.ndarray: ...
+
+    @property
+    def reward_mean(self) -> np.ndarray: ...
+
+    @property
+    def reward_var(self) -> np.ndarray: ...
+
+    @property
+    def terminal_counts(self) -> np.ndarray: ...
+
+    @property
+    def initial_counts(self) -> np.ndarray: ...
+
+    @property
+    def src(self) -> np.ndarray: ...
+
+    @property
+    def dst(self) -> np.ndarray: ...
+
+    @property
+    def count(self) -> np.ndarray: ...
 
 
 class _DenseGraph:
@@ -496,7 +511,7 @@ class IcrlModel(nn.Module):
         return self._run(inp, graph, optimism, corrections)
 
     def _dtype_device(self) -> tuple[torch.dtype, torch.device]:
-        p = self.embed_global[0].weight
+        p = next(self.parameters())
         return p.dtype, p.device
 
     def _check_horizon(self, horizon: torch.Tensor) -> None:
