@@ -263,6 +263,14 @@ class TabularAgent:
         self._batch_rows = 0  # rows of the last predict on a batch since the last observed transition (0: none)
         self._explore_pending: dict[int, Any] = {}  # stream -> key of the obs an exploring wrapper returned
 
+    def _warn_no_time_limit(self, stacklevel: int) -> None:
+        self._warn_once("horizon", (
+            f"{type(self).__name__}: an episode ran {MAX_HORIZON} steps without ending, as in an env without a "
+            f"time limit; the agent plans at most {MAX_HORIZON} steps ahead (icrl_agent.base.MAX_HORIZON) and "
+            "learn() cuts episodes there. Fix: wrap the env in gymnasium.wrappers.TimeLimit(env, "
+            "max_episode_steps=N), or pass horizon=N to the agent."
+        ), stacklevel=stacklevel)
+
     def _warn_once(self, topic: str, message: str, stacklevel: int = 4) -> None:
         """Warn about ``topic`` (a ``UserWarning``) the first time only; stacklevel counts from the caller."""
         if topic not in self._warned:
@@ -489,13 +497,8 @@ class TabularAgent:
         self.stats.update(obs, action, reward, next_obs, terminated, truncated, stream=stream)
         self._blind_calls = self._batch_rows = 0
         self._blind_exploring = False
-        if step + 1 == MAX_HORIZON and self.horizon_hint is None:
-            self._warn_once("horizon", (
-                f"{type(self).__name__}: an episode ran {MAX_HORIZON} steps without ending, as in an env "
-                f"without a time limit; the agent plans at most {MAX_HORIZON} steps ahead "
-                f"(icrl_agent.base.MAX_HORIZON) and learn() cuts episodes there. Fix: wrap the env in "
-                "gymnasium.wrappers.TimeLimit(env, max_episode_steps=N), or pass horizon=N to the agent."
-            ), stacklevel=3)
+        if step + 1 == MAX_HORIZON and not (terminated or truncated) and self.horizon_hint is None:
+            self._warn_no_time_limit(stacklevel=4)
         r = float(reward)
         self._note_rewards(np.array([r]))
         terminated = bool(terminated)
@@ -604,7 +607,9 @@ class TabularAgent:
                     next_obs, reward, terminated, truncated, _ = env.step(action)
                     length += 1
                     steps += 1
-                    truncated = bool(truncated) or (cap is not None and length >= cap and not terminated)
+                    if cap is not None and length >= cap and not (terminated or truncated):
+                        truncated = True  # no time limit: the episode is cut at the cap
+                        self._warn_no_time_limit(stacklevel=4)
                     self.observe(obs, action, reward, next_obs, terminated, truncated)
                     total += float(reward)
                     obs, done = next_obs, bool(terminated) or truncated
