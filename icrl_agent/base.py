@@ -20,8 +20,9 @@ One rule for what the agent is not told, used by every agent:
   truncations). Elapsed steps beyond it use the last step's plan.
 - **Reward scale** :attr:`TabularAgent.reward_scale`: the ``reward_max=`` hint if given, else the
   largest ``|r|`` seen so far (0 before any non-zero reward). :attr:`TabularAgent.reward_span` is the
-  hint, else ``max r - min r`` seen. DESIGN §2 measured the cost of being told nothing: normalizing by
-  the rewards seen makes an agent blind after a small early reward (RiverSwim's 0.005 trap).
+  hint, else ``max r - min r`` seen. Being told nothing has a cost: normalizing by the rewards seen
+  makes an agent blind after a small early reward (RiverSwim's 0.005 trap; see the RiverSwim rows of
+  benchmarks/results/icrl/online.md).
 - **Unknown states** (never seen): a uniformly random action; with ``deterministic=True`` the first action.
 - **Ties** between best actions: broken by the seeded RNG; with ``deterministic=True`` the first best
   action, so the same statistics always give the same action.
