@@ -13,9 +13,8 @@ is done around every call rather than once for the process.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
-
-import torch
 
 PLANNING_THREADS: int | None = 1
 """Intra-op torch threads the agents plan with; ``None`` leaves torch's setting alone."""
@@ -30,12 +29,18 @@ class planning_threads:
     __slots__ = ("_before",)
 
     def __enter__(self) -> None:
+        # torch not imported yet: nothing can plan with it before this block imports it (the baselines'
+        # first plan does), and importing it here would make every light import pay for torch
+        torch = sys.modules.get("torch")
         bound = PLANNING_THREADS
+        self._before = None
+        if torch is None or bound is None:
+            return
         before = torch.get_num_threads()
-        self._before = before if bound is not None and before > bound else None
-        if self._before is not None:
+        if before > bound:
+            self._before = before
             torch.set_num_threads(bound)
 
     def __exit__(self, *exc: Any) -> None:
         if self._before is not None:
-            torch.set_num_threads(self._before)
+            sys.modules["torch"].set_num_threads(self._before)
