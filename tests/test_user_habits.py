@@ -115,11 +115,18 @@ def test_greedy_requests_outside_the_wrapper_exploit():
     _, agent, wrapped, obs = wrapped_actions(explore=True, deterministic=True, steps=100)
     other = (obs + 1) % 16  # not the observation the wrapper returned: exploitation, the same every time
     assert len({int(agent.act(other, deterministic=True)) for _ in range(10)}) == 1
+    # the exploring policy draws from the agent's RNG, the exploitation policy never does
+    obs, _ = wrapped.reset()
+    rng_before = agent.rng.bit_generator.state
+    agent.predict(obs, deterministic=True)
+    assert agent.rng.bit_generator.state != rng_before  # served by the exploring policy
+    obs, _ = wrapped.reset()
     wrapped.close()  # a closed wrapper no longer serves its last observation with exploration
-    exploit = agent.policy(deterministic=True)
+    rng_before = agent.rng.bit_generator.state
+    action = int(agent.predict(obs, deterministic=True)[0])
+    assert agent.rng.bit_generator.state == rng_before
     state = agent.stats.state_id(obs)
-    expected = int(exploit[state].argmax()) if state is not None else 0
-    assert int(agent.predict(obs, deterministic=True)[0]) == expected
+    assert action == (int(agent.policy(deterministic=True)[state].argmax()) if state is not None else 0)
 
 
 # ---------------------------------------------------------------------- no time limit
