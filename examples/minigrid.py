@@ -20,10 +20,10 @@ import sys
 
 import gymnasium as gym
 import numpy as np
-import torch
 
 import icrl_agent  # noqa: F401  (registers the icrl/... envs; the MiniGrid ones need minigrid installed)
 from icrl_agent import Agent, solvers
+from icrl_agent.env_info import env_id_arg, env_info, make_env
 
 
 def unshadow_minigrid() -> None:
@@ -32,15 +32,17 @@ def unshadow_minigrid() -> None:
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]
 
 
-def run_episode(env: gym.Env, agent: Agent) -> tuple[float, int]:
-    """One episode of act / step / observe; its return and length."""
+def run_episode(env: gym.Env, agent: Agent, cap: int) -> tuple[float, int]:
+    """One episode of act / step / observe, cut (as a truncation) after ``cap`` steps; its return and length."""
     obs, _ = env.reset()
     total, steps, done = 0.0, 0, False
     while not done:
         action = agent.act(obs)
         next_obs, reward, terminated, truncated, _ = env.step(action)
+        steps += 1
+        truncated = bool(truncated) or (steps >= cap and not terminated)
         agent.observe(obs, action, reward, next_obs, terminated, truncated)
-        total, steps = total + float(reward), steps + 1
+        total += float(reward)
         obs, done = next_obs, terminated or truncated
     return total, steps
 
@@ -58,37 +60,44 @@ def greedy_policy(agent: Agent, n_states: int, horizon: int) -> np.ndarray:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--env", default="icrl/MiniGrid-DoorKey-5x5-v0", help="an icrl/MiniGrid-... env id")
+    unshadow_minigrid()  # before any gym.make, which imports minigrid
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument(
+        "--env", type=env_id_arg, default="icrl/MiniGrid-DoorKey-5x5-v0",
+        help="an icrl/MiniGrid-... env id (MiniGrid-Empty-6x6, MiniGrid-DoorKey-5x5, MiniGrid-FourRooms), or any "
+        "Gymnasium id with finite spaces",
+    )
     parser.add_argument("--episodes", type=int, default=40, help="episodes to learn for")
     parser.add_argument("--every", type=int, default=5, help="print progress every this many episodes")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the agent and the env")
     args = parser.parse_args()
-    torch.set_num_threads(1)  # the agent's network is small: more threads only contend, a lot on a busy CPU
 
-    unshadow_minigrid()  # before gym.make, which imports minigrid
-    env = gym.make(args.env)
-    model = env.unwrapped
-    optimal, random = solvers.optimal_value(model), solvers.random_value(model)
-    print(f"{args.env}: {model.n_states} states, {env.action_space.n} actions, horizon {model.horizon}, "
-          f"optimal return {optimal:.3f}, random {random:.3f}")
-
+    info = env_info(args.env)
+    print(info.describe())
+    env = make_env(args.env)
     agent = Agent(env.observation_space, env.action_space, seed=args.seed)
     env.reset(seed=args.seed)
     returns, lengths = [], []
+    what = "success rate" if "MiniGrid" in args.env else "mean return"
+    of = f"/{info.n_states}" if info.n_states is not None else ""
     for episode in range(1, args.episodes + 1):
-        ret, steps = run_episode(env, agent)
+        ret, steps = run_episode(env, agent, info.episode_cap)
         returns.append(ret)
         lengths.append(steps)
         if episode % args.every == 0 or episode == args.episodes:
             block = slice(-args.every, None)
-            print(f"episode {episode:>4}: success rate {np.mean(returns[block]):.2f}, mean length "
-                  f"{np.mean(lengths[block]):5.1f}, states met {agent.stats.n_states}/{model.n_states}")
+            print(f"episode {episode:>4}: {what} {np.mean(returns[block]):.2f}, mean length "
+                  f"{np.mean(lengths[block]):5.1f}, states met {agent.stats.n_states}{of}")
 
-    online = (np.mean(returns) - random) / (optimal - random)
+    if not info.exact:
+        print(f"mean return over {args.episodes} episodes: {np.mean(returns):.3f} (raw: no exact model)")
+        return
+    model = env.unwrapped
     greedy = solvers.policy_value(model, greedy_policy(agent, model.n_states, model.horizon))
-    print(f"normalized online return over {args.episodes} episodes: {online:.2f}")
-    print(f"greedy policy: expected return {greedy:.3f}, normalized {(greedy - random) / (optimal - random):.2f}")
+    print(f"normalized online return over {args.episodes} episodes: {info.score([np.mean(returns)])[0]:.2f}")
+    print(f"greedy policy: expected return {greedy:.3f}, normalized {info.score([greedy])[0]:.2f}")
 
 
 if __name__ == "__main__":

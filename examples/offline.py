@@ -29,6 +29,8 @@ from minari import DataCollector
 
 import icrl_agent  # noqa: F401  (registers the icrl/... envs)
 from icrl_agent import Agent, solvers
+from icrl_agent.base import MAX_HORIZON, _has_time_limit
+from icrl_agent.env_info import env_id_arg, make_env
 
 
 @contextmanager
@@ -46,8 +48,14 @@ def minari_datasets_in(path: str) -> Iterator[None]:
 
 
 def behaviour_policy(env: gym.Env, epsilon: float, rng: np.random.Generator) -> Callable[[int, int], int]:
-    """``policy(obs, step)``: the optimal action at that elapsed step, or a random one with prob. ``epsilon``."""
+    """``policy(obs, step)``: the optimal action at that elapsed step, or a random one with prob. ``epsilon``.
+
+    An env without an exact model (no ``transition_matrix()``) has no known optimal action: its behaviour
+    policy is uniformly random whatever ``epsilon``.
+    """
     model = env.unwrapped
+    if not hasattr(model, "transition_matrix"):
+        return lambda obs, step: int(env.action_space.sample())
     P, R, terminal = model.transition_matrix()
     q = solvers.finite_horizon_q(P, R, model.horizon, terminal).numpy()  # q[k - 1, state, action], k steps to go
 
@@ -61,7 +69,11 @@ def behaviour_policy(env: gym.Env, epsilon: float, rng: np.random.Generator) -> 
 
 def collect(env_id: str, dataset_id: str, episodes: int, epsilon: float, seed: int) -> minari.MinariDataset:
     """Run the behaviour policy for ``episodes`` episodes under a ``DataCollector``; the Minari dataset."""
-    collector = DataCollector(gym.make(env_id))
+    env = make_env(env_id)
+    if not _has_time_limit(env):
+        env = gym.wrappers.TimeLimit(env, max_episode_steps=MAX_HORIZON)  # every recorded episode must end
+    collector = DataCollector(env)
+    collector.action_space.seed(seed)
     policy = behaviour_policy(collector, epsilon, np.random.default_rng(seed))
     for episode in range(episodes):
         # Minari seeds an unseeded reset at random: seeding each episode keeps the run reproducible.
@@ -71,15 +83,20 @@ def collect(env_id: str, dataset_id: str, episodes: int, epsilon: float, seed: i
             obs, _, terminated, truncated, _ = collector.step(policy(obs, step))
             step, done = step + 1, terminated or truncated
     model = collector.unwrapped
+    exact = hasattr(model, "transition_matrix")
+    refs = {  # exact references: Minari estimates nothing
+        "ref_min_score": solvers.random_value(model),
+        "ref_max_score": solvers.optimal_value(model),
+    } if exact else {}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*is set to None", category=UserWarning)  # author etc.
         return collector.create_dataset(
             dataset_id=dataset_id,
             eval_env=env_id,
-            algorithm_name=f"epsilon-greedy around the optimal policy, epsilon={epsilon}",
+            algorithm_name=f"epsilon-greedy around the optimal policy, epsilon={epsilon}" if exact
+            else "uniformly random (no exact model to compute an optimal policy)",
             description=f"{episodes} episodes of {env_id} for examples/offline.py",
-            ref_min_score=solvers.random_value(model),  # exact references: Minari estimates nothing
-            ref_max_score=solvers.optimal_value(model),
+            **refs,
         )
 
 
@@ -88,10 +105,11 @@ def greedy_returns(env: gym.Env, agent: Agent, episodes: int, seed: int) -> list
     returns = []
     for episode in range(episodes):
         obs, _ = env.reset(seed=seed if episode == 0 else None)
-        total, done = 0.0, False
+        total, steps, done = 0.0, 0, False
         while not done:
             obs, reward, terminated, truncated, _ = env.step(agent.act(obs, deterministic=True))
-            total, done = total + float(reward), terminated or truncated
+            steps += 1
+            total, done = total + float(reward), terminated or truncated or steps >= MAX_HORIZON
         returns.append(total)
     return returns
 
@@ -106,32 +124,43 @@ def greedy_value(env: gym.Env, agent: Agent) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--env", default="icrl/FrozenLake4x4-v0", help="a registered tabular env id")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument(
+        "--env", type=env_id_arg, default="icrl/FrozenLake4x4-v0",
+        help="any Gymnasium id with finite spaces; without an exact model (FrozenLake-v1, Taxi-v4, ...) the "
+        "behaviour policy is uniformly random and returns are raw",
+    )
     parser.add_argument("--episodes", type=int, default=200, help="episodes of the behaviour policy to record")
     parser.add_argument("--epsilon", type=float, default=0.5, help="probability of a random behaviour action")
     parser.add_argument("--eval-episodes", type=int, default=200, help="greedy episodes to score the agent")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the behaviour policy, the env and the agent")
     args = parser.parse_args()
 
     dataset_id = "icrl-examples/offline-v0"
     with tempfile.TemporaryDirectory(prefix="minari-") as root, minari_datasets_in(root):
         dataset = collect(args.env, dataset_id, args.episodes, args.epsilon, args.seed)
         behaviour = [float(np.sum(ep.rewards)) for ep in dataset.iterate_episodes()]
-        env = gym.make(args.env)
+        env = make_env(args.env)
+        exact = hasattr(env.unwrapped, "transition_matrix")
         agent = Agent(env.observation_space, env.action_space, seed=args.seed)
         added = agent.fit(dataset)
         agent_returns = greedy_returns(env, agent, args.eval_episodes, args.seed)
-        scores = minari.get_normalized_score(dataset, np.array([np.mean(behaviour), np.mean(agent_returns)]))
+        if exact:
+            scores = minari.get_normalized_score(dataset, np.array([np.mean(behaviour), np.mean(agent_returns)]))
+            notes = [f"(normalized {score:.2f})" for score in scores]
+        else:
+            notes = ["(raw: no exact model)"] * 2
         print(f"{args.env}: recorded {dataset.total_episodes} episodes, {dataset.total_steps} steps "
               f"in {root}; agent.fit added {added} transitions")
-        print(f"  behaviour policy (epsilon {args.epsilon}) mean return {np.mean(behaviour):.3f} "
-              f"(normalized {scores[0]:.2f})")
-        print(f"  agent, greedy, {args.eval_episodes} episodes  mean return {np.mean(agent_returns):.3f} "
-              f"(normalized {scores[1]:.2f})")
-        value = greedy_value(env, agent)
-        optimal = solvers.optimal_value(env.unwrapped)
-        print(f"  exact expected return of the agent's greedy policy {value:.3f} (optimal {optimal:.3f})")
+        behaviour_name = f"epsilon {args.epsilon}" if exact else "uniformly random"
+        print(f"  behaviour policy ({behaviour_name}) mean return {np.mean(behaviour):.3f} {notes[0]}")
+        print(f"  agent, greedy, {args.eval_episodes} episodes  mean return {np.mean(agent_returns):.3f} {notes[1]}")
+        if exact:
+            value = greedy_value(env, agent)
+            optimal = solvers.optimal_value(env.unwrapped)
+            print(f"  exact expected return of the agent's greedy policy {value:.3f} (optimal {optimal:.3f})")
         minari.delete_dataset(dataset_id)
     print("dataset deleted")
 

@@ -1,13 +1,16 @@
-"""Quickstart: the pretrained agent learns RiverSwim in context, in a plain Gymnasium loop.
+"""Quickstart: the pretrained agent learns an env in context (RiverSwim by default), in a plain Gymnasium loop.
 
-    python examples/quickstart.py                       # 100 episodes, under half a minute
+    python examples/quickstart.py                       # RiverSwim, 100 episodes, under half a minute
     python examples/quickstart.py --episodes 30 --every 5
+    python examples/quickstart.py --env FrozenLake-v1   # any Gymnasium id with finite spaces
 
 There is no training step: ``agent.act(obs)`` picks an action, ``agent.observe(...)`` hands back what
 ``env.step`` returned, and the agent's statistics (and so its plan) grow with every transition. The script
 prints the mean return of each block of ``--every`` episodes, then the greedy policy
-(``act(obs, deterministic=True)``) for every state and its exact expected return, next to the optimal
-and the uniformly random policy's, computed from the env's true model.
+(``act(obs, deterministic=True)``) in the states the agent has met, with the env's own action names when
+it has them. With an env that exposes its exact model (every ``icrl/...`` env) it then prints the greedy
+policy's exact expected return next to the optimal and the uniformly random policy's; with any other env,
+the greedy policy's mean return over ``--eval-episodes`` episodes.
 """
 
 import argparse
@@ -15,61 +18,81 @@ import argparse
 import gymnasium as gym
 import numpy as np
 
-import icrl_agent  # noqa: F401  (registers the icrl/... envs)
 from icrl_agent import Agent, solvers
+from icrl_agent.env_info import action_names, env_id_arg, env_info, make_env, run_episode
 
-ACTION_NAMES = {0: "left", 1: "right"}
-
-
-def run_episode(env: gym.Env, agent: Agent) -> float:
-    """One episode of act / step / observe; its undiscounted return."""
-    obs, _ = env.reset()
-    total, done = 0.0, False
-    while not done:
-        action = agent.act(obs)
-        next_obs, reward, terminated, truncated, _ = env.step(action)
-        agent.observe(obs, action, reward, next_obs, terminated, truncated)
-        total += float(reward)
-        obs, done = next_obs, terminated or truncated
-    return total
+SHOWN_STATES = 24
+"""The greedy policy is printed for at most this many states."""
 
 
 def greedy_policy(env: gym.Env, agent: Agent) -> np.ndarray:
-    """The agent's greedy action in every state of the env, as a one-hot ``[S, A]`` policy."""
-    n_states, n_actions = env.observation_space.n, env.action_space.n
-    policy = np.zeros((n_states, n_actions))
-    for state in range(n_states):
-        policy[state, agent.act(state, deterministic=True)] = 1.0
+    """The agent's greedy action in every state of a ``Discrete`` env, as a one-hot ``[S, A]`` policy."""
+    space = env.observation_space
+    policy = np.zeros((space.n, agent.n_actions))
+    for i in range(space.n):
+        policy[i, agent.act(space.start + i, deterministic=True) - agent.action_start] = 1.0
     return policy
 
 
+def greedy_returns(env: gym.Env, agent: Agent, episodes: int, cap: int) -> list[float]:
+    """Returns of ``episodes`` episodes of ``act(obs, deterministic=True)`` (the agent observes nothing)."""
+    returns = []
+    for _ in range(episodes):
+        obs, _ = env.reset()
+        total, steps, done = 0.0, 0, False
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(agent.act(obs, deterministic=True))
+            steps += 1
+            total, done = total + float(reward), terminated or truncated or steps >= cap
+        returns.append(total)
+    return returns
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--env", default="icrl/RiverSwim-v0", help="a registered env with Discrete observations")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument(
+        "--env", type=env_id_arg, default="icrl/RiverSwim-v0",
+        help="any Gymnasium id with finite spaces (FrozenLake-v1, CliffWalking-v1, Taxi-v4, icrl/...)",
+    )
     parser.add_argument("--episodes", type=int, default=100, help="episodes to learn for")
     parser.add_argument("--every", type=int, default=10, help="print the mean return of each block of this many")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eval-episodes", type=int, default=20, help="greedy episodes (envs without exact model)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the agent and the env")
     args = parser.parse_args()
 
-    env = gym.make(args.env)
+    info = env_info(args.env)
+    print(info.describe())
+    env = make_env(args.env)
     agent = Agent(env.observation_space, env.action_space, seed=args.seed)
     env.reset(seed=args.seed)
     returns = []
     for episode in range(1, args.episodes + 1):
-        returns.append(run_episode(env, agent))
+        returns.append(run_episode(agent, env, info.episode_cap))
         if episode % args.every == 0 or episode == args.episodes:
             block = returns[-args.every:]
             print(f"episodes {episode - len(block) + 1:>4}-{episode:<4} mean return {np.mean(block):7.3f}")
 
-    policy = greedy_policy(env, agent)
-    print("greedy policy:", ", ".join(
-        f"s{s}={ACTION_NAMES.get(int(a), int(a))}" for s, a in enumerate(policy.argmax(axis=1))))
-    model = env.unwrapped
-    print(
-        f"expected return of the greedy policy {solvers.policy_value(model, policy):.3f} "
-        f"(optimal {solvers.optimal_value(model):.3f}, random {solvers.random_value(model):.3f}); "
-        f"{agent.stats.n_transitions} transitions seen"
-    )
+    names = action_names(env)
+    stats = agent.stats
+    shown = [f"{stats.observation(i)}={names[agent.act(stats.observation(i), deterministic=True) - agent.action_start]}"
+             for i in range(min(stats.n_states, SHOWN_STATES))]
+    more = f" (+{stats.n_states - SHOWN_STATES} more states)" if stats.n_states > SHOWN_STATES else ""
+    print(f"greedy policy (observation=action), in the order states were met: {', '.join(shown)}{more}")
+    if info.exact:
+        model = env.unwrapped
+        print(
+            f"expected return of the greedy policy {solvers.policy_value(model, greedy_policy(env, agent)):.3f} "
+            f"(optimal {info.optimal:.3f}, random {info.random:.3f}); "
+            f"{stats.n_transitions} transitions seen"
+        )
+    else:
+        greedy = greedy_returns(env, agent, args.eval_episodes, info.episode_cap)
+        print(
+            f"mean return of the greedy policy over {args.eval_episodes} episodes {np.mean(greedy):.3f} "
+            f"(raw return: {args.env} exposes no exact model); {stats.n_transitions} transitions seen"
+        )
 
 
 if __name__ == "__main__":

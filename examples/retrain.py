@@ -9,7 +9,7 @@ pretraining package's Python API (``load_config`` + ``train``): stage 1 imitates
 sampled MDPs, stage 2 tunes the optimism by evolution strategies. The run writes its weights
 (``.safetensors`` + ``.json`` model card) into ``--out`` (default: a temporary directory, deleted at the
 end). ``Agent.from_pretrained(path, ...)`` then loads them, and the new agent and the shipped one each
-learn RiverSwim in context for ``--episodes`` episodes; the script prints their mean returns. The tiny
+learn RiverSwim (or ``--env``) in context for ``--episodes`` episodes; the script prints their mean returns. The tiny
 config trains a tiny network for seconds: do not expect it to match the shipped weights
 (``configs/default.yaml`` reproduces those, docs/pretraining.md).
 """
@@ -26,6 +26,7 @@ import torch
 
 import icrl_agent  # noqa: F401  (registers the icrl/... envs)
 from icrl_agent import Agent
+from icrl_agent.env_info import env_id_arg, env_info, make_env
 from icrl_agent.pretraining import load_config, train
 
 TINY_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "tiny.yaml"
@@ -55,18 +56,24 @@ def pretrain(config: str, out: Path, steps: int, seed: int) -> str:
 
 
 def learn_riverswim(agent: Agent, env: gym.Env, episodes: int, seed: int) -> list[float]:
-    """The agent learns RiverSwim in context for ``episodes`` episodes; their returns."""
+    """The agent learns the env (RiverSwim by default) in context for ``episodes`` episodes; their returns."""
     return agent.learn(env, total_episodes=episodes, seed=seed)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--config", default=str(TINY_CONFIG), help="a pretraining config (YAML or JSON)")
     parser.add_argument("--steps", type=int, default=200, help="stage-1 optimizer steps")
     parser.add_argument("--out", help="run directory to keep (default: a temporary one, deleted at the end)")
-    parser.add_argument("--episodes", type=int, default=50, help="RiverSwim episodes for each agent")
+    parser.add_argument(
+        "--env", type=env_id_arg, default="icrl/RiverSwim-v0",
+        help="the env both agents then learn: any Gymnasium id with finite spaces (FrozenLake-v1, Taxi-v4, ...)",
+    )
+    parser.add_argument("--episodes", type=int, default=50, help="episodes of the env for each agent")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (a tiny network gains nothing from more)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the pretraining and the agents")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -75,10 +82,9 @@ def main() -> None:
         weights = pretrain(args.config, out, args.steps, args.seed)
         print(f"weights written to {weights}.safetensors (+ .json model card)")
 
-        env = gym.make("icrl/RiverSwim-v0")
-        optimal, random = env.unwrapped.optimal_value(), env.unwrapped.random_value()
-        print(f"RiverSwim, {args.episodes} episodes each (optimal expected return {optimal:.3f}, "
-              f"random {random:.3f}):")
+        info = env_info(args.env)
+        env = make_env(args.env)
+        print(f"{info.describe()}; {args.episodes} episodes each:")
         agents = {
             "retrained": Agent.from_pretrained(weights, env.observation_space, env.action_space, seed=args.seed),
             "shipped": Agent(env.observation_space, env.action_space, seed=args.seed),

@@ -15,19 +15,26 @@ import argparse
 
 import gymnasium as gym
 import numpy as np
-import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from icrl_agent import Agent, InContextWrapper
+from icrl_agent.base import MAX_HORIZON, _has_time_limit
+from icrl_agent.env_info import env_id_arg, make_env
+
+
+def make_limited_env(env_id: str) -> gym.Env:
+    """The env, inside a ``TimeLimit`` of ``MAX_HORIZON`` steps if it has none (e.g. ``CliffWalking-v1``)."""
+    env = make_env(env_id)
+    return env if _has_time_limit(env) else gym.wrappers.TimeLimit(env, max_episode_steps=MAX_HORIZON)
 
 
 def make_vector_env(env_id: str, n_envs: int, agent: Agent) -> SyncVectorEnv:
     """``n_envs`` copies of ``env_id``, each in an ``InContextWrapper`` around ``agent``."""
-    probe = gym.make(env_id)
+    probe = make_env(env_id)
     assert probe.observation_space == agent.observation_space, "the agent was built for another env"
     probe.close()
     return SyncVectorEnv(
-        [lambda: InContextWrapper(gym.make(env_id), agent) for _ in range(n_envs)],
+        [lambda: InContextWrapper(make_limited_env(env_id), agent) for _ in range(n_envs)],
         autoreset_mode=AutoresetMode.NEXT_STEP,
     )
 
@@ -56,16 +63,21 @@ def run(envs: SyncVectorEnv, agent: Agent, episodes: int, seed: int, every: int)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--env", default="icrl/FrozenLake4x4-v0", help="a registered env id")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument(
+        "--env", type=env_id_arg, default="icrl/FrozenLake4x4-v0",
+        help="any Gymnasium id with finite spaces (FrozenLake-v1, CliffWalking-v1, Taxi-v4, icrl/...); one without a "
+        "time limit gets a TimeLimit of MAX_HORIZON (500) steps",
+    )
     parser.add_argument("--n-envs", type=int, default=4, help="sub-envs sharing the agent")
     parser.add_argument("--episodes", type=int, default=200, help="finished episodes to run, all sub-envs together")
     parser.add_argument("--every", type=int, default=20, help="print the mean return of each block of this many")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the agent and the envs")
     args = parser.parse_args()
-    torch.set_num_threads(1)  # the agent's network is small: more threads only contend, a lot on a busy CPU
 
-    single = gym.make(args.env)
+    single = make_env(args.env)
     agent = Agent(single.observation_space, single.action_space, seed=args.seed)
     envs = make_vector_env(args.env, args.n_envs, agent)
     returns, transitions = run(envs, agent, args.episodes, args.seed, args.every)

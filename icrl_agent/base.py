@@ -14,18 +14,27 @@ One rule for what the agent is not told, used by every agent:
   episode seen (nothing shows the limit: no episode was cut, or only shorter ones were, like the partial
   last episode of a dataset; doubling leaves room for longer paths without letting optimistic values
   grow unboundedly); else
-  :data:`DEFAULT_HORIZON` before any episode ended. Elapsed steps beyond it use the last step's plan.
+  :data:`DEFAULT_HORIZON` before any episode ended; the inferred value is capped at :data:`MAX_HORIZON`
+  (an env without a time limit may run episodes of any length: the agent warns once, naming
+  ``gymnasium.wrappers.TimeLimit``, and :meth:`TabularAgent.learn` cuts episodes at the cap, as
+  truncations). Elapsed steps beyond it use the last step's plan.
 - **Reward scale** :attr:`TabularAgent.reward_scale`: the ``reward_max=`` hint if given, else the
   largest ``|r|`` seen so far (0 before any non-zero reward). :attr:`TabularAgent.reward_span` is the
-  hint, else ``max r - min r`` seen. DESIGN §2 measured the cost of being told nothing: normalizing by
-  the rewards seen makes an agent blind after a small early reward (RiverSwim's 0.005 trap).
+  hint, else ``max r - min r`` seen. Being told nothing has a cost: normalizing by the rewards seen
+  makes an agent blind after a small early reward (RiverSwim's 0.005 trap; see the RiverSwim rows of
+  benchmarks/results/icrl/online.md).
 - **Unknown states** (never seen): a uniformly random action; with ``deterministic=True`` the first action.
 - **Ties** between best actions: broken by the seeded RNG; with ``deterministic=True`` the first best
   action, so the same statistics always give the same action.
+- **Inside an exploring** :class:`~icrl_agent.wrappers.InContextWrapper` (its default), a
+  ``deterministic=True`` request for the observation the wrapper just returned is served by the
+  exploring policy, so loops that ask for greedy actions (SB3's ``evaluate_policy``) still learn.
 """
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -33,10 +42,20 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from icrl_agent._threads import planning_threads
 from icrl_agent.stats import SufficientStats
 
 DEFAULT_HORIZON = 100
 """Planning horizon before any episode has ended (and no ``horizon=`` hint was given)."""
+
+MAX_HORIZON = 500
+"""Cap of the inferred planning horizon, and the longest episode :meth:`TabularAgent.learn` runs in an env
+without a ``TimeLimit``. Every benchmark env ends its episodes within 200 steps; an env that never ends
+them warns once (wrap it in ``gymnasium.wrappers.TimeLimit``, or pass ``horizon=``)."""
+
+BLIND_CALLS_WARNING = 1000
+"""``act``/``predict`` calls with no transition observed after which the agent warns (once) that it
+learns nothing: exploring calls, or any calls while it has no data at all."""
 
 _HORIZON_FACTOR = 2
 _TIE_TOLERANCE = 1e-9
@@ -57,6 +76,19 @@ class Transition(NamedTuple):
     truncated: bool
     step: int
     stream: int
+
+
+def _has_time_limit(env: Any) -> bool:
+    """Whether ``env`` (or an env it wraps) is a ``TimeLimit`` or was made with ``max_episode_steps``."""
+    seen = 0
+    while env is not None and seen < 100:
+        if isinstance(env, gym.wrappers.TimeLimit):
+            return True
+        spec = getattr(env, "spec", None)
+        if getattr(spec, "max_episode_steps", None) is not None:
+            return True
+        env, seen = getattr(env, "env", None), seen + 1
+    return False
 
 
 def _positive_int(value: Any, name: str) -> int | None:
@@ -221,12 +253,37 @@ class TabularAgent:
         self.reward_max_seen = -np.inf
         self._n_streams = 0
         self._longest = (0, 0)  # (episodes seen, longest length) cache
+        self._init_user_guards()
+
+    def _init_user_guards(self) -> None:
+        """State of the one-time warnings and of the exploring wrappers (none of it is saved)."""
+        self._home_pid = os.getpid()  # a copy of the agent in another process keeps this: see InContextWrapper
+        self._warned: set[str] = set()
+        self._blind_calls = 0  # act calls since the last observed transition (or fit)
+        self._blind_exploring = False  # one of them asked for the exploring policy
+        self._batch_rows = 0  # rows of the last predict on a batch since the last observed transition (0: none)
+        self._explore_pending: dict[int, Any] = {}  # stream -> key of the obs an exploring wrapper returned
+
+    def _warn_no_time_limit(self, stacklevel: int) -> None:
+        self._warn_once("horizon", (
+            f"{type(self).__name__}: an episode ran {MAX_HORIZON} steps without ending, as in an env without a "
+            f"time limit; the agent plans at most {MAX_HORIZON} steps ahead (icrl_agent.base.MAX_HORIZON) and "
+            "learn() cuts episodes there. Fix: wrap the env in gymnasium.wrappers.TimeLimit(env, "
+            "max_episode_steps=N), or pass horizon=N to the agent."
+        ), stacklevel=stacklevel)
+
+    def _warn_once(self, topic: str, message: str, stacklevel: int = 4) -> None:
+        """Warn about ``topic`` (a ``UserWarning``) the first time only; stacklevel counts from the caller."""
+        if topic not in self._warned:
+            self._warned.add(topic)
+            warnings.warn(message, UserWarning, stacklevel=stacklevel)
 
     # ------------------------------------------------------------------ what the agent infers
 
     @property
     def horizon(self) -> int:
-        """Planning horizon: the hint, else the time limit seen, else 2 x the longest episode, else 100."""
+        """Planning horizon: the hint, else the time limit seen, else 2 x the longest episode, else 100;
+        an inferred horizon is capped at :data:`MAX_HORIZON`."""
         if self.horizon_hint is not None:
             return self.horizon_hint
         n = self.stats.n_episodes
@@ -236,9 +293,9 @@ class TabularAgent:
             self._longest = (n, max(self.stats.episode_lengths))
         truncated_at = self.stats.max_truncated_length
         if truncated_at > 0 and truncated_at >= self._longest[1]:
-            return truncated_at
+            return min(truncated_at, MAX_HORIZON)
         # a truncation shorter than some episode was not a time limit (e.g. a dataset cut mid-episode)
-        return _HORIZON_FACTOR * self._longest[1]
+        return min(_HORIZON_FACTOR * self._longest[1], MAX_HORIZON)
 
     @property
     def reward_scale(self) -> float:
@@ -272,18 +329,58 @@ class TabularAgent:
     def act(self, obs: Any, deterministic: bool = False, *, stream: int = 0) -> int:
         """Choose an action for ``obs`` at the current elapsed step of ``stream``.
 
+        Planning runs with at most ``icrl_agent._threads.PLANNING_THREADS`` (1) torch intra-op threads, the
+        caller's setting restored after: the plan's tensors are small, and more threads only contend.
+
         :param obs: an observation of the observation space (seen before or not)
-        :param deterministic: the exploitation policy: no exploration, ties to the first best action
+        :param deterministic: the exploitation policy: no exploration, ties to the first best action; inside
+            an exploring :class:`~icrl_agent.wrappers.InContextWrapper` (for the observation it just
+            returned) the exploring policy is used instead, so that the agent keeps learning
         :param stream: the stream of episodes ``obs`` belongs to (see :meth:`open_stream`); 0 for a plain loop
         :return: a Gymnasium action of the action space (``start`` included)
         :raises ValueError: if ``obs`` is not in the observation space
         """
+        with planning_threads():
+            return self._act(obs, deterministic, stream)
+
+    def _act(self, obs: Any, deterministic: bool, stream: int) -> int:
+        if self._explore_pending:
+            pending = self._explore_pending.pop(stream, None)
+            if deterministic and pending is not None and pending == self.stats.indexer.key(obs):
+                deterministic = False  # inside an exploring InContextWrapper: keep learning
+        self._count_blind_call(deterministic)
         state = self.stats.state_id(obs)
         if state is None:
             index = 0 if deterministic else int(self.rng.integers(self.n_actions))
         else:
             index = self._select(state, self.step_of(stream), deterministic)
         return self.action_start + index
+
+    def _count_blind_call(self, deterministic: bool) -> None:
+        """Warn once when many actions are asked for and no transition ever comes back."""
+        self._blind_calls += 1
+        self._blind_exploring = self._blind_exploring or not deterministic
+        if self._blind_calls < BLIND_CALLS_WARNING or "blind" in self._warned:
+            return
+        if not (self._blind_exploring or self.stats.n_transitions == 0):
+            return  # a frozen policy being evaluated greedily: nothing to learn, nothing to say
+        name = type(self).__name__
+        if self._batch_rows > self._n_streams:  # more sub-envs than wrappers made in this process
+            self._warn_once("blind", (
+                f"{name}.predict was called {self._blind_calls} times on batches of observations and no "
+                "transition reached this agent. If the envs are InContextWrapper-wrapped inside a "
+                "gymnasium AsyncVectorEnv (or SB3 SubprocVecEnv), each worker process feeds its own copy of "
+                "the agent: use gymnasium.vector.SyncVectorEnv (or SB3 DummyVecEnv) instead. Otherwise wrap "
+                "each env in icrl_agent.InContextWrapper(env, agent), or call agent.observe(...) after "
+                "each env.step."
+            ))
+        else:
+            self._warn_once("blind", (
+                f"{name}.act/predict was called {self._blind_calls} times and no transition was observed: "
+                "the agent learns only from observe(). Call agent.observe(obs, action, reward, next_obs, "
+                "terminated, truncated) after each env.step, or wrap the env in "
+                "icrl_agent.InContextWrapper(env, agent) for loops you do not own (SB3's evaluate_policy)."
+            ))
 
     def _select(self, state: int, step: int, deterministic: bool) -> int:
         """Action index for a known state: sample :meth:`_action_probabilities`, or its first mode."""
@@ -315,8 +412,9 @@ class TabularAgent:
         """
         step = self.step_of(0) if step is None else min(max(int(step), 0), self.horizon - 1)
         out = np.empty((self.stats.n_states, self.n_actions))
-        for state in range(self.stats.n_states):
-            out[state] = self._action_probabilities(state, step, deterministic)
+        with planning_threads():
+            for state in range(self.stats.n_states):
+                out[state] = self._action_probabilities(state, step, deterministic)
         return out
 
     def predict(
@@ -333,10 +431,19 @@ class TabularAgent:
         were opened. A single observation acts in the last opened stream (0 if none).
         ``episode_start[i]`` true abandons stream ``i``'s unfinished episode, if any.
 
+        ``predict`` never sees rewards: the agent learns from :meth:`observe`, which
+        :class:`~icrl_agent.wrappers.InContextWrapper` calls for every step of the env it wraps. The rule
+        for ``deterministic=True``: inside an exploring ``InContextWrapper`` (``explore=True``, the
+        default), a request for the observation the wrapper just returned is served by the *exploring*
+        policy, so loops that ask for greedy actions, like SB3's ``evaluate_policy`` by default, keep
+        learning; with ``InContextWrapper(env, agent, explore=False)``, or on an env that is not wrapped,
+        ``deterministic=True`` is the exploitation policy. Many calls with no transition ever observed
+        warn once (the agent would learn nothing).
+
         :param observation: one observation, or a batch with a leading ``n_envs`` dimension
         :param state: unused (no recurrent state); returned as is
         :param episode_start: optional bools ``[n_envs]``: which rows start an episode
-        :param deterministic: the exploitation policy
+        :param deterministic: the exploitation policy (see the rule above)
         :return: ``(actions, state)``: an int64 array of shape ``(n_envs,)``, or ``()`` for one observation
         :raises ValueError: if the observation fits neither the space nor a batch of it, or a row is outside
             the space; nothing is reset and no action is drawn then
@@ -350,6 +457,8 @@ class TabularAgent:
         for row in rows:  # every row is checked before any episode is reset or any action drawn
             self.stats.indexer.key(row)
         first = max(0, self._n_streams - len(rows))
+        if n is not None:
+            self._batch_rows = n
         if episode_start is not None:
             for i, start in enumerate(np.asarray(episode_start, bool).reshape(-1)[: len(rows)]):
                 if start:
@@ -387,6 +496,10 @@ class TabularAgent:
         """
         step = self.stats.stream_step(stream)
         self.stats.update(obs, action, reward, next_obs, terminated, truncated, stream=stream)
+        self._blind_calls = self._batch_rows = 0
+        self._blind_exploring = False
+        if step + 1 == MAX_HORIZON and not (terminated or truncated) and self.horizon_hint is None:
+            self._warn_no_time_limit(stacklevel=4)
         r = float(reward)
         self._note_rewards(np.array([r]))
         terminated = bool(terminated)
@@ -429,6 +542,8 @@ class TabularAgent:
         added = self.stats.fold(dataset)
         if added:
             self.stats.reset_episode()
+            self._blind_calls = self._batch_rows = 0
+            self._blind_exploring = False
         self._note_rewards(np.asarray(dataset["rewards"], np.float64).reshape(-1))
         self._on_fit(dataset)
         return added
@@ -437,31 +552,80 @@ class TabularAgent:
         """Hook called after a dataset was folded into the statistics."""
 
     def learn(
-        self, env: gym.Env, total_episodes: int = 100, progress_bar: bool = False, seed: int | None = None
+        self,
+        env: gym.Env | None = None,
+        total_episodes: int | None = None,
+        progress_bar: bool = False,
+        seed: int | None = None,
+        *,
+        total_timesteps: int | None = None,
     ) -> list[float]:
-        """Run ``total_episodes`` episodes in ``env``, acting and observing every transition (stream 0).
+        """Run an online loop in ``env``, acting and observing every transition (stream 0).
 
-        :param env: a Gymnasium env with this agent's spaces (wrap it in a ``TimeLimit`` if it never ends)
+        Give the budget in episodes (``total_episodes``, default 100) or, as Stable-Baselines3 users type
+        it, in steps (``total_timesteps``: exactly that many ``env.step`` calls; an episode still running
+        at the end is abandoned and its return not reported). In an env without a ``TimeLimit`` (no
+        ``gymnasium.wrappers.TimeLimit`` and no ``max_episode_steps``), an episode is cut after
+        :data:`MAX_HORIZON` steps (or the ``horizon=`` hint, if larger) and counted as truncated, so
+        ``learn`` always returns; the agent then warns once.
+
+        :param env: a Gymnasium env with this agent's spaces
         :param total_episodes: number of episodes to run
         :param progress_bar: show a tqdm progress bar
         :param seed: optional seed for the env's first ``reset`` (reproducible runs)
-        :return: the undiscounted return of each episode
+        :param total_timesteps: number of steps to run, instead of ``total_episodes``
+        :return: the undiscounted return of each finished episode
+        :raises TypeError: if ``env`` is missing
+        :raises ValueError: if both budgets are given, or a budget is not a positive int
         """
-        episodes = range(total_episodes)
+        name = type(self).__name__
+        if env is None:
+            raise TypeError(
+                f"{name}.learn needs the env to run in: agent.learn(env, total_timesteps=5000) or "
+                "agent.learn(env, total_episodes=100) (unlike an SB3 model, the agent is not built around an env)"
+            )
+        if total_episodes is not None and total_timesteps is not None:
+            raise ValueError(f"{name}.learn takes total_episodes or total_timesteps, not both")
+        if total_timesteps is not None:
+            budget, unit = _positive_int(total_timesteps, "total_timesteps"), "step"
+        else:
+            budget, unit = _positive_int(100 if total_episodes is None else total_episodes, "total_episodes"), "episode"
+        cap = None if _has_time_limit(env) else max(MAX_HORIZON, self.horizon_hint or 0)
+        bar = None
         if progress_bar:
             from tqdm.auto import tqdm
 
-            episodes = tqdm(episodes, desc=type(self).__name__, unit="episode")
-        returns = []
-        for k in episodes:
-            obs, _ = env.reset(seed=seed if k == 0 else None)
-            self.reset_episode()
-            total, done = 0.0, False
-            while not done:
-                action = self.act(obs)
-                next_obs, reward, terminated, truncated, _ = env.step(action)
-                self.observe(obs, action, reward, next_obs, terminated, truncated)
-                total += float(reward)
-                obs, done = next_obs, terminated or truncated
-            returns.append(total)
+            bar = tqdm(total=budget, desc=name, unit=unit)
+        returns: list[float] = []
+        steps = 0
+        try:
+            while (len(returns) if unit == "episode" else steps) < budget:
+                obs, _ = env.reset(seed=seed if not returns and steps == 0 else None)
+                self.reset_episode()
+                total, length, done = 0.0, 0, False
+                while not done:
+                    action = self.act(obs)
+                    next_obs, reward, terminated, truncated, _ = env.step(action)
+                    length += 1
+                    steps += 1
+                    if cap is not None and length >= cap and not (terminated or truncated):
+                        truncated = True  # no time limit: the episode is cut at the cap
+                        self._warn_no_time_limit(stacklevel=4)
+                    self.observe(obs, action, reward, next_obs, terminated, truncated)
+                    total += float(reward)
+                    obs, done = next_obs, bool(terminated) or truncated
+                    if unit == "step":
+                        if bar is not None:
+                            bar.update()
+                        if steps >= budget:
+                            break
+                if done:
+                    returns.append(total)
+                    if bar is not None and unit == "episode":
+                        bar.update()
+        finally:
+            if bar is not None:
+                bar.close()
+        if unit == "step" and not done:
+            self.reset_episode()  # the last episode was cut by the budget: abandon it
         return returns

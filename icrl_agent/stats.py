@@ -239,6 +239,16 @@ class SufficientStats:
             self.version += 1
         return state_id
 
+    def observation(self, state_id: int) -> Any:
+        """The observation of a state id (row ``state_id`` of :meth:`dense` / :meth:`sparse`): the inverse of
+        :meth:`state_id`.
+
+        :param state_id: an id ``0..n_states-1``
+        :return: the observation, in the space's own format (an int for Discrete, an array, tuple or dict)
+        :raises IndexError: if ``state_id`` is not a known state
+        """
+        return self.indexer.observation(int(state_id))
+
     def action_index(self, action: Any) -> int:
         """Index ``0..A-1`` of a Gymnasium action (``action - start``).
 
@@ -434,7 +444,11 @@ class SufficientStats:
         return src[order], dst[order], count[order]
 
     def sparse(self) -> SparseStats:
-        """Sparse export (read-only arrays, cached until the next change)."""
+        """Sparse export (read-only arrays, cached until the next change).
+
+        Rows (and ``dst``) are *state ids*, in the order states were first met, not observations: row ``i``
+        is the observation ``stats.observation(i)``, and observation ``obs`` is row ``stats.state_id(obs)``.
+        """
         cached = self._cache.get("sparse")
         if cached is not None and cached[0] == self.version:
             return cached[1]
@@ -452,8 +466,20 @@ class SufficientStats:
         self._cache["sparse"] = (self.version, out)
         return out
 
-    def dense(self) -> DenseStats:
-        """Dense export (read-only arrays, cached until the next change)."""
+    def dense(self, by_observation: bool = False) -> DenseStats:
+        """Dense export (read-only arrays, cached until the next change).
+
+        By default rows (and the last axis of ``transitions``) are *state ids*, in the order states were
+        first met, not observations: row ``i`` is the observation ``stats.observation(i)``, and observation
+        ``obs`` is row ``stats.state_id(obs)`` (None if never met). For a ``Discrete(n, start)`` observation
+        space, ``by_observation=True`` gives ``n`` rows indexed by ``obs - start`` instead, zeros for the
+        observations never met (so ``dense(by_observation=True).counts[obs - start]`` is always valid).
+
+        :param by_observation: index rows by observation (Discrete observation spaces only)
+        :raises TypeError: ``by_observation=True`` for an observation space that is not Discrete
+        """
+        if by_observation:
+            return self._dense_by_observation()
         cached = self._cache.get("dense")
         if cached is not None and cached[0] == self.version:
             return cached[1]
@@ -471,6 +497,33 @@ class SufficientStats:
         )
         _readonly(out.transitions)
         self._cache["dense"] = (self.version, out)
+        return out
+
+    def _dense_by_observation(self) -> DenseStats:
+        space = self.observation_space
+        if not isinstance(space, spaces.Discrete):
+            raise TypeError(
+                f"dense(by_observation=True) needs a Discrete observation space, not {space}: use dense() and "
+                "map its rows with stats.observation(i) / stats.state_id(obs)"
+            )
+        cached = self._cache.get("dense_obs")
+        if cached is not None and cached[0] == self.version:
+            return cached[1]
+        d = self.dense()
+        n, A = int(space.n), self.n_actions
+        rows = self.indexer.keys_array()[:, 0] - int(space.start)  # row of each state id
+        counts = np.zeros((n, A), np.int64)
+        reward_mean = np.zeros((n, A))
+        reward_var = np.zeros((n, A))
+        terminal = np.zeros((n, A), np.int64)
+        initial = np.zeros(n, np.int64)
+        transitions = np.zeros((n, A, n), np.int64)
+        counts[rows], reward_mean[rows], reward_var[rows] = d.counts, d.reward_mean, d.reward_var
+        terminal[rows], initial[rows] = d.terminal_counts, d.initial_counts
+        transitions[np.ix_(rows, np.arange(A), rows)] = d.transitions
+        out = DenseStats(counts, reward_mean, reward_var, transitions, terminal, initial)
+        _readonly(*vars(out).values())
+        self._cache["dense_obs"] = (self.version, out)
         return out
 
     # ------------------------------------------------------------------ persistence

@@ -12,23 +12,29 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 NUMBER = r"-?\d+\.\d+"
 
 
-def run_example(name: str, *args: str, cwd: Path, env: dict[str, str | None] | None = None) -> str:
-    """Run ``examples/<name>`` in a fresh interpreter from ``cwd``; its stdout (the test fails on exit != 0)."""
-    # One torch thread: the examples' networks are small, and threads only fight on a busy machine.
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+def run_script(
+    command: list[str], *args: str, cwd: Path, env: dict[str, str | None] | None = None, check: bool = True
+) -> subprocess.CompletedProcess:
+    """Run a script in a fresh interpreter from ``cwd``, torch threads left as a user gets them."""
+    full_env = {**os.environ, **(env or {})}
     full_env = {k: v for k, v in full_env.items() if v is not None}  # None unsets a variable
     proc = subprocess.run(
-        [sys.executable, str(EXAMPLES / name), *args],
-        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=180,
+        [sys.executable, *command, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=180,
     )
-    assert proc.returncode == 0, f"{name} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout
+    if check:
+        assert proc.returncode == 0, f"{command} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def run_example(name: str, *args: str, cwd: Path, env: dict[str, str | None] | None = None) -> str:
+    """Run ``examples/<name>`` in a fresh interpreter from ``cwd``; its stdout (the test fails on exit != 0)."""
+    return run_script([str(EXAMPLES / name)], *args, cwd=cwd, env=env).stdout
 
 
 def test_quickstart(tmp_path):
     out = run_example("quickstart.py", "--episodes", "12", "--every", "4", cwd=tmp_path)
     assert len(re.findall(rf"episodes +\d+-\d+ +mean return +{NUMBER}", out)) == 3
-    assert re.search(r"greedy policy: s0=(left|right),", out)
+    assert re.search(r"greedy policy \(observation=action\), in the order states were met: 0=(left|right)", out)
     assert re.search(rf"expected return of the greedy policy {NUMBER} \(optimal {NUMBER}", out)
     assert "240 transitions seen" in out  # 12 RiverSwim episodes of 20 steps
 
@@ -90,3 +96,82 @@ def test_compare_baselines(tmp_path):
     )
     assert re.search(r"optvi: mean normalized return", out)
     assert (tmp_path / "curves.png").is_file()
+
+
+# ---------------------------------------------------------------------- any Gymnasium id (issue 16)
+
+GYM_IDS = ("FrozenLake-v1", "CliffWalking-v1", "Taxi-v4")  # CliffWalking-v1 has no time limit
+
+
+@pytest.mark.parametrize("env_id", GYM_IDS)
+def test_quickstart_on_plain_gymnasium_ids(tmp_path, env_id):
+    out = run_example("quickstart.py", "--env", env_id, "--episodes", "2", "--every", "1", "--eval-episodes", "1",
+                      cwd=tmp_path)
+    assert f"{env_id}: " in out and "no exact model: raw returns are shown" in out
+    assert len(re.findall(rf"episodes +\d+-\d+ +mean return +{NUMBER}", out)) == 2
+    assert re.search(rf"mean return of the greedy policy over 1 episodes {NUMBER} \(raw return", out)
+
+
+def test_quickstart_names_the_envs_own_actions(tmp_path):
+    out = run_example("quickstart.py", "--env", "Taxi-v4", "--episodes", "1", "--every", "1",
+                      "--eval-episodes", "1", cwd=tmp_path)
+    policy = re.search(r"greedy policy \(observation=action\), in the order states were met: (.*)", out).group(1)
+    actions = set(re.findall(r"\d+=(\w+)", policy))
+    assert actions and actions <= {"south", "north", "east", "west", "pickup", "dropoff"}, policy
+
+
+@pytest.mark.parametrize("env_id", GYM_IDS)
+def test_demo_on_plain_gymnasium_ids_writes_a_raw_return_plot_where_asked(tmp_path, env_id):
+    out_png = tmp_path / "plots" / "curve.png"
+    proc = run_script(["-m", "icrl_agent.demo"], "--env", env_id, "--episodes", "2", "--print-every", "1",
+                      "--agents", "icrl,qlearning", "--out", str(out_png), cwd=tmp_path)
+    assert "mean return (raw: the env has no exact model to normalize with) over all episodes" in proc.stdout
+    assert re.search(rf"icrl +{NUMBER}", proc.stdout) and re.search(rf"qlearning +{NUMBER}", proc.stdout)
+    assert "icrl (told nothing)" in proc.stdout
+    assert out_png.is_file() and list(tmp_path.iterdir()) == [tmp_path / "plots"]
+    assert "%|" not in proc.stderr and "ep/s" not in proc.stderr  # no progress bar in a redirected log
+
+
+def test_demo_default_plot_goes_to_the_git_ignored_runs_folder(tmp_path):
+    proc = run_script(["-m", "icrl_agent.demo"], "--env", "RiverSwim", "--episodes", "2", "--print-every", "1",
+                      "--agents", "icrl,optvi", cwd=tmp_path)
+    assert (tmp_path / "runs" / "learning_curve.png").is_file()
+    assert "normalized return (1 = optimal, 0 = random policy)" in proc.stdout
+    assert "optvi (told the horizon and the reward scale)" in proc.stdout
+    gitignore = (Path(__file__).resolve().parent.parent / ".gitignore").read_text().split()
+    assert "runs/" in gitignore
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["-m", "icrl_agent.demo"], *([str(EXAMPLES / name)] for name in (
+        "quickstart.py", "compare_baselines.py", "sb3_compare.py", "vector_envs.py", "offline.py", "minigrid.py",
+        "retrain.py"))],
+    ids=lambda c: "demo" if c[0] == "-m" else Path(c[-1]).stem,
+)
+def test_help_shows_defaults_and_a_bad_env_is_an_argparse_error(tmp_path, command):
+    name = Path(command[-1]).stem
+    if name in ("offline", "sb3_compare", "minigrid", "retrain"):
+        module = {"offline": "minari", "sb3_compare": "stable_baselines3", "minigrid": "minigrid", "retrain": "yaml"}
+        pytest.importorskip(module[name])
+    helped = run_script(command, "--help", cwd=tmp_path)
+    assert "(default: " in helped.stdout
+    bad = run_script(command, "--env", "NoSuchEnv-v9", cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and "unknown env 'NoSuchEnv-v9'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("command", [["-m", "icrl_agent.demo"], [str(EXAMPLES / "compare_baselines.py")]],
+                         ids=["demo", "compare_baselines"])
+def test_a_bad_agent_name_is_an_argparse_error_listing_the_valid_ones(tmp_path, command):
+    helped = run_script(command, "--help", cwd=tmp_path)
+    assert "qlearning" in helped.stdout and "optvi" in helped.stdout
+    bad = run_script(command, "--agents", "icrl,nosuchagent", cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and "unknown agent 'nosuchagent'" in bad.stderr and "optvi" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def test_compare_baselines_on_an_env_without_time_limit(tmp_path):
+    out = run_example("compare_baselines.py", "--env", "CliffWalking-v1", "--agents", "random,optvi",
+                      "--episodes", "2", "--seeds", "2", "--plot", str(tmp_path / "c.png"), cwd=tmp_path)
+    assert "no time limit (episodes cut at 500 steps)" in out
+    assert re.search(rf"optvi: mean return {NUMBER}", out) and (tmp_path / "c.png").is_file()

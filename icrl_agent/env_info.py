@@ -1,0 +1,225 @@
+"""Any Gymnasium env with finite spaces, as the demo and the examples take it: ids, reference returns, labels.
+
+``python -m icrl_agent.demo --env FrozenLake-v1`` (or ``CliffWalking-v1``, ``Taxi-v4``, an ``icrl/...``
+benchmark id, or a short benchmark name such as ``RiverSwim``) goes through :func:`make_env` and
+:func:`env_info`:
+
+- an env whose ``unwrapped`` exposes its exact model (``transition_matrix()``, ``initial_distribution()``
+  and ``horizon``, as every ``icrl/...`` benchmark env does) is scored by **normalized return**:
+  0 = the uniformly random policy's expected return, 1 = the optimal policy's, both computed exactly;
+- any other env is scored by its **raw return** (nothing says what is good), and the axis labels say so.
+
+Episodes of an env without a time limit are cut at :data:`icrl_agent.base.MAX_HORIZON` steps (reported
+to the agent as truncated), as :meth:`~icrl_agent.base.TabularAgent.learn` does, so every loop ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from icrl_agent.base import MAX_HORIZON, _has_time_limit
+from icrl_agent.spaces import ObservationIndexer, discrete_action_space
+
+
+def resolve_env_id(env_id: str) -> str:
+    """The registered Gymnasium id of ``env_id``; a short benchmark name (``RiverSwim``) is completed.
+
+    :param env_id: ``FrozenLake-v1``, ``icrl/RiverSwim-v0``, ``RiverSwim``, ...
+    :return: an id in ``gymnasium.registry``
+    :raises ValueError: if no registered env matches, with examples of valid ids
+    """
+    import icrl_agent.envs  # noqa: F401  (registers the icrl/... ids)
+
+    for candidate in (env_id, f"icrl/{env_id}", f"icrl/{env_id}-v0", f"{env_id}-v0"):
+        if candidate in gym.registry:
+            return candidate
+    from icrl_agent.envs import ALL_ENV_IDS
+
+    raise ValueError(
+        f"unknown env {env_id!r}: pass a registered Gymnasium id with finite spaces, e.g. FrozenLake-v1, "
+        f"CliffWalking-v1, Taxi-v4, or a benchmark env: {', '.join(ALL_ENV_IDS)}"
+    )
+
+
+def make_env(env_id: str, **kwargs: Any) -> gym.Env:
+    """``gymnasium.make`` of any env with a finite observation space and Discrete actions.
+
+    :param env_id: a registered id or a short benchmark name (see :func:`resolve_env_id`)
+    :param kwargs: passed to ``gymnasium.make``
+    :return: the env
+    :raises ValueError: for an unknown id
+    :raises TypeError: if its spaces are not ones the agents handle (e.g. ``Box``)
+    """
+    env = gym.make(resolve_env_id(env_id), **kwargs)
+    try:
+        ObservationIndexer(env.observation_space)
+        discrete_action_space(env.action_space)
+    except TypeError:
+        env.close()
+        raise
+    return env
+
+
+def env_id_arg(text: str) -> str:
+    """An ``argparse`` ``type=``: the resolved id, or an argparse error (not a traceback) for a bad one."""
+    try:
+        env_id = resolve_env_id(text)
+        make_env(env_id).close()
+    except (ValueError, TypeError, gym.error.Error) as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return env_id
+
+
+@dataclass(frozen=True)
+class EnvInfo:
+    """What the demo and the examples know of an env.
+
+    :param env_id: the registered id
+    :param n_states: number of observations (``None`` if the space is not Discrete and no model says)
+    :param n_actions: number of actions
+    :param horizon: the episode length: the model's horizon, else the ``TimeLimit``'s, else ``None``
+    :param optimal: optimal expected episode return, from the exact model (``None`` without one)
+    :param random: uniformly random policy's expected episode return (``None`` without an exact model)
+    :param reward_max: largest ``|R(s, a)|`` of the exact model (``None`` without one)
+    """
+
+    env_id: str
+    n_states: int | None
+    n_actions: int
+    horizon: int | None
+    optimal: float | None = None
+    random: float | None = None
+    reward_max: float | None = None
+
+    @property
+    def exact(self) -> bool:
+        """Whether the env exposes an exact model, so that returns can be normalized."""
+        return self.optimal is not None and self.random is not None and self.optimal - self.random > 1e-12
+
+    @property
+    def episode_cap(self) -> int:
+        """Steps after which a loop cuts an episode: the horizon, else :data:`~icrl_agent.base.MAX_HORIZON`."""
+        return self.horizon if self.horizon is not None else MAX_HORIZON
+
+    @property
+    def return_label(self) -> str:
+        """Axis label of :meth:`score`'s values."""
+        if self.exact:
+            return "normalized return (1 = optimal, 0 = random policy)"
+        return "return (raw: the env has no exact model to normalize with)"
+
+    def score(self, returns: Any) -> np.ndarray:
+        """Normalized returns with an exact model (0 = random, 1 = optimal in expectation), raw otherwise.
+
+        :param returns: undiscounted episode returns
+        :return: float64 array, same shape
+        """
+        values = np.asarray(returns, dtype=np.float64)
+        if not self.exact:
+            return values
+        return (values - self.random) / (self.optimal - self.random)
+
+    def describe(self) -> str:
+        """One line: sizes, horizon and, with an exact model, the reference returns."""
+        states = f"{self.n_states} states" if self.n_states is not None else "finite observations"
+        horizon = f"horizon {self.horizon}" if self.horizon is not None else (
+            f"no time limit (episodes cut at {MAX_HORIZON} steps)")
+        line = f"{self.env_id}: {states}, {self.n_actions} actions, {horizon}"
+        if self.exact:
+            return line + f"; optimal return {self.optimal:.3f}, random {self.random:.3f}"
+        return line + "; no exact model: raw returns are shown"
+
+    def hints(self) -> dict[str, Any]:
+        """The privileged hints classical baselines are told: those known of ``horizon`` and ``reward_max``."""
+        out: dict[str, Any] = {}
+        if self.horizon is not None:
+            out["horizon"] = self.horizon
+        if self.reward_max is not None and self.reward_max > 0:
+            out["reward_max"] = self.reward_max
+        return out
+
+
+def env_info(env_id: str) -> EnvInfo:
+    """Sizes, horizon and (with an exact model) reference returns of ``env_id``.
+
+    :param env_id: any id :func:`make_env` accepts
+    :return: the :class:`EnvInfo`
+    """
+    from icrl_agent import solvers
+
+    env = make_env(env_id)
+    try:
+        model = env.unwrapped
+        n_actions, _ = discrete_action_space(env.action_space)
+        obs_space = env.observation_space
+        n_states = int(obs_space.n) if isinstance(obs_space, spaces.Discrete) else None
+        limit = getattr(env.spec, "max_episode_steps", None) if _has_time_limit(env) else None
+        has_model = all(hasattr(model, a) for a in ("transition_matrix", "initial_distribution", "horizon"))
+        if not has_model:
+            return EnvInfo(env.spec.id, n_states, n_actions, limit)
+        P, R, _ = model.transition_matrix()
+        return EnvInfo(
+            env.spec.id,
+            int(np.shape(P)[0]),
+            n_actions,
+            int(model.horizon),
+            solvers.optimal_value(model),
+            solvers.random_value(model),
+            float(np.abs(np.asarray(R)).max()),
+        )
+    finally:
+        env.close()
+
+
+def run_episode(agent: Any, env: gym.Env, cap: int, seed: int | None = None) -> float:
+    """One episode of ``act`` / ``step`` / ``observe``, cut (as a truncation) after ``cap`` steps.
+
+    :param agent: anything with ``act(obs)`` and ``observe(obs, action, reward, next_obs, terminated, truncated)``
+    :param env: the env
+    :param cap: the most steps the episode may last (e.g. :attr:`EnvInfo.episode_cap`)
+    :param seed: seed of this episode's reset
+    :return: its undiscounted return
+    """
+    obs, _ = env.reset(seed=seed)
+    total, steps, done = 0.0, 0, False
+    while not done:
+        action = agent.act(obs)
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        steps += 1
+        truncated = bool(truncated) or (steps >= cap and not terminated)
+        agent.observe(obs, action, float(reward), next_obs, bool(terminated), truncated)
+        total += float(reward)
+        obs, done = next_obs, bool(terminated) or truncated
+    return total
+
+
+def action_names(env: gym.Env) -> list[str]:
+    """Names of the env's actions when it documents them (known toy-text envs), else plain indices.
+
+    :param env: the env
+    :return: one name per action, in action-index order
+    """
+    n, start = discrete_action_space(env.action_space)
+    names = getattr(env.unwrapped, "action_names", None)
+    if names is not None and len(names) == n:
+        return [str(x) for x in names]
+    inner = getattr(env.unwrapped, "gym_env", env.unwrapped)  # the icrl/ toy-text copies keep Gymnasium's env
+    known = _KNOWN_ACTION_NAMES.get(type(inner).__name__)
+    if known is not None and len(known) == n and start == 0:
+        return list(known)
+    return [str(start + i) for i in range(n)]
+
+
+# Gymnasium's toy-text envs document their actions only in their docstrings.
+_KNOWN_ACTION_NAMES = {
+    "RiverSwim": ("left", "right"),
+    "FrozenLakeEnv": ("left", "down", "right", "up"),
+    "CliffWalkingEnv": ("up", "right", "down", "left"),
+    "TaxiEnv": ("south", "north", "east", "west", "pickup", "dropoff"),
+}
