@@ -134,7 +134,7 @@ class Agent(PlanningAgent):
         }
         out["meta"] = np.array(json.dumps(agent_meta))
         with open(path, "wb") as f:
-            np.savez(f, **out)
+            np.savez(f, **out)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
 
     @classmethod
     def load(

@@ -36,7 +36,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import gymnasium as gym
 import numpy as np
@@ -505,7 +505,7 @@ class TabularAgent:
         terminated = bool(terminated)
         self._on_update(
             Transition(
-                self.stats.state_id(obs),
+                cast(int, self.stats.state_id(obs)),  # indexed by the update above
                 self.stats.action_index(action),
                 r,
                 None if terminated else self.stats.state_id(next_obs),
@@ -587,9 +587,10 @@ class TabularAgent:
         if total_episodes is not None and total_timesteps is not None:
             raise ValueError(f"{name}.learn takes total_episodes or total_timesteps, not both")
         if total_timesteps is not None:
-            budget, unit = _positive_int(total_timesteps, "total_timesteps"), "step"
+            budget, unit = int(_positive_int(total_timesteps, "total_timesteps") or 0), "step"
         else:
-            budget, unit = _positive_int(100 if total_episodes is None else total_episodes, "total_episodes"), "episode"
+            episodes = 100 if total_episodes is None else total_episodes
+            budget, unit = int(_positive_int(episodes, "total_episodes") or 0), "episode"
         cap = None if _has_time_limit(env) else max(MAX_HORIZON, self.horizon_hint or 0)
         bar = None
         if progress_bar:
@@ -611,7 +612,7 @@ class TabularAgent:
                     if cap is not None and length >= cap and not (terminated or truncated):
                         truncated = True  # no time limit: the episode is cut at the cap
                         self._warn_no_time_limit(stacklevel=4)
-                    self.observe(obs, action, reward, next_obs, terminated, truncated)
+                    self.observe(obs, action, float(reward), next_obs, terminated, truncated)
                     total += float(reward)
                     obs, done = next_obs, bool(terminated) or truncated
                     if unit == "step":

@@ -121,7 +121,7 @@ class EnvInfo:
         :return: float64 array, same shape
         """
         values = np.asarray(returns, dtype=np.float64)
-        if not self.exact:
+        if not self.exact or self.optimal is None or self.random is None:
             return values
         return (values - self.random) / (self.optimal - self.random)
 
@@ -155,17 +155,18 @@ def env_info(env_id: str) -> EnvInfo:
 
     env = make_env(env_id)
     try:
-        model = env.unwrapped
+        model: Any = env.unwrapped
         n_actions, _ = discrete_action_space(env.action_space)
         obs_space = env.observation_space
         n_states = int(obs_space.n) if isinstance(obs_space, spaces.Discrete) else None
         limit = getattr(env.spec, "max_episode_steps", None) if _has_time_limit(env) else None
         has_model = all(hasattr(model, a) for a in ("transition_matrix", "initial_distribution", "horizon"))
+        name = env.spec.id if env.spec is not None else str(env_id)
         if not has_model:
-            return EnvInfo(env.spec.id, n_states, n_actions, limit)
+            return EnvInfo(name, n_states, n_actions, limit)
         P, R, _ = model.transition_matrix()
         return EnvInfo(
-            env.spec.id,
+            name,
             int(np.shape(P)[0]),
             n_actions,
             int(model.horizon),

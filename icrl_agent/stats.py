@@ -128,7 +128,7 @@ def _check_flag(flag: Any, name: str) -> bool:
     raise ValueError(f"{name} must be a bool, got {flag!r}: pass the flag exactly as env.step returns it.")
 
 
-def _column_length(column: Any, space: spaces.Space, name: str) -> int:
+def _column_length(column: Any, space: spaces.Space | None, name: str) -> int:
     """Number of rows of a dataset column; Dict/Tuple observations may come as one column per component."""
     if isinstance(space, spaces.Dict) and isinstance(column, Mapping):
         lengths = {
@@ -609,7 +609,8 @@ class SufficientStats:
         """Write the statistics to an ``.npz`` file at exactly ``path`` (no suffix is added)."""
         arrays, meta = self.state_dict()
         with open(path, "wb") as f:
-            np.savez(f, **arrays, **{_META_KEY: np.array([json.dumps(meta)])})
+            # numpy's stub types **kwds as its allow_pickle flag
+            np.savez(f, **arrays, **{_META_KEY: np.array([json.dumps(meta)])})  # type: ignore[arg-type]
 
     @classmethod
     def load(
@@ -685,9 +686,12 @@ def _checked_arrays(arrays: Mapping[str, np.ndarray], D: int, A: int) -> dict[st
     S = dims[0]
     src, dst, count = a["edge_src"], a["edge_dst"], a["edge_count"]
     in_range = np.all((src >= 0) & (src < S * A) & (dst >= 0) & (dst < S) & (count > 0))
-    per_src = np.bincount(src, weights=count, minlength=S * A) if in_range else None
-    if not in_range or not np.array_equal(per_src.reshape(S, A) + a["terminal_counts"], a["counts"]):
-        raise ValueError("saved transition counts do not add up to the visit counts: the file is corrupt")
+    corrupt = ValueError("saved transition counts do not add up to the visit counts: the file is corrupt")
+    if not in_range:
+        raise corrupt
+    per_src = np.bincount(src, weights=count, minlength=S * A)
+    if not np.array_equal(per_src.reshape(S, A) + a["terminal_counts"], a["counts"]):
+        raise corrupt
     if len(np.unique(src * max(S, 1) + dst)) != len(src):
         raise ValueError("saved transition edges contain duplicates: the file is corrupt")
     return a

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Any, Protocol, SupportsFloat
+from typing import Any, Protocol, SupportsFloat, cast
 
 import gymnasium as gym
 
@@ -70,7 +70,7 @@ class InContextWrapper(gym.Wrapper):
             pending.pop(self.stream, None)
             return
         try:
-            pending[self.stream] = self.agent.stats.indexer.key(obs)
+            pending[self.stream] = cast(Any, self.agent).stats.indexer.key(obs)
         except (AttributeError, ValueError):  # not an agent with statistics, or an observation outside its space
             pending.pop(self.stream, None)
 

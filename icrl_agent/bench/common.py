@@ -17,10 +17,12 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from icrl_agent.base import MAX_HORIZON
+from icrl_agent.env_info import run_episode
 from icrl_agent.protocols import TabularPolicy
 
 RUNS_DIR = os.path.join("runs", "bench")  # default home of new runs (git-ignored); never benchmarks/results
-EPISODE_CAP = 500  # steps per episode on an env without a time limit (CliffWalking-v1); the agent caps at 500 too
+EPISODE_CAP = MAX_HORIZON  # steps per episode on an env without a time limit (CliffWalking-v1), the agent's own cap
 
 
 def new_run_dir(verb: str, base: str = RUNS_DIR) -> str:
@@ -120,7 +122,11 @@ def parse_envs(names: str | Sequence[str]) -> list[str]:
 
 
 def make_env(env_id: str) -> gym.Env:
-    """``gym.make(env_id)`` after registering the benchmark envs; short names (``RiverSwim``) work too."""
+    """``gym.make(env_id)`` after registering the benchmark envs; short names (``RiverSwim``) work too.
+
+    Unlike :func:`icrl_agent.env_info.make_env` it does not check the spaces: :func:`env_reference` refuses
+    an unsupported env with the bench's own message.
+    """
     import icrl_agent.envs  # noqa: F401  (registers the icrl/... ids)
 
     return gym.make(env_id if env_id in gym.registry else resolve_env_id(env_id))
@@ -246,21 +252,7 @@ def run_episodes(agent: TabularPolicy, env: gym.Env, episodes: int, seed: int, h
     :param horizon: the longest an episode may last
     :return: undiscounted return of each episode
     """
-    returns = []
-    obs, _ = env.reset(seed=seed)
-    for _ in range(episodes):
-        total, steps, done = 0.0, 0, False
-        while not done:
-            action = agent.act(obs)
-            next_obs, reward, terminated, truncated, _ = env.step(action)
-            steps += 1
-            truncated = bool(truncated) or (steps >= horizon and not terminated)
-            agent.observe(obs, action, float(reward), next_obs, bool(terminated), truncated)
-            total += float(reward)
-            obs, done = next_obs, bool(terminated) or truncated
-        returns.append(total)
-        obs, _ = env.reset()
-    return returns
+    return [run_episode(agent, env, horizon, seed if k == 0 else None) for k in range(episodes)]
 
 
 def _init_worker() -> None:
