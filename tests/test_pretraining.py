@@ -250,8 +250,9 @@ def test_resume_accepts_a_checkpoint_written_with_a_flat_config(tmp_path):
     meta_path = Path(cfg.checkpoint_dir) / "last.json"
     meta = json.loads(meta_path.read_text())
     new_name = {new: old for old, new in FLAT_KEY_MOVES.items()}
+    # (flat configs predate the scale section and init_from: a flat checkpoint holds neither)
     flat = {new_name.get(key, key): value for key, value in flat_items(meta["config"]).items()
-            if not key.startswith("model.")}
+            if not key.startswith(("model.", "scale.")) and key != "init_from"}
     flat["model"] = meta["config"]["model"]
     assert "stage1_steps" in flat and "es_pairs" in flat and "max_states" in flat
     meta["config"] = flat
