@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 from dataclasses import replace
@@ -135,6 +136,26 @@ def test_the_scale_stage_moves_only_the_scale_head(tmp_path):
     metrics = card["training"]["metrics"]
     assert "scale/loss" in metrics and "scale/river/coverage" in metrics and "scale/tree/coverage" in metrics
     assert "final/river/scale_coverage" in metrics
+
+
+def test_every_scale_step_draws_fresh_mdps_and_the_seed_fixes_them(tmp_path, monkeypatch):
+    train_module = importlib.import_module("icrl_agent.pretraining.train")
+
+    drawn: list[torch.Tensor] = []
+
+    def spy(batch_size, *args, **kwargs):
+        batch = sample_training_batch(batch_size, *args, **kwargs)
+        if batch_size == 8:  # the stage's batches (the evaluations use 4)
+            drawn.append(batch.mdps.R.clone())
+        return batch
+
+    monkeypatch.setattr(train_module, "sample_training_batch", spy)
+    for seed in (0, 0, 1):
+        train(replace(tiny_config(tmp_path / str(len(drawn))), seed=seed))
+    first, again, other = drawn[:4], drawn[4:8], drawn[8:]
+    assert all(not torch.equal(a, b) for i, a in enumerate(first) for b in first[i + 1:] if a.shape == b.shape)
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not any(a.shape == b.shape and torch.equal(a, b) for a, b in zip(first, other, strict=True))
 
 
 def _pooled_coverage_and_loss(model: IcrlModel, cfg: PretrainConfig, quantile: float) -> tuple[float, float]:
