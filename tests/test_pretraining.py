@@ -327,7 +327,8 @@ def test_torchrun_two_processes_keep_identical_weights(tmp_path):
         torch.set_num_threads(1)
         cfg = replace(load_config({str(TINY)!r}), out_dir={str(tmp_path)!r}, log_dir="",
                       checkpoint_dir={str(tmp_path / "ck")!r}, progress=False)
-        cfg = replace(cfg, stage1=replace(cfg.stage1, steps=4), es=replace(cfg.es, generations=1))
+        cfg = replace(cfg, stage1=replace(cfg.stage1, steps=4), es=replace(cfg.es, generations=1),
+                      scale=replace(cfg.scale, steps=2, eval_interval=1, eval_batch_size=2))  # gradients all-reduced
         model = train(cfg)["model"]
         save_file({{k: v.contiguous() for k, v in model.state_dict().items()}},
                   {str(tmp_path)!r} + f"/rank{{os.environ['RANK']}}.safetensors")
