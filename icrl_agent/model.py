@@ -513,7 +513,7 @@ class IcrlModel(nn.Module):
         return self._run(inp, graph, optimism, corrections)
 
     def _dtype_device(self) -> tuple[torch.dtype, torch.device]:
-        p = self.embed_global[0].weight
+        p = cast(nn.Linear, self.embed_global[0]).weight
         return p.dtype, p.device
 
     def _check_horizon(self, horizon: torch.Tensor) -> None:
