@@ -457,6 +457,24 @@ class IcrlModel(nn.Module):
             in-model VI is then plain VI on the empirical MDP (a reference and a test hook)
         :return: the :class:`ModelOutput`
         """
+        inp, graph = self._dense_inputs(batch)
+        return self._run(inp, graph, optimism, corrections)
+
+    def reward_scale(self, batch: StatsBatch) -> torch.Tensor:
+        """The reward-scale estimate alone, equal to ``forward(batch).reward_scale`` without the planning.
+
+        The encoder runs without gradient (``g`` is detached), so only the scale head (and
+        ``log_scale_gain``) can learn from a loss on it: what the pretraining scale stage trains.
+
+        :param batch: statistics of ``B`` MDPs, as for :meth:`forward`
+        :return: ``[B]`` in the units of the input rewards
+        """
+        inp, graph = self._dense_inputs(batch)
+        with torch.no_grad():
+            _, _, g = self._encode(inp, graph)
+        return self._scale(g) * inp.c
+
+    def _dense_inputs(self, batch: StatsBatch) -> tuple[_Inputs, _DenseGraph]:
         self._check_batch(batch)
         dtype, device = self._dtype_device()
         f = {
@@ -476,8 +494,7 @@ class IcrlModel(nn.Module):
         f["counts"] = f["counts"] * sa_mask
         f["transitions"] = f["transitions"] * sa_mask.unsqueeze(-1) * state_mask[:, None, None, :].to(dtype)
         graph = _DenseGraph(f["transitions"], f["counts"])
-        inp = self._inputs(f, state_mask, action_mask, batch.horizon.to(device).long(), graph)
-        return self._run(inp, graph, optimism, corrections)
+        return self._inputs(f, state_mask, action_mask, batch.horizon.to(device).long(), graph), graph
 
     def forward_sparse(
         self, stats: SparseStatsLike, horizon: int, optimism: bool = True, corrections: bool = True

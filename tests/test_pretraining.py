@@ -250,8 +250,9 @@ def test_resume_accepts_a_checkpoint_written_with_a_flat_config(tmp_path):
     meta_path = Path(cfg.checkpoint_dir) / "last.json"
     meta = json.loads(meta_path.read_text())
     new_name = {new: old for old, new in FLAT_KEY_MOVES.items()}
+    # (flat configs predate the scale section and init_from: a flat checkpoint holds neither)
     flat = {new_name.get(key, key): value for key, value in flat_items(meta["config"]).items()
-            if not key.startswith("model.")}
+            if not key.startswith(("model.", "scale.")) and key != "init_from"}
     flat["model"] = meta["config"]["model"]
     assert "stage1_steps" in flat and "es_pairs" in flat and "max_states" in flat
     meta["config"] = flat
@@ -326,7 +327,8 @@ def test_torchrun_two_processes_keep_identical_weights(tmp_path):
         torch.set_num_threads(1)
         cfg = replace(load_config({str(TINY)!r}), out_dir={str(tmp_path)!r}, log_dir="",
                       checkpoint_dir={str(tmp_path / "ck")!r}, progress=False)
-        cfg = replace(cfg, stage1=replace(cfg.stage1, steps=4), es=replace(cfg.es, generations=1))
+        cfg = replace(cfg, stage1=replace(cfg.stage1, steps=4), es=replace(cfg.es, generations=1),
+                      scale=replace(cfg.scale, steps=2, eval_interval=1, eval_batch_size=2))  # gradients all-reduced
         model = train(cfg)["model"]
         save_file({{k: v.contiguous() for k, v in model.state_dict().items()}},
                   {str(tmp_path)!r} + f"/rank{{os.environ['RANK']}}.safetensors")

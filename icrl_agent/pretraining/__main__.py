@@ -31,6 +31,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--config", required=True, help="YAML or JSON run config (see configs/default.yaml)")
     parser.add_argument("--device", choices=["cpu", "cuda"], help="override the config's device")
     parser.add_argument("--steps", type=int, help="override stage1.steps (stage-1 optimizer steps)")
+    parser.add_argument("--scale-steps", type=int, help="override scale.steps (scale-stage steps; 0 skips it)")
     parser.add_argument("--es-generations", type=int, help="override es.generations (0 skips stage 2)")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint directory if it holds one")
     parser.add_argument("--out", help="run directory: final weights here, TensorBoard in OUT/tb, checkpoints in OUT/checkpoints")
@@ -48,6 +49,8 @@ def config_from_args(args: argparse.Namespace) -> PretrainConfig:
         overrides["device"] = args.device
     if args.steps is not None:
         overrides["stage1"] = replace(cfg.stage1, steps=args.steps)
+    if args.scale_steps is not None:
+        overrides["scale"] = replace(cfg.scale, steps=args.scale_steps)
     if args.es_generations is not None:
         overrides["es"] = replace(cfg.es, generations=args.es_generations)
     if args.seed is not None:
@@ -78,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 
     command = " ".join(["python -m icrl_agent.pretraining", *words])
     result = train(cfg, resume=args.resume, stop_after=args.stop_after, command=command)
-    print(json.dumps({k: result[k] for k in ("finished", "step", "generation", "weights")}))
+    print(json.dumps({k: result[k] for k in ("finished", "step", "scale_step", "generation", "weights")}))
     return 0
 
 

@@ -5,6 +5,7 @@
       .prior   PriorSpec      the MDP families and their ranges (pretraining/prior.py)
       .data    DataSpec       how much data of which behaviour, DAgger, targets (pretraining/data.py)
       .stage1  Stage1Config   cross-entropy stage: optimizer, length, losses, held-out evaluation
+      .scale   ScaleStageConfig  between the stages: the scale head alone, on a quantile (pinball) loss
       .es      ESConfig       stage 2: evolution strategies over the optimism parameters
 
 Every key is documented next to its default and settable from YAML/JSON (``prior: {max_states: 24}``).
@@ -43,6 +44,21 @@ class Stage1Config:
 
 
 @dataclass
+class ScaleStageConfig:
+    """The scale stage, between stage 1 and stage 2 (the ``scale:`` section): only the scale head's
+    parameters move (the encoder is frozen and ``g`` detached), on the pinball loss at ``quantile`` of
+    ``log(reward_scale) - log(true max |R|)`` over the MDPs whose data holds a nonzero reward."""
+
+    steps: int = 0                     # optimizer steps; 0 skips the stage
+    batch_size: int = 64               # fresh MDPs per step (per process under torchrun), uniform/epsilon data
+    lr: float = 1e-3                   # Adam learning rate of the scale head (constant)
+    quantile: float = 0.5              # target share of MDPs whose true max |R| is <= the estimate, in (0, 1);
+                                       # with model.scale_head "quantile" also stage 1's pinball quantile
+    eval_interval: int = 100           # steps between coverage evaluations (and at the stage's end)
+    eval_batch_size: int = 64          # MDPs per family in a coverage evaluation (a fixed set per run)
+
+
+@dataclass
 class ESConfig:
     """Stage 2: evolution strategies over ``model.optimism_parameters()`` (the ``es:`` section)."""
 
@@ -69,12 +85,16 @@ class PretrainConfig:
     checkpoint_dir: str = "runs/pretrain/checkpoints"  # resumable state (last.safetensors + last.json)
     checkpoint_interval: int = 200     # stage-1 steps (and stage-2 generations) between resumable checkpoints
     progress: bool = True              # tqdm progress bar (rank 0, and only when stderr is a terminal)
+    init_from: str = ""                # "" (fresh init), a checkpoint (dir, stem or .safetensors of
+                                       # save_checkpoint) or "shipped" (icrl-v1): every parameter whose name and
+                                       # shape match is copied; see train.init_from_checkpoint
 
     # --- the parts ---
     model: ModelConfig = field(default_factory=ModelConfig)  # the network (icrl_agent.model.ModelConfig)
     prior: PriorSpec = field(default_factory=PriorSpec)      # the MDP families and their ranges
     data: DataSpec = field(default_factory=DataSpec)         # data amounts, behaviours, DAgger, targets
     stage1: Stage1Config = field(default_factory=Stage1Config)  # cross-entropy stage
+    scale: ScaleStageConfig = field(default_factory=ScaleStageConfig)  # the scale head alone (after stage 1)
     es: ESConfig = field(default_factory=ESConfig)           # stage 2 (evolution strategies)
 
     def __post_init__(self) -> None:
@@ -91,7 +111,8 @@ class PretrainConfig:
 
 
 SECTIONS: dict[str, type] = {
-    "model": ModelConfig, "prior": PriorSpec, "data": DataSpec, "stage1": Stage1Config, "es": ESConfig,
+    "model": ModelConfig, "prior": PriorSpec, "data": DataSpec, "stage1": Stage1Config,
+    "scale": ScaleStageConfig, "es": ESConfig,
 }
 
 # --- flat (pre-section) keys and where they live now ---
@@ -137,14 +158,14 @@ def nest_flat_config(values: dict[str, Any]) -> dict[str, Any]:
 _RULES: dict[str, tuple[str, ...]] = {
     "positive int": ("checkpoint_interval", "prior.max_states", "prior.max_actions", "prior.min_horizon",
                      "prior.max_horizon", "data.min_episodes", "data.dagger_episodes", "stage1.batch_size",
-                     "stage1.eval_interval", "stage1.eval_batch_size", "es.pairs", "es.mdps", "es.episodes",
-                     "es.max_horizon"),
+                     "stage1.eval_interval", "stage1.eval_batch_size", "scale.batch_size", "scale.eval_interval",
+                     "scale.eval_batch_size", "es.pairs", "es.mdps", "es.episodes", "es.max_horizon"),
     "non-negative int": ("seed", "data.max_episodes", "data.dagger_start", "stage1.warmup_steps",
-                         "stage1.steps", "es.generations"),
+                         "stage1.steps", "scale.steps", "es.generations"),
     "probability": ("prior.negate_prob", "prior.stochastic_reward_prob", "data.zero_data_prob",
                     "data.epsilon_optimal_prob", "data.dagger_prob"),
     "positive number": ("prior.reward_scale_min", "prior.reward_scale_max", "data.target_temperature",
-                        "stage1.lr", "es.sigma", "es.lr"),
+                        "stage1.lr", "scale.lr", "es.sigma", "es.lr"),
     "non-negative number": ("stage1.weight_decay", "stage1.grad_clip", "stage1.scale_loss_weight"),
 }
 _EXPECTED = {"positive int": "an integer >= 1", "non-negative int": "an integer >= 0",
@@ -188,6 +209,11 @@ def validate(cfg: PretrainConfig) -> None:
                 _fail(key, _get(cfg, key), _EXPECTED[rule])
     _validate_ranges(cfg)
     _validate_families(cfg.prior)
+    quantile = cfg.scale.quantile
+    if not (isinstance(quantile, (int, float)) and not isinstance(quantile, bool) and 0.0 < quantile < 1.0):
+        _fail("scale.quantile", quantile, "a number strictly between 0 and 1")
+    if not isinstance(cfg.init_from, str):
+        _fail("init_from", cfg.init_from, "a checkpoint path, 'shipped', or '' (fresh init)")
     if not cfg.weights_name or "/" in cfg.weights_name:
         _fail("weights_name", cfg.weights_name, "a non-empty file name without '/'")
     if not (cfg.device == "cpu" or cfg.device.startswith("cuda")):
@@ -235,7 +261,7 @@ def _refuse_flat_keys(values: dict[str, Any]) -> None:
     if moved:
         where = ", ".join(f"{key} -> {FLAT_KEY_MOVES[key]}" for key in moved)
         raise ValueError(
-            f"config keys now live in sections (model, prior, data, stage1, es): {where}. "
+            f"config keys now live in sections (model, prior, data, stage1, scale, es): {where}. "
             "Nest them as in configs/default.yaml (e.g. 'prior: {max_states: 24}'), or convert a flat "
             "mapping with icrl_agent.pretraining.config.nest_flat_config"
         )

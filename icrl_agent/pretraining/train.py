@@ -1,7 +1,10 @@
-"""Pretraining, top to bottom: stage 1 (cross-entropy to Boltzmann(Q*), DAgger), stage 2 (ES on optimism).
+"""Pretraining, top to bottom: stage 1 (cross-entropy to Boltzmann(Q*), DAgger), the scale stage, stage 2 (ES).
 
+A run may start from a checkpoint's weights (``init_from``: every parameter whose name and shape match).
 Stage 1 trains the network to imitate the Boltzmann policy of the *true* MDP's Q* from the statistics
-of data drawn from it (uniform, epsilon-optimal and the model's own online episodes). Stage 2 tunes only
+of data drawn from it (uniform, epsilon-optimal and the model's own online episodes). The scale stage
+(``scale.steps``, 0 skips it) then trains the scale head alone, the encoder frozen, on a quantile
+(pinball) loss of the log ratio of its reward-scale estimate to the true MDP's largest ``|R|``. Stage 2 tunes only
 ``model.optimism_parameters()`` with antithetic evolution strategies on the multi-episode normalized
 online return over prior MDPs (meta-RL: what makes exploration pay). Under ``torchrun`` stage 1 runs
 DistributedDataParallel (each process its own MDPs) and stage 2 shares the population between processes.
@@ -12,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +27,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
+from icrl_agent.checkpoint import checkpoint_sha256, load_checkpoint
 from icrl_agent.model import IcrlModel
 from icrl_agent.pretraining import distributed
 from icrl_agent.pretraining.config import PretrainConfig, config_from_dict, flat_items, nest_flat_config
@@ -33,7 +38,10 @@ from icrl_agent.pretraining.state import has_train_state, load_train_state, save
 
 # keys that may differ between a run and its resumption (they do not change what is computed)
 _RESUMABLE_CHANGES = {"device", "progress", "out_dir", "log_dir", "checkpoint_dir", "stage1.steps",
-                      "es.generations", "checkpoint_interval", "weights_name"}
+                      "scale.steps", "es.generations", "checkpoint_interval", "weights_name"}
+# parameters whose meaning depends on ModelConfig.scale_head: copied by init_from only between the same modes
+# (log_scale_gain multiplies softplus(linear(g)) in "gain" mode and is the exponent's factor in "quantile")
+_SCALE_MODE_BOUND = ("log_scale_gain",)
 
 
 def derived_generator(cfg: PretrainConfig, device: torch.device, *tags: object) -> torch.Generator:
@@ -49,6 +57,63 @@ def build_model(cfg: PretrainConfig, device: torch.device) -> IcrlModel:
     return IcrlModel(cfg.model).to(device)
 
 
+def init_source_path(source: str) -> Path:
+    """The checkpoint ``init_from`` names: ``"shipped"`` is the shipped icrl-v1 weights, anything else a path."""
+    if source == "shipped":
+        from icrl_agent.agent import shipped_weights_path
+
+        return shipped_weights_path()
+    return Path(source)
+
+
+def init_from_checkpoint(model: IcrlModel, source: str) -> dict[str, Any]:
+    """Copy into ``model`` every parameter of a checkpoint whose name and shape match; the rest stays as is.
+
+    The checkpoint is read by :func:`icrl_agent.checkpoint.load_checkpoint` (safetensors, sha256 checked,
+    nothing unpickled), without touching the global RNG. ``log_scale_gain`` is copied only when both models
+    share ``scale_head``: its meaning differs between the modes, so it keeps its fresh value (0, gain 1).
+
+    :param model: the run's freshly built model
+    :param source: a checkpoint path (directory, stem or file) or ``"shipped"``
+    :return: ``{"source", "sha256", "copied", "new", "shape_differs", "reset", "unused"}``: the names copied,
+        those the source lacks, those whose shape differs, those reset for the scale-head mode, and the
+        source's names the model does not have
+    :raises ValueError: when no parameter matches
+    """
+    path = init_source_path(source)
+    with torch.random.fork_rng(devices=[]):  # building the source model draws an init: keep the run's RNG
+        source_model, _ = load_checkpoint(path)
+    theirs = source_model.state_dict()
+    other_mode = source_model.config.scale_head != model.config.scale_head
+    ours = model.state_dict()
+    report: dict[str, Any] = {"source": str(path), "sha256": checkpoint_sha256(path), "copied": [], "new": [],
+                              "shape_differs": [], "reset": [], "unused": sorted(set(theirs) - set(ours))}
+    for name, value in ours.items():
+        if name not in theirs:
+            report["new"].append(name)
+        elif theirs[name].shape != value.shape:
+            report["shape_differs"].append(name)
+        elif other_mode and name in _SCALE_MODE_BOUND:
+            report["reset"].append(name)
+        else:
+            report["copied"].append(name)
+    if not report["copied"]:
+        raise ValueError(
+            f"init_from {source!r} ({path}): no parameter of the checkpoint matches the run's model by name and "
+            f"shape (its model config: {source_model.config}; the run's: {model.config})"
+        )
+    with torch.no_grad():
+        for name in report["copied"]:
+            ours[name].copy_(theirs[name])
+    return report
+
+
+def _init_summary(report: dict[str, Any]) -> str:
+    return (f"init_from {report['source']} (sha256 {report['sha256'][:16]}...): copied {len(report['copied'])} "
+            f"tensors; fresh init, new: {report['new']}; fresh init, shape differs: {report['shape_differs']}; "
+            f"reset (meaning depends on model.scale_head): {report['reset']}; unused: {report['unused']}")
+
+
 class Stage1Loss(torch.nn.Module):
     """Cross-entropy of the model's policy to the Boltzmann targets over known states (plus the weighted
     reward-scale regression), and its accuracy.
@@ -56,20 +121,36 @@ class Stage1Loss(torch.nn.Module):
     Wrapping the loss in a module lets DistributedDataParallel see the whole forward pass.
     """
 
-    def __init__(self, model: IcrlModel, optimism: bool, scale_weight: float = 0.0):
+    def __init__(self, model: IcrlModel, optimism: bool, scale_weight: float = 0.0, quantile: float | None = None):
         super().__init__()
-        self.model, self.optimism, self.scale_weight = model, optimism, scale_weight
+        self.model, self.optimism, self.scale_weight, self.quantile = model, optimism, scale_weight, quantile
 
     def forward(self, batch: TrainingBatch) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.model(batch.stats, optimism=self.optimism)
         loss, accuracy = policy_loss(out.logits(batch.steps_to_go).float(), batch)
         if self.scale_weight > 0:
-            loss = loss + self.scale_weight * scale_loss(out.reward_scale.float(), batch)
+            loss = loss + self.scale_weight * scale_loss(out.reward_scale.float(), batch, self.quantile)
         return loss, accuracy
 
 
-def scale_loss(reward_scale: torch.Tensor, batch: TrainingBatch) -> torch.Tensor:
-    """Squared log error of the model's reward-scale estimate against the true MDP's largest ``|R(s, a)|``.
+def stage1_scale_quantile(cfg: PretrainConfig) -> float | None:
+    """Stage 1's reward-scale loss: the pinball at ``scale.quantile`` for a ``"quantile"`` scale head,
+    else (``None``) icrl-v1's squared log error."""
+    return cfg.scale.quantile if cfg.model.scale_head == "quantile" else None
+
+
+def _scale_log_error(reward_scale: torch.Tensor, batch: TrainingBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """``log(true max |R|) - log(reward_scale)`` per MDP (> 0: the estimate is too low), and which MDPs count
+    (their data holds a nonzero reward and their true rewards are not all 0)."""
+    mdps, stats = batch.mdps, batch.stats
+    valid = mdps.state_mask[:, :, None] & mdps.action_mask[:, None, :]
+    true_max = mdps.R.abs().masked_fill(~valid, 0.0).amax(dim=(1, 2)).float()
+    seen = ((stats.counts > 0) & (stats.reward_mean != 0)).flatten(1).any(dim=1) & (true_max > 0)
+    return true_max.clamp_min(1e-12).log() - reward_scale.clamp_min(1e-12).log(), seen
+
+
+def scale_loss(reward_scale: torch.Tensor, batch: TrainingBatch, quantile: float | None = None) -> torch.Tensor:
+    """Log error of the model's reward-scale estimate against the true MDP's largest ``|R(s, a)|``.
 
     This is what teaches the network how large the rewards it has not seen yet may be (the hint the
     classical baselines are handed). Only MDPs whose data holds a nonzero reward count: before that the
@@ -77,14 +158,28 @@ def scale_loss(reward_scale: torch.Tensor, batch: TrainingBatch) -> torch.Tensor
 
     :param reward_scale: the model's estimate ``[B]``, in reward units
     :param batch: the MDPs and their statistics
+    :param quantile: ``None``: the squared log error (icrl-v1); ``tau`` in (0, 1): the pinball loss
+        ``max(tau u, (tau - 1) u)`` of ``u = log(true max) - log(estimate)``, minimized when a share ``tau`` of
+        the MDPs has its true maximum at or below the estimate
     :return: the mean over the MDPs that count (0 if none does)
     """
-    mdps, stats = batch.mdps, batch.stats
-    valid = mdps.state_mask[:, :, None] & mdps.action_mask[:, None, :]
-    true_max = mdps.R.abs().masked_fill(~valid, 0.0).amax(dim=(1, 2)).float()
-    seen = ((stats.counts > 0) & (stats.reward_mean != 0)).flatten(1).any(dim=1) & (true_max > 0)
-    error = (reward_scale.clamp_min(1e-12).log() - true_max.clamp_min(1e-12).log()).square()
-    return (error * seen).sum() / seen.sum().clamp(min=1)
+    error, seen = _scale_log_error(reward_scale, batch)
+    if quantile is None:
+        loss = error.square()
+    else:
+        loss = torch.maximum(quantile * error, (quantile - 1.0) * error)
+    return (loss * seen).sum() / seen.sum().clamp(min=1)
+
+
+def scale_coverage(reward_scale: torch.Tensor, batch: TrainingBatch) -> float:
+    """Share of the MDPs that count (as in :func:`scale_loss`) whose true max ``|R|`` is <= the estimate.
+
+    :return: the share, NaN when no MDP counts
+    """
+    error, seen = _scale_log_error(reward_scale, batch)
+    if not bool(seen.any()):
+        return float("nan")
+    return float(((error <= 0) & seen).sum() / seen.sum())
 
 
 def policy_loss(logits: torch.Tensor, batch: TrainingBatch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -114,6 +209,7 @@ class RunState:
 
     step: int = 0                 # stage-1 optimizer steps done
     generation: int = 0           # stage-2 generations done
+    scale_step: int = 0           # scale-stage optimizer steps done
     wall_time: float = 0.0        # seconds of training before this process started
     metrics: dict[str, float] = field(default_factory=dict)
 
@@ -166,8 +262,10 @@ def evaluate(
     :param families: family names to evaluate, each alone
     :param device: where to run
     :param online_episodes: episodes of the online evaluation (0 skips it)
-    :return: ``{"<family>/accuracy", "<family>/loss", "<family>/scale_log_error", "<family>/online_return"}``
-        (``scale_log_error``: root mean squared log error of the reward-scale estimate, see :func:`scale_loss`)
+    :return: ``{"<family>/accuracy", "<family>/loss", "<family>/scale_log_error", "<family>/scale_coverage",
+        "<family>/online_return"}`` (``scale_log_error``: root mean squared log error of the reward-scale
+        estimate, see :func:`scale_loss`; ``scale_coverage``: the share of MDPs whose true max ``|R|`` is <= it,
+        see :func:`scale_coverage`)
     """
     out: dict[str, float] = {}
     for name in families:
@@ -177,6 +275,7 @@ def evaluate(
         loss, acc = policy_loss(output.logits(batch.steps_to_go).float(), batch)
         out[f"{name}/loss"], out[f"{name}/accuracy"] = float(loss), float(acc)
         out[f"{name}/scale_log_error"] = float(scale_loss(output.reward_scale.float(), batch).sqrt())
+        out[f"{name}/scale_coverage"] = scale_coverage(output.reward_scale.float(), batch)
         if online_episodes:
             out[f"{name}/online_return"] = online_score(model, cfg, {name: 1.0}, g, cfg.stage1.eval_batch_size,
                                                         online_episodes, device)
@@ -228,6 +327,45 @@ def _greedy_planner(model: IcrlModel) -> Callable[[Any], torch.Tensor]:
     return plan
 
 
+def scale_parameters(model: IcrlModel) -> list[torch.nn.Parameter]:
+    """What the scale stage trains: the scale head's parameters, nothing else."""
+    return list(model.scale_head.parameters())
+
+
+def scale_step(
+    cfg: PretrainConfig, state: RunState, model: IcrlModel, optimizer: torch.optim.Optimizer,
+    info: distributed.DistInfo,
+) -> dict[str, float]:
+    """One scale-stage step: the pinball loss on a fresh batch (uniform/epsilon data, no DAgger), gradients
+    of the scale head only (the encoder runs without gradient), averaged over processes, one Adam step."""
+    g = derived_generator(cfg, info.device, "scale", state.scale_step, info.rank)
+    batch = sample_training_batch(cfg.scale.batch_size, cfg.train_families, cfg.prior, cfg.data, g, info.device)
+    params = scale_parameters(model)
+    loss = scale_loss(model.reward_scale(batch.stats).float(), batch, cfg.scale.quantile)
+    grads = torch.autograd.grad(loss, params)  # nothing outside the scale head gets a gradient
+    for p, grad in zip(params, grads, strict=True):
+        p.grad = distributed.all_reduce_sum(grad.clone(), info) / info.world_size
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return {"loss": float(distributed.all_reduce_sum(loss.detach().clone(), info)) / info.world_size}
+
+
+@torch.no_grad()
+def evaluate_scale(model: IcrlModel, cfg: PretrainConfig, families: list[str], device: torch.device) -> dict[str, float]:
+    """Coverage and pinball loss of the reward-scale estimate per family, on a fixed set of MDPs per run.
+
+    :return: ``{"<family>/coverage", "<family>/loss"}`` (coverage: see :func:`scale_coverage`)
+    """
+    out: dict[str, float] = {}
+    for name in families:
+        g = derived_generator(cfg, device, "scale-eval", name)
+        batch = sample_training_batch(cfg.scale.eval_batch_size, {name: 1.0}, cfg.prior, cfg.data, g, device)
+        estimate = model.reward_scale(batch.stats).float()
+        out[f"{name}/coverage"] = scale_coverage(estimate, batch)
+        out[f"{name}/loss"] = float(scale_loss(estimate, batch, cfg.scale.quantile))
+    return out
+
+
 def es_generation(
     cfg: PretrainConfig, state: RunState, model: IcrlModel, info: distributed.DistInfo
 ) -> dict[str, float]:
@@ -263,10 +401,12 @@ class TrainingRun:
     info: distributed.DistInfo
     model: IcrlModel
     optimizer: torch.optim.Optimizer
+    scale_optimizer: torch.optim.Optimizer  # the scale stage's Adam over the scale head
     loss_module: torch.nn.Module
     state: RunState
     writer: Any
     budget: float                 # steps + generations this call may still do (stop_after)
+    init_report: dict[str, Any] | None = None  # what init_from copied (None: fresh init)
     start_time: float = field(default_factory=time.time)
 
     def spend(self) -> None:
@@ -277,9 +417,11 @@ class TrainingRun:
         """Write the resumable state (rank 0), then wait for every rank."""
         state = self.state
         if self.info.is_main:
-            meta = {"step": state.step, "generation": state.generation, "config": self.cfg.to_dict(),
-                    "wall_time": state.wall_time + time.time() - self.start_time, "metrics": state.metrics}
-            save_train_state(self.cfg.checkpoint_dir, self.model, self.optimizer, meta)
+            meta = {"step": state.step, "generation": state.generation, "scale_step": state.scale_step,
+                    "config": self.cfg.to_dict(), "wall_time": state.wall_time + time.time() - self.start_time,
+                    "metrics": state.metrics, "init_from": self.init_report}
+            save_train_state(self.cfg.checkpoint_dir, self.model, self.optimizer, meta,
+                             {"scale": self.scale_optimizer})
         distributed.barrier(self.info)
 
     def log(self, prefix: str, scalars: dict[str, float], counter: int) -> None:
@@ -291,25 +433,36 @@ class TrainingRun:
 
 
 def _start(cfg: PretrainConfig, resume: bool, stop_after: int | None) -> TrainingRun:
-    """Processes, device, seeded model, optimizer (stage 1 leaves the optimism parameters to ES), resume."""
+    """Processes, device, seeded model (or a checkpoint's weights), optimizers (stage 1 leaves the optimism
+    parameters to ES; the scale stage has its own), resume."""
     info = distributed.setup(cfg.device)
     model = build_model(cfg, info.device)
     for p in model.optimism_parameters():  # ES owns these; stage 1 leaves them alone
         p.requires_grad_(cfg.stage1.optimism)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.stage1.lr, weight_decay=cfg.stage1.weight_decay)
-    state = RunState()
+    scale_optimizer = torch.optim.Adam(scale_parameters(model), lr=cfg.scale.lr)
+    state, init_report = RunState(), None
     if resume and has_train_state(cfg.checkpoint_dir):
-        meta = load_train_state(cfg.checkpoint_dir, model, optimizer)
+        meta = load_train_state(cfg.checkpoint_dir, model, optimizer, {"scale": scale_optimizer})
         _check_resumable(cfg, meta["config"])
-        state = RunState(meta["step"], meta["generation"], meta["wall_time"], meta["metrics"])
-    loss_module: torch.nn.Module = Stage1Loss(model, cfg.stage1.optimism, cfg.stage1.scale_loss_weight)
+        state = RunState(meta["step"], meta["generation"], meta.get("scale_step", 0), meta["wall_time"],
+                         meta["metrics"])
+        init_report = meta.get("init_from")
+    elif cfg.init_from:
+        init_report = init_from_checkpoint(model, cfg.init_from)
+        if info.is_main:
+            print(_init_summary(init_report), file=sys.stderr)
+    loss_module: torch.nn.Module = Stage1Loss(model, cfg.stage1.optimism, cfg.stage1.scale_loss_weight,
+                                              stage1_scale_quantile(cfg))
     if info.enabled:
         device_ids = [info.device.index] if info.device.type == "cuda" else None
         loss_module = DistributedDataParallel(loss_module, device_ids=device_ids, find_unused_parameters=True)
     writer = _logger(cfg, info)
+    if writer is not None and init_report is not None:
+        writer.add_text("init_from", _init_summary(init_report))
     budget = float(stop_after) if stop_after is not None else float("inf")
-    return TrainingRun(cfg, info, model, optimizer, loss_module, state, writer, budget)
+    return TrainingRun(cfg, info, model, optimizer, scale_optimizer, loss_module, state, writer, budget, init_report)
 
 
 def train(
@@ -320,8 +473,8 @@ def train(
     :param cfg: the run config
     :param resume: continue from ``cfg.checkpoint_dir`` when it holds a checkpoint
     :param command: the command line that started the run, recorded in the model card
-    :param stop_after: stop after this many steps + generations *of this call*, leaving a resumable
-        checkpoint (e.g. to fit a job's time limit); ``None`` runs to the end
+    :param stop_after: stop after this many steps (stage 1 and scale stage) + generations *of this call*,
+        leaving a resumable checkpoint (e.g. to fit a job's time limit); ``None`` runs to the end
     :return: ``{"finished", "step", "generation", "metrics", "weights" (the stem written, rank 0), "model"}``
     """
     # --- setup: processes, device, seeding, model, optimizer, resumed counters ---
@@ -330,28 +483,34 @@ def train(
     # --- stage 1: cross-entropy to Boltzmann(Q*) with DAgger ---
     run_stage1(run)
 
-    # --- stage 2: evolution strategies over the optimism parameters ---
+    # --- the scale stage: the scale head alone, pinball loss at scale.quantile ---
     run.model.eval()
+    run_scale_stage(run)
+
+    # --- stage 2: evolution strategies over the optimism parameters ---
     run_es = bool(run.model.optimism_parameters()) and cfg.es.generations > 0
     if run_es:
         run_stage2(run)
 
     # --- the end: final evaluation, weights and model card ---
     state = run.state
-    finished = state.step >= cfg.stage1.steps and (not run_es or state.generation >= cfg.es.generations)
+    finished = (state.step >= cfg.stage1.steps and state.scale_step >= cfg.scale.steps
+                and (not run_es or state.generation >= cfg.es.generations))
     if not finished:
         run.checkpoint()
     weights = None
     if finished and run.info.is_main:
         scores = evaluate(run.model, cfg, list(cfg.train_families) + cfg.prior.held_out, run.info.device)
         state.metrics.update({f"final/{k}": v for k, v in scores.items()})
-        weights = _save_final(cfg, run.model, state, time.time() - run.start_time, run.info.device, command)
+        weights = _save_final(cfg, run.model, state, time.time() - run.start_time, run.info.device, command,
+                              run.init_report)
     if run.writer is not None:
         run.writer.close()
     distributed.barrier(run.info)
     distributed.teardown(run.info)
-    return {"finished": finished, "step": state.step, "generation": state.generation,
-            "metrics": state.metrics, "weights": weights, "model": run.model}
+    return {"finished": finished, "step": state.step, "scale_step": state.scale_step,
+            "generation": state.generation, "metrics": state.metrics, "weights": weights, "model": run.model,
+            "init_from": run.init_report}
 
 
 def run_stage1(run: TrainingRun) -> None:
@@ -383,11 +542,37 @@ def run_stage1(run: TrainingRun) -> None:
         bar.close()
 
 
+def run_scale_stage(run: TrainingRun) -> None:
+    """Scale-stage steps (once stage 1 is done) until ``scale.steps`` or this call's budget; coverage per
+    family every ``scale.eval_interval`` steps and at the end; checkpoints on schedule."""
+    cfg, state = run.cfg, run.state
+    if state.scale_step >= cfg.scale.steps:
+        return
+    bar = _progress(cfg, run.info, cfg.scale.steps, state.scale_step, "scale stage")
+    families = list(cfg.train_families) + cfg.prior.held_out
+    while state.step >= cfg.stage1.steps and state.scale_step < cfg.scale.steps and run.budget > 0:
+        scalars = scale_step(cfg, state, run.model, run.scale_optimizer, run.info)
+        state.scale_step += 1
+        run.spend()
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{scalars['loss']:.3f}")
+        run.log("scale", scalars, state.scale_step)
+        last = state.scale_step == cfg.scale.steps
+        if (state.scale_step % cfg.scale.eval_interval == 0 or last) and run.info.is_main:
+            run.log("scale", evaluate_scale(run.model, cfg, families, run.info.device), state.scale_step)
+        if state.scale_step % cfg.checkpoint_interval == 0 or last:
+            run.checkpoint()
+    if bar is not None:
+        bar.close()
+
+
 def run_stage2(run: TrainingRun) -> None:
-    """ES generations (once stage 1 is done) until ``es.generations`` or this call's budget."""
+    """ES generations (once stage 1 and the scale stage are done) until ``es.generations`` or this call's budget."""
     cfg, state = run.cfg, run.state
     bar = _progress(cfg, run.info, cfg.es.generations, state.generation, "stage 2 (ES)")
-    while state.step >= cfg.stage1.steps and state.generation < cfg.es.generations and run.budget > 0:
+    while (state.step >= cfg.stage1.steps and state.scale_step >= cfg.scale.steps
+           and state.generation < cfg.es.generations and run.budget > 0):
         t0 = time.time()
         scalars = es_generation(cfg, state, run.model, run.info)
         scalars["generations_per_s"] = 1.0 / (time.time() - t0)
@@ -420,13 +605,14 @@ def _log_eval(run: TrainingRun, speed: dict[str, float], timer: SectionTimer) ->
 
 def _save_final(
     cfg: PretrainConfig, model: IcrlModel, state: RunState, elapsed: float, device: torch.device,
-    command: str | None,
+    command: str | None, init_report: dict[str, Any] | None = None,
 ) -> str:
     from icrl_agent.checkpoint import save_checkpoint
 
     stem = Path(cfg.out_dir) / cfg.weights_name
     card = {
-        "command": command, "seed": cfg.seed, "stage1_steps": state.step, "es_generations": state.generation,
+        "command": command, "seed": cfg.seed, "init_from": init_report, "stage1_steps": state.step,
+        "scale_steps": state.scale_step, "es_generations": state.generation,
         "wall_time_s": state.wall_time + elapsed, "device": str(device), "torch": torch.__version__,
         "train_families": cfg.train_families, "held_out": cfg.prior.held_out, "families": list(FAMILIES),
         "metrics": {k: (v if math.isfinite(v) else None) for k, v in state.metrics.items()},

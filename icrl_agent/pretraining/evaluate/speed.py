@@ -20,6 +20,7 @@ from icrl_agent.pretraining.train import (
     build_model,
     derived_generator,
     es_generation,
+    stage1_scale_quantile,
     stage1_step,
 )
 
@@ -45,7 +46,7 @@ def _stage1(cfg: PretrainConfig, device: torch.device, repeats: int, dagger: boo
     for p in model.optimism_parameters():
         p.requires_grad_(cfg.stage1.optimism)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.stage1.lr)
-    loss_module = Stage1Loss(model, cfg.stage1.optimism, cfg.stage1.scale_loss_weight)
+    loss_module = Stage1Loss(model, cfg.stage1.optimism, cfg.stage1.scale_loss_weight, stage1_scale_quantile(cfg))
     info, timer = DistInfo(device=device), SectionTimer(device)
     state = RunState(step=cfg.data.dagger_start if dagger else 0)
     cfg = replace(cfg, data=replace(cfg.data, dagger_prob=cfg.data.dagger_prob if dagger else 0.0))
