@@ -1,6 +1,6 @@
 """Mutation testing with mutmut: the project's one command (docs/internals.md, "Mutation testing").
 
-    python tools/mutation.py run [GROUP ...]     # stage, then mutate and test (all groups by default)
+    python tools/mutation.py run [--all] [GROUP ...]   # stage, mutate, test (all groups by default)
     python tools/mutation.py score [GROUP ...]   # killed / total per group, and the survivors by name
     python tools/mutation.py results|show NAME|browse|...   # any other mutmut command, in the stage
 
@@ -13,7 +13,9 @@ by its file path. `envs/` and `baselines/` sit at the top of the checkout and in
 would be named `envs.*`, and the tests would import the unmutated files through the editable install.
 The stage (`build/mutation/`, git-ignored) holds the installed layout, `icrl_agent/{envs,baselines}`,
 so every mutant is imported under its real module name. The mutmut settings are `[tool.mutmut]` in
-pyproject.toml. Results are kept in the stage between runs: only changed functions are re-tested.
+pyproject.toml. Results are kept in the stage between runs: `run` tests the mutants not yet checked
+(new, or of a function that changed) and re-tests the survivors (tests may have been added); a kill
+stands until its function changes. `run --all` re-tests every mutant of the groups.
 
 Environment: MUTATION_MAX_CHILDREN (default 2) parallel mutant workers; MUTATION_DIR the stage.
 """
@@ -101,10 +103,51 @@ STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests"
           36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout", None: "not checked"}
 
 
-def score(groups: list[str]) -> int:
+def _exit_codes() -> dict[str, int | None]:
     exit_codes: dict[str, int | None] = {}
     for meta in (STAGE / "mutants").rglob("*.py.meta"):
         exit_codes.update(json.loads(meta.read_text())["exit_code_by_key"])
+    return exit_codes
+
+
+def _changed_modules() -> dict[str, list[str]]:
+    """Modules edited since mutmut last generated their mutants, with their (old) mutant names."""
+    changed = {}
+    for meta in (STAGE / "mutants").rglob("*.py.meta"):
+        mutated = meta.with_suffix("")  # mutmut rewrites it only when it generates the file's mutants
+        src = STAGE / mutated.relative_to(STAGE / "mutants")
+        if src.exists() and mutated.exists() and src.stat().st_mtime > mutated.stat().st_mtime:
+            module = str(src.relative_to(STAGE).with_suffix("")).replace(os.sep, ".").removesuffix(".__init__")
+            changed[module] = list(json.loads(meta.read_text())["exit_code_by_key"])
+    return changed
+
+
+def _to_test(groups: list[str], everything: bool) -> list[str]:
+    """What to (re)test: the groups' globs on a first or `--all` run; else every mutant of an edited
+    module (by glob: its new mutants are not named yet) and the unchecked and not-killed mutants by name
+    (mutmut re-tests every mutant a glob or name matches, killed or not)."""
+    globs = _globs(groups)
+    exit_codes = _exit_codes()
+    if everything or not exit_codes:
+        return globs
+    redo = set()
+    for module, keys in _changed_modules().items():
+        for g in globs:
+            if any(fnmatch(k, g) for k in keys):
+                redo.add(g if g.startswith(module + ".x") else module + ".*")
+    caught = {"killed", "timeout"}
+    return sorted(redo) + sorted(
+        k
+        for k, code in exit_codes.items()
+        if any(fnmatch(k, g) for g in globs)
+        and not any(fnmatch(k, r) for r in redo)
+        and STATUS.get(code, "suspicious") not in caught
+    )
+
+
+def score(groups: list[str]) -> int:
+    _globs(groups)
+    exit_codes = _exit_codes()
     print(f"{'group':<16}{'killed':>8}{'timeout':>9}{'survived':>10}{'no tests':>10}{'unchecked':>11}{'score':>8}")
     for group in groups or list(GROUPS):
         keys = sorted(k for k in exit_codes if any(fnmatch(k, g) for g in GROUPS[group]))
@@ -133,9 +176,18 @@ def main(argv: list[str]) -> int:
         return score(rest)
     stage()
     if command == "run":
+        everything = "--all" in rest
+        groups = [g for g in rest if g != "--all"]
+        _globs(groups)
+        if not (STAGE / "mutants").exists():
+            everything = True
+        names = _to_test(groups, everything)
+        if not names:
+            print("nothing to test: every mutant of these groups is killed")
+            return score(groups)
         children = os.environ.get("MUTATION_MAX_CHILDREN", "2")
-        status = mutmut("run", "--max-children", children, *_globs(rest))
-        score(rest)
+        status = mutmut("run", "--max-children", children, *names)
+        score(groups)
         return status
     return mutmut(command, *rest)
 
