@@ -67,6 +67,7 @@ def test_the_exploitation_plan_follows_every_change_of_the_statistics():
     agent = planner()
     step(agent, 0, 0, 0)
     step(agent, 0, 0, 0)
+    agent.act(0)  # the exploring plan: no replan is pending any more
     agent.act(0, deterministic=True)
     step(agent, 0, 0, 0)  # no news for the exploring rule (count 3 < 2 x 2)
     agent.act(0, deterministic=True)
@@ -93,6 +94,27 @@ def test_mid_episode_a_first_visit_of_a_pair_is_news():
     step(agent, 0, 0, 0)
     agent.act(0)
     step(agent, 0, 1, 0)  # pair (0, 1) never taken when the plan was made
+    agent.act(0)
+    assert agent.n_plans() == 2
+
+
+def test_mid_episode_reaching_a_state_unknown_to_the_plan_is_news():
+    agent = planner(horizon=10)
+    step(agent, 0, 0, 0)
+    step(agent, 0, 0, 0)
+    agent.act(0)  # planned with N(0, 0) = 2, state 0 only
+    step(agent, 0, 0, 1)  # N(0, 0) = 3 is no news, but state 1 is new
+    agent.act(1)
+    assert agent.n_plans() == 2
+
+
+def test_a_transition_from_a_state_unknown_to_the_plan_is_news():
+    # e.g. another env of a vector env starting its episode in a state this plan never saw
+    agent = planner(horizon=10)
+    step(agent, 0, 0, 0)
+    step(agent, 0, 0, 0)
+    agent.act(0)
+    agent.observe(3, 0, 0.0, 0, False, False, stream=1)
     agent.act(0)
     assert agent.n_plans() == 2
 
@@ -192,17 +214,31 @@ def test_plan_state_round_trip_keeps_the_plans_and_the_pending_news():
     agent = planner(horizon=60)
     step(agent, 0, 0, 0)
     agent.act(0)
-    agent.act(0, deterministic=True)
     step(agent, 0, 1, 0)  # news, not yet acted on (1 step < 3)
+    agent.act(0, deterministic=True)  # the exploitation plan of the current statistics
     arrays, meta = agent.plan_state()
 
     clone = planner(horizon=60)
     clone.stats.load_state_dict(*agent.stats.state_dict())
     clone.load_plan_state(arrays, meta)
+    clone.act(0, deterministic=True)
     np.testing.assert_array_equal(clone.q_values(), agent.q_values())
+    np.testing.assert_array_equal(clone.q_values(deterministic=True), agent.q_values(deterministic=True))
+    assert clone.made == []  # both plans came back, the exploitation one still current
     step(clone, 0, 0, 0)
     clone.act(0)
     assert clone.made == []  # 2 steps since the plan: the restored plan is still used
     step(clone, 0, 0, 0)
     clone.act(0)
     assert clone.n_plans() == 1  # 3 steps and the restored news: replanned
+
+
+def test_plan_state_array_names_are_the_saved_file_format():
+    # agents saved by earlier versions hold their plans under these names
+    agent = planner()
+    step(agent, 0, 0, 0)
+    agent.act(0)
+    agent.act(0, deterministic=True)
+    arrays, meta = agent.plan_state()
+    assert sorted(arrays) == ["plan/exploit/counts", "plan/exploit/q", "plan/explore/counts", "plan/explore/q"]
+    assert sorted(meta["plans"]) == ["exploit", "explore"]
