@@ -137,16 +137,16 @@ def test_mid_episode_a_state_unknown_to_the_plan_is_news_and_ties_its_actions_un
     assert agent.made[-1][2] == agent.stats.version
 
 
-def test_news_waits_for_the_minimum_gap_of_horizon_over_20_steps():
-    agent = planner(horizon=60)
+@pytest.mark.parametrize("horizon, gap", [(60, 3), (50, 2), (39, 1), (10, 1)])
+def test_news_waits_for_the_minimum_gap_of_horizon_over_20_steps(horizon, gap):
+    agent = planner(horizon=horizon)
     step(agent, 0, 0, 0)
     agent.act(0)
     step(agent, 0, 1, 0)  # first visit of (0, 1): news
-    agent.act(0)
-    step(agent, 0, 0, 0)
-    agent.act(0)
-    assert agent.n_plans() == 1
-    step(agent, 0, 0, 0)
+    for _ in range(gap - 1):
+        agent.act(0)
+        assert agent.n_plans() == 1
+        step(agent, 0, 0, 0)
     agent.act(0)
     assert agent.n_plans() == 2
 
