@@ -111,3 +111,22 @@ def test_sparse_edges_of_any_integer_dtype_plan_like_dense(dtype):
 
 def test_to_go_index_reads_the_last_step_at_and_past_the_horizon():
     assert [to_go_index(4, t) for t in range(6)] == [3, 2, 1, 0, 0, 0]
+
+
+@pytest.mark.parametrize("kind", ["horizon", "gamma"])
+def test_a_deterministic_policy_given_as_integers_or_float32_evaluates_like_float64(kind):
+    rng = np.random.default_rng(5)
+    P, R = random_mdp(rng)
+    one_hot = np.eye(3, dtype=np.int64)[rng.integers(3, size=4)]
+    args = dict(horizon=5) if kind == "horizon" else dict(gamma=0.9)
+    expected = evaluate_policy(P, R, one_hot.astype(np.float64), **args)
+    torch.testing.assert_close(evaluate_policy(P, R, one_hot, **args), expected)
+    torch.testing.assert_close(evaluate_policy(P, R, one_hot.astype(np.float32), **args), expected)
+
+
+@pytest.mark.parametrize("args", [dict(), dict(horizon=3, gamma=0.9)])
+def test_evaluate_policy_needs_exactly_one_of_horizon_and_gamma(args):
+    rng = np.random.default_rng(6)
+    P, R = random_mdp(rng)
+    with pytest.raises(ValueError, match="exactly one of horizon= .* or gamma="):
+        evaluate_policy(P, R, np.full((4, 3), 1 / 3), **args)
