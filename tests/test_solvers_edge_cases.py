@@ -17,6 +17,7 @@ from icrl_agent.solvers import (
     evaluate_policy,
     finite_horizon_q,
     greedy_policy,
+    optimal_value,
     random_value,
     to_go_index,
 )
@@ -130,3 +131,26 @@ def test_evaluate_policy_needs_exactly_one_of_horizon_and_gamma(args):
     P, R = random_mdp(rng)
     with pytest.raises(ValueError, match="exactly one of horizon= .* or gamma="):
         evaluate_policy(P, R, np.full((4, 3), 1 / 3), **args)
+
+
+class TerminalModel:
+    """0 -(a0: reward 1)-> 1 (terminal, would pay 10 per step if it were not), as a plain-list model."""
+
+    horizon = 4
+
+    def transition_matrix(self):
+        P = np.zeros((2, 2, 2))
+        P[0, :, 1] = 1.0
+        P[1, :, 1] = 1.0
+        R = np.array([[1.0, 0.0], [10.0, 10.0]])
+        return P, R, np.array([False, True])
+
+    def initial_distribution(self):
+        return [1, 0]  # integers, not float64
+
+
+@pytest.mark.parametrize("gamma", [None, 0.9])
+def test_env_values_leave_terminal_states_out_and_take_any_initial_distribution(gamma):
+    model = TerminalModel()
+    assert optimal_value(model, gamma=gamma) == pytest.approx(1.0)
+    assert random_value(model, gamma=gamma) == pytest.approx(0.5)
