@@ -14,8 +14,8 @@ would be named `envs.*`, and the tests would import the unmutated files through 
 The stage (`build/mutation/`, git-ignored) holds the installed layout, `icrl_agent/{envs,baselines}`,
 so every mutant is imported under its real module name. The mutmut settings are `[tool.mutmut]` in
 pyproject.toml. Results are kept in the stage between runs: `run` tests the mutants not yet checked
-(new, or of a function that changed) and re-tests the survivors (tests may have been added); a kill
-stands until its function changes. `run --all` re-tests every mutant of the groups.
+(new, or of a function that changed: mutmut resets those) and re-tests the survivors (tests may have
+been added); a kill stands until its function changes. `run --all` re-tests every mutant of the groups.
 
 Environment: MUTATION_MAX_CHILDREN (default 2) parallel mutant workers; MUTATION_DIR the stage.
 """
@@ -83,13 +83,14 @@ def stage() -> None:
         shutil.copy2(ROOT / name, STAGE / name)
 
 
-def mutmut(*args: str) -> int:
+def mutmut(*args: str, quiet: bool = False) -> int:
     env = dict(os.environ)
     # one BLAS/torch thread per worker: the workers are the parallelism
     env.setdefault("OMP_NUM_THREADS", "1")
     env.setdefault("MKL_NUM_THREADS", "1")
     cmd = [sys.executable, "-c", "import sys; from mutmut.__main__ import cli; sys.exit(cli())", *args]
-    return subprocess.call(cmd, cwd=STAGE, env=env)
+    out = subprocess.DEVNULL if quiet else None
+    return subprocess.call(cmd, cwd=STAGE, env=env, stdout=out, stderr=out)
 
 
 def _globs(groups: list[str]) -> list[str]:
@@ -110,38 +111,30 @@ def _exit_codes() -> dict[str, int | None]:
     return exit_codes
 
 
-def _changed_modules() -> dict[str, list[str]]:
-    """Modules edited since mutmut last generated their mutants, with their (old) mutant names."""
-    changed = {}
+def _changed_modules() -> list[str]:
+    """Mutated modules edited since mutmut last generated their mutants."""
+    changed = []
     for meta in (STAGE / "mutants").rglob("*.py.meta"):
         mutated = meta.with_suffix("")  # mutmut rewrites it only when it generates the file's mutants
         src = STAGE / mutated.relative_to(STAGE / "mutants")
         if src.exists() and mutated.exists() and src.stat().st_mtime > mutated.stat().st_mtime:
             module = str(src.relative_to(STAGE).with_suffix("")).replace(os.sep, ".").removesuffix(".__init__")
-            changed[module] = list(json.loads(meta.read_text())["exit_code_by_key"])
+            changed.append(module)
     return changed
 
 
 def _to_test(groups: list[str], everything: bool) -> list[str]:
-    """What to (re)test: the groups' globs on a first or `--all` run; else every mutant of an edited
-    module (by glob: its new mutants are not named yet) and the unchecked and not-killed mutants by name
-    (mutmut re-tests every mutant a glob or name matches, killed or not)."""
+    """What to (re)test: the groups' globs on a first or `--all` run; else the unchecked and not-killed
+    mutants by name (mutmut re-tests every mutant a glob or name matches, killed or not)."""
     globs = _globs(groups)
     exit_codes = _exit_codes()
     if everything or not exit_codes:
         return globs
-    redo = set()
-    for module, keys in _changed_modules().items():
-        for g in globs:
-            if any(fnmatch(k, g) for k in keys):
-                redo.add(g if g.startswith(module + ".x") else module + ".*")
     caught = {"killed", "timeout"}
-    return sorted(redo) + sorted(
+    return sorted(
         k
         for k, code in exit_codes.items()
-        if any(fnmatch(k, g) for g in globs)
-        and not any(fnmatch(k, r) for r in redo)
-        and STATUS.get(code, "suspicious") not in caught
+        if any(fnmatch(k, g) for g in globs) and STATUS.get(code, "suspicious") not in caught
     )
 
 
@@ -181,6 +174,10 @@ def main(argv: list[str]) -> int:
         _globs(groups)
         if not (STAGE / "mutants").exists():
             everything = True
+        if not everything and _changed_modules():
+            # let mutmut regenerate the edited modules' mutants first (a changed function's results are
+            # reset, the others kept): a run filtered on a name that matches nothing does just that
+            mutmut("run", "icrl_agent.__regenerate_only__", quiet=True)
         names = _to_test(groups, everything)
         if not names:
             print("nothing to test: every mutant of these groups is killed")
