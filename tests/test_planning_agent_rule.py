@@ -1,0 +1,244 @@
+"""PlanningAgent's replanning rule and plan reading, observed through a planner that records its plans.
+
+The rule (icrl_agent/planning_agent.py, docs/internals.md): the exploring plan is redone at an episode
+start when the statistics changed, after ``fit`` or a load, and mid-episode on news (a state unknown to the
+plan, or a pair whose count reached ``max(2 N_plan, 1)``) at most every ``max(1, H // 20)`` steps; the
+exploitation plan is redone whenever the statistics changed. Plans are read by steps to go.
+"""
+
+import numpy as np
+import pytest
+from gymnasium import spaces
+
+from icrl_agent.planning_agent import PlanningAgent
+
+
+class RecordingPlanner(PlanningAgent):
+    """Plans Q[k - 1, s, a] = 1 for a = k % A (k steps to go): the action taken tells the index read."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.made = []
+
+    def _make_plan(self, horizon, optimistic):
+        self.made.append((horizon, optimistic, self.stats.version))
+        q = np.zeros((horizon, self.stats.n_states, self.n_actions))
+        for k in range(1, horizon + 1):
+            q[k - 1, :, k % self.n_actions] = 1.0
+        return q
+
+    def n_plans(self, optimistic=True):
+        return sum(1 for _, o, _ in self.made if o == optimistic)
+
+
+def planner(horizon=60, n_states=5, n_actions=2, seed=0):
+    return RecordingPlanner(spaces.Discrete(n_states), spaces.Discrete(n_actions), seed=seed, horizon=horizon)
+
+
+def step(agent, s, a, s2, terminated=False, truncated=False):
+    agent.observe(s, a, 0.0, s2, terminated, truncated)
+
+
+def test_the_plan_is_read_by_steps_to_go_and_clamped_at_the_horizon():
+    agent = planner(horizon=4, n_actions=5)
+    step(agent, 0, 0, 0, terminated=True)
+    actions = []
+    for t in range(6):
+        actions.append(agent.act(0, deterministic=True))
+        step(agent, 0, 0, 0) if t < 5 else None
+    # elapsed t -> k = 4 - t steps to go -> action k % 5; past the horizon, the last step (k = 1)
+    assert actions == [4, 3, 2, 1, 1, 1]
+    q = agent.q_values(deterministic=True)
+    assert q.shape == (4, 1, 5)
+    assert [int(np.argmax(q[k - 1, 0])) for k in range(1, 5)] == [1, 2, 3, 4]
+
+
+def test_no_new_plan_while_the_statistics_are_unchanged():
+    agent = planner()
+    step(agent, 0, 0, 0)
+    agent.act(0)
+    agent.act(0)
+    agent.act(0, deterministic=True)
+    agent.act(0, deterministic=True)
+    assert agent.n_plans(True) == 1 and agent.n_plans(False) == 1
+
+
+def test_the_exploitation_plan_follows_every_change_of_the_statistics():
+    agent = planner()
+    step(agent, 0, 0, 0)
+    step(agent, 0, 0, 0)
+    agent.act(0)  # the exploring plan: no replan is pending any more
+    agent.act(0, deterministic=True)
+    step(agent, 0, 0, 0)  # no news for the exploring rule (count 3 < 2 x 2)
+    agent.act(0, deterministic=True)
+    assert agent.n_plans(False) == 2
+    assert agent.made[-1][2] == agent.stats.version
+
+
+def test_mid_episode_a_count_that_doubled_is_news():
+    agent = planner(horizon=10)  # replans allowed every max(1, 10 // 20) = 1 step
+    step(agent, 0, 0, 0)
+    step(agent, 0, 0, 0)
+    agent.act(0)  # planned with N(0, 0) = 2
+    step(agent, 0, 0, 0)  # N = 3 < 4: no news
+    agent.act(0)
+    assert agent.n_plans() == 1
+    step(agent, 0, 0, 0)  # N = 4 = 2 x 2: news
+    agent.act(0)
+    assert agent.n_plans() == 2
+
+
+def test_mid_episode_a_first_visit_of_a_pair_is_news():
+    agent = planner(horizon=10)
+    step(agent, 0, 0, 0)
+    step(agent, 0, 0, 0)
+    agent.act(0)
+    step(agent, 0, 1, 0)  # pair (0, 1) never taken when the plan was made
+    agent.act(0)
+    assert agent.n_plans() == 2
+
+
+def test_mid_episode_reaching_a_state_unknown_to_the_plan_is_news():
+    agent = planner(horizon=10)
+    step(agent, 0, 0, 0)
+    step(agent, 0, 0, 0)
+    agent.act(0)  # planned with N(0, 0) = 2, state 0 only
+    step(agent, 0, 0, 1)  # N(0, 0) = 3 is no news, but state 1 is new
+    agent.act(1)
+    assert agent.n_plans() == 2
+
+
+def test_a_transition_from_a_state_unknown_to_the_plan_is_news():
+    # e.g. another env of a vector env starting its episode in a state this plan never saw
+    agent = planner(horizon=10)
+    step(agent, 0, 0, 0)
+    step(agent, 0, 0, 0)
+    agent.act(0)
+    agent.observe(3, 0, 0.0, 0, False, False, stream=1)
+    agent.act(0)
+    assert agent.n_plans() == 2
+
+
+def test_mid_episode_a_state_unknown_to_the_plan_is_news_and_ties_its_actions_until_the_replan():
+    agent = planner(horizon=60)  # replans at most every 60 // 20 = 3 steps
+    step(agent, 0, 0, 0)
+    step(agent, 0, 0, 0)
+    agent.act(0)
+    step(agent, 0, 0, 1)  # state 1 is new; N(0, 0) = 3 is not news by itself
+    probs = agent.policy()
+    np.testing.assert_allclose(probs[1], [0.5, 0.5])  # met since the plan: every action ties
+    assert agent.n_plans() == 1
+    step(agent, 1, 0, 1)
+    agent.act(1)
+    assert agent.n_plans() == 1  # 2 steps since the plan < 3
+    step(agent, 1, 0, 1)
+    agent.act(1)
+    assert agent.n_plans() == 2  # 3 steps: the news is acted on
+    assert agent.made[-1][2] == agent.stats.version
+
+
+@pytest.mark.parametrize("horizon, gap", [(60, 3), (50, 2), (39, 1), (10, 1)])
+def test_news_waits_for_the_minimum_gap_of_horizon_over_20_steps(horizon, gap):
+    agent = planner(horizon=horizon)
+    step(agent, 0, 0, 0)
+    agent.act(0)
+    step(agent, 0, 1, 0)  # first visit of (0, 1): news
+    for _ in range(gap - 1):
+        agent.act(0)
+        assert agent.n_plans() == 1
+        step(agent, 0, 0, 0)
+    agent.act(0)
+    assert agent.n_plans() == 2
+
+
+def test_without_news_the_exploring_plan_is_kept_for_the_whole_episode():
+    agent = planner(horizon=10)
+    for _ in range(4):
+        step(agent, 0, 0, 0)
+    agent.act(0)
+    for _ in range(3):  # N(0, 0): 4 -> 7, below 8
+        step(agent, 0, 0, 0)
+        agent.act(0)
+    assert agent.n_plans() == 1
+
+
+@pytest.mark.parametrize("end", ["terminated", "truncated", "reset_episode"])
+def test_an_episode_end_brings_a_new_plan_at_the_next_start(end):
+    agent = planner(horizon=10)
+    for _ in range(4):
+        step(agent, 0, 0, 0)
+    agent.act(0)
+    if end == "reset_episode":
+        step(agent, 0, 0, 0)
+        agent.reset_episode()
+    else:
+        step(agent, 0, 0, 0, **{end: True})
+    agent.act(0)
+    agent.act(0)
+    assert agent.n_plans() == 2
+
+
+def test_fit_brings_a_new_exploring_plan():
+    agent = planner(horizon=10)
+    for _ in range(4):
+        step(agent, 0, 0, 0)
+    agent.act(0)
+    data = dict(observations=np.array([0]), actions=np.array([0]), rewards=np.array([0.0]),
+                next_observations=np.array([0]), terminations=np.array([False]), truncations=np.array([False]))
+    agent.fit(data)
+    agent.act(0)
+    assert agent.n_plans() == 2
+
+
+def test_a_new_horizon_estimate_brings_a_new_plan():
+    agent = RecordingPlanner(spaces.Discrete(3), spaces.Discrete(2), seed=0)  # horizon inferred
+    step(agent, 0, 0, 0)
+    step(agent, 0, 0, 0, truncated=True)  # a time limit of 2
+    agent.act(0)
+    assert agent.made[-1][0] == 2
+    for _ in range(2):
+        step(agent, 0, 0, 0)
+    step(agent, 0, 0, 0, truncated=True)  # a time limit of 3
+    agent.act(0)
+    assert agent.made[-1][0] == 3
+
+
+def test_q_values_before_any_state_is_known_are_empty():
+    agent = planner(horizon=7, n_actions=3)
+    q = agent.q_values()
+    assert q.shape == (7, 0, 3)
+    assert agent.made == []
+
+
+def test_plan_state_round_trip_keeps_the_plans_and_the_pending_news():
+    agent = planner(horizon=60)
+    step(agent, 0, 0, 0)
+    agent.act(0)
+    step(agent, 0, 1, 0)  # news, not yet acted on (1 step < 3)
+    agent.act(0, deterministic=True)  # the exploitation plan of the current statistics
+    arrays, meta = agent.plan_state()
+
+    clone = planner(horizon=60)
+    clone.stats.load_state_dict(*agent.stats.state_dict())
+    clone.load_plan_state(arrays, meta)
+    clone.act(0, deterministic=True)
+    np.testing.assert_array_equal(clone.q_values(), agent.q_values())
+    np.testing.assert_array_equal(clone.q_values(deterministic=True), agent.q_values(deterministic=True))
+    assert clone.made == []  # both plans came back, the exploitation one still current
+    step(clone, 0, 0, 0)
+    clone.act(0)
+    assert clone.made == []  # 2 steps since the plan: the restored plan is still used
+    step(clone, 0, 0, 0)
+    clone.act(0)
+    assert clone.n_plans() == 1  # 3 steps and the restored news: replanned
+
+
+def test_plan_state_array_names_are_the_saved_file_format():
+    # agents saved by earlier versions hold their plans under these names
+    agent = planner()
+    step(agent, 0, 0, 0)
+    agent.act(0)
+    agent.act(0, deterministic=True)
+    arrays, meta = agent.plan_state()
+    assert sorted(arrays) == ["plan/exploit/counts", "plan/exploit/q", "plan/explore/counts", "plan/explore/q"]
+    assert sorted(meta["plans"]) == ["exploit", "explore"]
