@@ -2,7 +2,8 @@
 
 :class:`~icrl_agent.Agent`, every baseline of :mod:`icrl_agent.baselines` (all
 :class:`~icrl_agent.base.TabularAgent`) and anything a user writes with these four methods fit it, without
-inheriting from anything. The bench, the wrappers and user code type agents with it::
+inheriting from anything. The bench, the wrappers and user code type agents with it (the wrappers with :class:`InContextLearner`, which adds
+streams of episodes)::
 
     from icrl_agent.protocols import TabularPolicy
 
@@ -69,4 +70,24 @@ class TabularPolicy(Protocol):
         :param dataset: the transitions
         :return: the number of transitions added
         """
+        ...
+
+
+@runtime_checkable
+class InContextLearner(TabularPolicy, Protocol):
+    """A :class:`TabularPolicy` that also keeps several streams of episodes apart (what
+    :class:`~icrl_agent.wrappers.InContextWrapper` needs; ``Agent`` and every tabular baseline qualify)."""
+
+    def open_stream(self) -> int:
+        """A new stream of episodes (its own elapsed-step counter), e.g. one per sub-env of a vector env."""
+        ...
+
+    def reset_episode(self, stream: int = 0) -> None:
+        """End the open episode of ``stream``."""
+        ...
+
+    def observe(  # TabularPolicy.observe plus the stream keyword
+        self, obs: Any, action: Any, reward: float, next_obs: Any, terminated: bool, truncated: bool, *, stream: int = 0
+    ) -> None:
+        """:meth:`TabularPolicy.observe` for the episode of ``stream``."""
         ...

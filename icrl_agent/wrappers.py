@@ -4,21 +4,11 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Any, Protocol, SupportsFloat, cast
+from typing import Any, SupportsFloat, cast
 
 import gymnasium as gym
 
-
-class InContextLearner(Protocol):
-    """What :class:`InContextWrapper` needs of an agent (``Agent`` and every baseline qualify)."""
-
-    def open_stream(self) -> int: ...
-
-    def reset_episode(self, stream: int = 0) -> None: ...
-
-    def observe(
-        self, obs: Any, action: Any, reward: float, next_obs: Any, terminated: bool, truncated: bool, *, stream: int = 0
-    ) -> None: ...
+from icrl_agent.protocols import InContextLearner
 
 
 class InContextWrapper(gym.Wrapper):
