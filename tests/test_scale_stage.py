@@ -13,7 +13,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from icrl_agent.agent import shipped_weights_path
 from icrl_agent.checkpoint import checkpoint_sha256, load_checkpoint, save_checkpoint
 from icrl_agent.model import IcrlModel, ModelConfig
 from icrl_agent.pretraining.config import PretrainConfig, config_from_dict, load_config
@@ -32,7 +31,7 @@ from icrl_agent.pretraining.train import (
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "configs" / "tiny.yaml"
-V2_SCALE = REPO / "configs" / "v2-scale.yaml"
+V2_SCALE = REPO / "configs" / "v2.yaml"
 CPU = torch.device("cpu")
 
 
@@ -261,12 +260,13 @@ def test_init_from_is_recorded_in_the_model_card_and_survives_resume(tmp_path):
     assert torch.equal(final["round.query.weight"], src_model.state_dict()["round.query.weight"])
 
 
-def test_init_from_shipped_loads_icrl_v1_into_the_v2_scale_model(tmp_path):
+def test_init_from_loads_icrl_v1_into_the_v2_model(tmp_path):
     cfg = load_config(V2_SCALE)
-    assert cfg.init_from == "shipped" and cfg.model.scale_head == "quantile"
+    v1_path = REPO / "icrl_agent" / "weights" / "icrl-v1.safetensors"
+    assert REPO / cfg.init_from == v1_path and cfg.model.scale_head == "quantile"  # by path, not "shipped"
     model = build_model(cfg, CPU)
-    report = init_from_checkpoint(model, cfg.init_from)
-    v1, card = load_checkpoint(shipped_weights_path())
+    report = init_from_checkpoint(model, str(v1_path))
+    v1, card = load_checkpoint(v1_path)
     assert report["sha256"] == card["sha256"] and report["reset"] == ["log_scale_gain"]
     assert report["shape_differs"] == [] and all(k.startswith("scale_head.") for k in report["new"] + report["unused"])
     v1_sd = v1.state_dict()
@@ -283,7 +283,7 @@ def test_v2_scale_config_is_icrl_v1_with_a_quantile_head_and_only_the_scale_stag
     assert cfg.model == replace(ModelConfig.from_dict(card["model_config"]), scale_head="quantile")
     assert cfg.prior == v1.prior and cfg.data == v1.data and cfg.seed == v1.seed
     assert cfg.stage1.steps == 0 and cfg.es.generations == 0 and cfg.scale.steps > 0
-    assert cfg.scale.quantile == 0.5 and (cfg.out_dir, cfg.weights_name) == ("runs/v2-scale", "icrl-v2-scale")
+    assert cfg.scale.quantile == 0.5 and (cfg.out_dir, cfg.weights_name) == ("runs/v2", "icrl-v2")
 
 
 def test_scale_section_rejects_unknown_keys_and_out_of_range_values():
