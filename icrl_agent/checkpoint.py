@@ -51,6 +51,23 @@ def checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:
     return Path(f"{stem}.safetensors"), Path(f"{stem}.json")
 
 
+def _canonical_header(data: bytes) -> bytes:
+    """The safetensors bytes with the metadata keys in sorted order.
+
+    safetensors writes ``__metadata__`` from a Rust hash map, whose order changes from one process to the
+    next: the same tensors then hash differently, and two runs of one training command could not be
+    compared by the sha256 the model card records. Same keys and values in another order: same length.
+    """
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + n])
+    metadata = header.pop("__metadata__", None)
+    ordered = ({"__metadata__": dict(sorted(metadata.items()))} if metadata else {}) | header
+    text = json.dumps(ordered, separators=(",", ":")).encode()
+    if len(text) > n:  # never expected; keep the writer's own header rather than break the file
+        return data
+    return data[:8] + text + b" " * (n - len(text)) + data[8 + n :]
+
+
 def checkpoint_sha256(path: str | os.PathLike) -> str:
     """Hex sha256 of a checkpoint's weights file.
 
@@ -92,9 +109,8 @@ def save_checkpoint(
     weights.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tmp = weights.with_name(weights.name + ".tmp")
-    safetensors.torch.save_file(
-        tensors, str(tmp), metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)}
-    )
+    data = safetensors.torch.save(tensors, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
+    tmp.write_bytes(_canonical_header(data))
     os.replace(tmp, weights)
     document = {
         "format": FORMAT,

@@ -180,3 +180,25 @@ def test_non_json_training_info_is_refused_before_writing(tmp_path):
     with pytest.raises(ValueError, match="card must be plain JSON"):
         save_checkpoint(tmp_path / "x", small_model(), {}, {"loss": float("nan")})
     assert not list(tmp_path.iterdir())
+
+
+def test_canonical_header_sorts_the_metadata_and_keeps_the_file_readable():
+    """safetensors orders its metadata by a per-process hash map: two runs of one training command wrote the
+    same tensors with different bytes (sha256). The saved header is made canonical."""
+    import safetensors.torch
+    import torch
+
+    from icrl_agent.checkpoint import _canonical_header
+
+    tensors = {"b": torch.arange(3.0), "a": torch.ones(2, 2)}
+    raw = safetensors.torch.save(tensors, metadata={"zeta": "1", "alpha": "2", "mid": "3"})
+    n = int.from_bytes(raw[:8], "little")
+    head = json.loads(raw[8 : 8 + n])
+    reordered = {"__metadata__": {"mid": "3", "zeta": "1", "alpha": "2"}} | {k: v for k, v in head.items() if k != "__metadata__"}
+    text = json.dumps(reordered, separators=(",", ":")).encode()
+    shuffled = raw[:8] + text + b" " * (n - len(text)) + raw[8 + n :]
+    out = _canonical_header(shuffled)
+    assert out == _canonical_header(raw) and len(out) == len(raw)
+    assert list(json.loads(out[8 : 8 + n])["__metadata__"]) == ["alpha", "mid", "zeta"]
+    loaded = safetensors.torch.load(out)
+    assert all(torch.equal(loaded[k], v) for k, v in tensors.items())
