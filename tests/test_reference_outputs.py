@@ -1,6 +1,7 @@
 """The shipped weights compute what they computed: Q, temperatures and reward scales of fixed statistics.
 
-The reference file is written by ``python tests/reference/make_reference_outputs.py`` (see its docstring).
+Every weights file in ``icrl_agent/weights/`` has a reference file ``tests/reference/<name>_outputs.json``,
+written by ``python tests/reference/make_reference_outputs.py [NAME]`` (see its docstring).
 A refactor of the network or its planning layer must leave these outputs unchanged; regenerate the file
 only for an intended change of outputs.
 """
@@ -15,7 +16,6 @@ import numpy as np
 import pytest
 import torch
 
-from icrl_agent.agent import shipped_weights_path
 from icrl_agent.checkpoint import checkpoint_sha256
 from icrl_agent.model_inputs import StatsBatch
 
@@ -31,13 +31,21 @@ def _load_maker():
 
 
 maker = _load_maker()
-REFERENCE = json.loads(maker.OUTPUT.read_text())
-HINT = f"if this change of the shipped model's outputs is intended, regenerate them with `{maker.COMMAND}`"
+NAMES = sorted(p.stem for p in maker.weights_path(maker.SHIPPED_WEIGHTS).parent.glob("*.safetensors"))
+REFERENCES = {name: json.loads(maker.output_path(name).read_text()) for name in NAMES}
+HINT = f"if this change of the shipped model's outputs is intended, regenerate them with `{maker.COMMAND} NAME`"
+MODELS: dict[str, torch.nn.Module] = {}
 
 
-@pytest.fixture(scope="module")
-def shipped_model():
-    return maker.load_shipped_model()
+def model(name: str) -> torch.nn.Module:
+    if name not in MODELS:
+        MODELS[name] = maker.load_model(name)
+    return MODELS[name]
+
+
+def test_every_shipped_weights_file_has_reference_outputs_and_the_default_is_one_of_them():
+    assert maker.SHIPPED_WEIGHTS in NAMES and len(NAMES) >= 2
+    assert all(maker.output_path(name).exists() for name in NAMES)
 
 
 def assert_close(actual: torch.Tensor, expected, what: str) -> None:
@@ -47,11 +55,12 @@ def assert_close(actual: torch.Tensor, expected, what: str) -> None:
     np.testing.assert_allclose(actual, expected, rtol=RTOL, atol=ATOL, err_msg=f"{what} differs; {HINT}")
 
 
-def test_the_reference_was_made_with_the_shipped_weights():
-    assert REFERENCE["sha256"] == checkpoint_sha256(shipped_weights_path()), (
-        f"the shipped weights changed since the reference outputs were made; {HINT}"
+@pytest.mark.parametrize("name", NAMES)
+def test_the_reference_was_made_with_these_weights(name):
+    assert REFERENCES[name]["sha256"] == checkpoint_sha256(maker.weights_path(name)), (
+        f"the weights {name} changed since their reference outputs were made; {HINT}"
     )
-    assert sorted(REFERENCE["cases"]) == sorted(maker.CASES)
+    assert REFERENCES[name]["weights"] == name and sorted(REFERENCES[name]["cases"]) == sorted(maker.CASES)
 
 
 def test_the_cases_cover_what_they_claim():
@@ -71,9 +80,11 @@ def test_the_cases_cover_what_they_claim():
 
 @pytest.mark.parametrize("optimism", [True, False])
 @pytest.mark.parametrize("case", sorted(maker.CASES))
-def test_shipped_model_outputs_match_the_reference(shipped_model, case, optimism):
+@pytest.mark.parametrize("name", NAMES)
+def test_shipped_model_outputs_match_the_reference(name, case, optimism):
+    shipped_model = model(name)
     stats, horizon = maker.CASES[case]()
-    expected = REFERENCE["cases"][case]
+    expected = REFERENCES[name]["cases"][case]
     assert horizon == expected["horizon"], HINT
     with torch.no_grad():
         out = shipped_model.forward_sparse(stats.sparse(), horizon, optimism=optimism)
@@ -84,7 +95,9 @@ def test_shipped_model_outputs_match_the_reference(shipped_model, case, optimism
 
 
 @pytest.mark.parametrize("optimism", [True, False])
-def test_the_dense_path_matches_the_reference_too(shipped_model, optimism):
+@pytest.mark.parametrize("name", NAMES)
+def test_the_dense_path_matches_the_reference_too(name, optimism):
+    shipped_model = model(name)
     """All cases in one padded batch through ``forward``: the training path computes the same outputs."""
     built = {case: maker.CASES[case]() for case in sorted(maker.CASES)}
     n_states = max(stats.n_states for stats, _ in built.values())
@@ -108,7 +121,7 @@ def test_the_dense_path_matches_the_reference_too(shipped_model, optimism):
     with torch.no_grad():
         out = shipped_model(batch, optimism=optimism)
     for i, (case, (stats, horizon)) in enumerate(built.items()):
-        ref = REFERENCE["cases"][case]["optimism"][str(optimism).lower()]
+        ref = REFERENCES[name]["cases"][case]["optimism"][str(optimism).lower()]
         s, a = stats.n_states, stats.n_actions
         what = f"{case} via the dense path (optimism={optimism})"
         assert_close(out.q[i, :horizon, :s, :a], ref["q"], f"{what} q")

@@ -86,7 +86,7 @@ class PretrainConfig:
     checkpoint_interval: int = 200     # stage-1 steps (and stage-2 generations) between resumable checkpoints
     progress: bool = True              # tqdm progress bar (rank 0, and only when stderr is a terminal)
     init_from: str = ""                # "" (fresh init), a checkpoint (dir, stem or .safetensors of
-                                       # save_checkpoint) or "shipped" (icrl-v1): every parameter whose name and
+                                       # save_checkpoint) or "shipped" (the default weights): every parameter whose name and
                                        # shape match is copied; see train.init_from_checkpoint
 
     # --- the parts ---

@@ -58,7 +58,7 @@ def build_model(cfg: PretrainConfig, device: torch.device) -> IcrlModel:
 
 
 def init_source_path(source: str) -> Path:
-    """The checkpoint ``init_from`` names: ``"shipped"`` is the shipped icrl-v1 weights, anything else a path."""
+    """The checkpoint ``init_from`` names: ``"shipped"`` is the shipped default weights, anything else a path."""
     if source == "shipped":
         from icrl_agent.agent import shipped_weights_path
 

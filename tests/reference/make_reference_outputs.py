@@ -1,10 +1,10 @@
-"""Reference outputs of the shipped weights (icrl-v1) on a few fixed statistics.
+"""Reference outputs of the weights in ``icrl_agent/weights/`` on a few fixed statistics.
 
 Run from the repository root:
 
-    python tests/reference/make_reference_outputs.py
+    python tests/reference/make_reference_outputs.py [NAME]     # NAME: icrl-v1, icrl-v2, ...; default: the shipped one
 
-It rebuilds ``tests/reference/icrl-v1_outputs.json``: for each case below, the shipped model's
+It rebuilds ``tests/reference/<NAME>_outputs.json``: for each case below, that model's
 ``forward_sparse(stats.sparse(), horizon, optimism=...)`` -> ``q``, ``temperature`` and ``reward_scale``,
 with and without optimism. ``tests/test_reference_outputs.py`` recomputes them and compares to tolerance,
 so a refactor of the network or its planning layer that changes what the shipped weights compute fails.
@@ -30,7 +30,17 @@ from icrl_agent.agent import SHIPPED_WEIGHTS, shipped_weights_path
 from icrl_agent.checkpoint import checkpoint_sha256, load_checkpoint
 from icrl_agent.stats import SufficientStats
 
-OUTPUT = Path(__file__).with_name(f"{SHIPPED_WEIGHTS}_outputs.json")
+OUTPUT = Path(__file__).with_name(f"{SHIPPED_WEIGHTS}_outputs.json")  # the shipped weights' reference
+
+
+def weights_path(name: str) -> Path:
+    """``icrl_agent/weights/<name>.safetensors`` (every weights file the package ships)."""
+    return shipped_weights_path().with_name(f"{name}.safetensors")
+
+
+def output_path(name: str) -> Path:
+    """Where the reference outputs of weights ``name`` live."""
+    return Path(__file__).with_name(f"{name}_outputs.json")
 COMMAND = "python tests/reference/make_reference_outputs.py"
 SIGNIFICANT_DIGITS = 9
 
@@ -105,9 +115,12 @@ CASES: dict[str, Callable[[], tuple[SufficientStats, int]]] = {
 }
 
 
-def load_shipped_model() -> torch.nn.Module:
-    model, _ = load_checkpoint(shipped_weights_path())
+def load_model(name: str = SHIPPED_WEIGHTS) -> torch.nn.Module:
+    model, _ = load_checkpoint(weights_path(name))
     return model.eval()
+
+
+load_shipped_model = load_model
 
 
 def _rounded(x: torch.Tensor) -> object:
@@ -140,10 +153,11 @@ def compute_outputs(model: torch.nn.Module) -> dict[str, dict]:
 
 
 def main() -> int:
-    model = load_shipped_model()
+    name = sys.argv[1] if len(sys.argv) > 1 else SHIPPED_WEIGHTS
+    model = load_model(name)
     data = {
-        "weights": SHIPPED_WEIGHTS,
-        "sha256": checkpoint_sha256(shipped_weights_path()),
+        "weights": name,
+        "sha256": checkpoint_sha256(weights_path(name)),
         "regenerate": COMMAND,
         "torch": torch.__version__,
         "cases": compute_outputs(model),
@@ -151,8 +165,8 @@ def main() -> int:
     text = json.dumps(data, indent=1)
     # one line per innermost list of numbers (a row of Q), so the file stays short and diffs stay readable
     text = re.sub(r"\[\s*([-+0-9.eE,\s]+?)\s*\]", lambda m: "[" + " ".join(m.group(1).split()) + "]", text)
-    OUTPUT.write_text(text + "\n")
-    print(f"wrote {OUTPUT} ({len(data['cases'])} cases)")
+    output_path(name).write_text(text + "\n")
+    print(f"wrote {output_path(name)} ({len(data['cases'])} cases)")
     return 0
 
 
