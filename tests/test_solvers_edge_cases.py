@@ -129,7 +129,7 @@ def test_a_deterministic_policy_given_as_integers_or_float32_evaluates_like_floa
 def test_evaluate_policy_needs_exactly_one_of_horizon_and_gamma(args):
     rng = np.random.default_rng(6)
     P, R = random_mdp(rng)
-    with pytest.raises(ValueError, match="exactly one of horizon= .* or gamma="):
+    with pytest.raises(ValueError, match=r"^give exactly one of horizon= .* or gamma="):
         evaluate_policy(P, R, np.full((4, 3), 1 / 3), **args)
 
 
@@ -154,3 +154,21 @@ def test_env_values_leave_terminal_states_out_and_take_any_initial_distribution(
     model = TerminalModel()
     assert optimal_value(model, gamma=gamma) == pytest.approx(1.0)
     assert random_value(model, gamma=gamma) == pytest.approx(0.5)
+
+
+def test_rewards_terminal_flags_and_policies_follow_the_transitions_dtype():
+    rng = np.random.default_rng(7)
+    P, R = random_mdp(rng)
+    terminal = np.array([False, False, True, False])
+    exact = finite_horizon_q(P, R, 4, terminal)
+    # float64 transitions: a float32 reward tensor is widened, not the other way round
+    q = finite_horizon_q(torch.as_tensor(P), torch.as_tensor(R, dtype=torch.float32), 4, terminal)
+    assert q.dtype == torch.float64
+    torch.testing.assert_close(q, finite_horizon_q(P, R.astype(np.float32).astype(np.float64), 4, terminal))
+    # float32 transitions: float64 numpy rewards follow them
+    q32 = finite_horizon_q(torch.as_tensor(P, dtype=torch.float32), R, 4, terminal)
+    assert q32.dtype == torch.float32
+    torch.testing.assert_close(q32, exact.float(), rtol=1e-5, atol=1e-5)
+    policy = torch.full((4, 3), 1 / 3, dtype=torch.float32)
+    v = evaluate_policy(torch.as_tensor(P), torch.as_tensor(R), policy, gamma=0.9, terminal=terminal)
+    assert v.dtype == torch.float64
