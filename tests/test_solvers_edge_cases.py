@@ -172,3 +172,12 @@ def test_rewards_terminal_flags_and_policies_follow_the_transitions_dtype():
     policy = torch.full((4, 3), 1 / 3, dtype=torch.float32)
     v = evaluate_policy(torch.as_tensor(P), torch.as_tensor(R), policy, gamma=0.9, terminal=terminal)
     assert v.dtype == torch.float64
+
+
+def test_numpy_inputs_of_any_float_width_are_solved_in_float64():
+    rng = np.random.default_rng(8)
+    P, R = random_mdp(rng)
+    q = finite_horizon_q(P.astype(np.float32), R.astype(np.float32), 3)
+    assert q.dtype == torch.float64
+    widened = (x.astype(np.float32).astype(np.float64) for x in (P, R))
+    torch.testing.assert_close(q, finite_horizon_q(*widened, 3))
