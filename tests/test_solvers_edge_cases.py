@@ -181,3 +181,9 @@ def test_numpy_inputs_of_any_float_width_are_solved_in_float64():
     assert q.dtype == torch.float64
     widened = (x.astype(np.float32).astype(np.float64) for x in (P, R))
     torch.testing.assert_close(q, finite_horizon_q(*widened, 3))
+
+
+def test_a_shape_mismatch_names_both_shapes_and_what_they_must_be():
+    message = r"^model shapes do not match: P \(3, 2, 4\) must be \[\.\.\., S, A, S\] and R \(3, 2\) must be \[\.\.\., S, A\]$"
+    with pytest.raises(ValueError, match=message):
+        finite_horizon_q(np.ones((3, 2, 4)) / 4, np.zeros((3, 2)), 3)
