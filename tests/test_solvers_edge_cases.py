@@ -187,3 +187,8 @@ def test_a_shape_mismatch_names_both_shapes_and_what_they_must_be():
     message = r"^model shapes do not match: P \(3, 2, 4\) must be \[\.\.\., S, A, S\] and R \(3, 2\) must be \[\.\.\., S, A\]$"
     with pytest.raises(ValueError, match=message):
         finite_horizon_q(np.ones((3, 2, 4)) / 4, np.zeros((3, 2)), 3)
+
+
+def test_a_horizon_below_one_is_refused_with_its_value():
+    with pytest.raises(ValueError, match="horizon must be >= 1, got 0"):
+        backward_induction(lambda k, v: v[:, None], 0, torch.zeros(2))
