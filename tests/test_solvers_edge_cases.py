@@ -129,7 +129,7 @@ def test_a_deterministic_policy_given_as_integers_or_float32_evaluates_like_floa
 def test_evaluate_policy_needs_exactly_one_of_horizon_and_gamma(args):
     rng = np.random.default_rng(6)
     P, R = random_mdp(rng)
-    with pytest.raises(ValueError, match="exactly one of horizon= .* or gamma="):
+    with pytest.raises(ValueError, match=r"^give exactly one of horizon= .* or gamma="):
         evaluate_policy(P, R, np.full((4, 3), 1 / 3), **args)
 
 
@@ -154,3 +154,41 @@ def test_env_values_leave_terminal_states_out_and_take_any_initial_distribution(
     model = TerminalModel()
     assert optimal_value(model, gamma=gamma) == pytest.approx(1.0)
     assert random_value(model, gamma=gamma) == pytest.approx(0.5)
+
+
+def test_rewards_terminal_flags_and_policies_follow_the_transitions_dtype():
+    rng = np.random.default_rng(7)
+    P, R = random_mdp(rng)
+    terminal = np.array([False, False, True, False])
+    exact = finite_horizon_q(P, R, 4, terminal)
+    # float64 transitions: a float32 reward tensor is widened, not the other way round
+    q = finite_horizon_q(torch.as_tensor(P), torch.as_tensor(R, dtype=torch.float32), 4, terminal)
+    assert q.dtype == torch.float64
+    torch.testing.assert_close(q, finite_horizon_q(P, R.astype(np.float32).astype(np.float64), 4, terminal))
+    # float32 transitions: float64 numpy rewards follow them
+    q32 = finite_horizon_q(torch.as_tensor(P, dtype=torch.float32), R, 4, terminal)
+    assert q32.dtype == torch.float32
+    torch.testing.assert_close(q32, exact.float(), rtol=1e-5, atol=1e-5)
+    policy = torch.full((4, 3), 1 / 3, dtype=torch.float32)
+    v = evaluate_policy(torch.as_tensor(P), torch.as_tensor(R), policy, gamma=0.9, terminal=terminal)
+    assert v.dtype == torch.float64
+
+
+def test_numpy_inputs_of_any_float_width_are_solved_in_float64():
+    rng = np.random.default_rng(8)
+    P, R = random_mdp(rng)
+    q = finite_horizon_q(P.astype(np.float32), R.astype(np.float32), 3)
+    assert q.dtype == torch.float64
+    widened = (x.astype(np.float32).astype(np.float64) for x in (P, R))
+    torch.testing.assert_close(q, finite_horizon_q(*widened, 3))
+
+
+def test_a_shape_mismatch_names_both_shapes_and_what_they_must_be():
+    message = r"^model shapes do not match: P \(3, 2, 4\) must be \[\.\.\., S, A, S\] and R \(3, 2\) must be \[\.\.\., S, A\]$"
+    with pytest.raises(ValueError, match=message):
+        finite_horizon_q(np.ones((3, 2, 4)) / 4, np.zeros((3, 2)), 3)
+
+
+def test_a_horizon_below_one_is_refused_with_its_value():
+    with pytest.raises(ValueError, match="horizon must be >= 1, got 0"):
+        backward_induction(lambda k, v: v[:, None], 0, torch.zeros(2))

@@ -1,6 +1,7 @@
 """Mutation testing with mutmut: the project's one command (docs/internals.md, "Mutation testing").
 
     python tools/mutation.py run [--all] [GROUP ...]   # stage, mutate, test (all groups by default)
+    python tools/mutation.py run MUTANT_NAME_OR_GLOB ...   # (re)test just those mutants
     python tools/mutation.py score [GROUP ...]   # killed / total per group, and the survivors by name
     python tools/mutation.py results|show NAME|browse|...   # any other mutmut command, in the stage
 
@@ -170,8 +171,12 @@ def main(argv: list[str]) -> int:
     stage()
     if command == "run":
         everything = "--all" in rest
-        groups = [g for g in rest if g != "--all"]
+        names = [a for a in rest if "." in a]  # mutant names or globs, e.g. icrl_agent.solvers.x_to_go_index*
+        groups = [g for g in rest if g != "--all" and g not in names]
         _globs(groups)
+        children = os.environ.get("MUTATION_MAX_CHILDREN", "2")
+        if names:
+            return mutmut("run", "--max-children", children, *names)
         if not (STAGE / "mutants").exists():
             everything = True
         if not everything and _changed_modules():
@@ -182,7 +187,6 @@ def main(argv: list[str]) -> int:
         if not names:
             print("nothing to test: every mutant of these groups is killed")
             return score(groups)
-        children = os.environ.get("MUTATION_MAX_CHILDREN", "2")
         status = mutmut("run", "--max-children", children, *names)
         score(groups)
         return status
