@@ -77,8 +77,9 @@ class Agent(PlanningAgent):
         if model is None:
             path = shipped_weights_path() if weights is None else Path(weights)
             model, _ = load_checkpoint(path, device=device)
-            source = {"source": "shipped", "name": SHIPPED_WEIGHTS} if weights is None else {
-                "source": "path", "path": str(Path(weights).resolve())}
+            name = SHIPPED_WEIGHTS if weights is None else _shipped_name(path)
+            source = {"source": "shipped", "name": name} if name else {
+                "source": "path", "path": str(path.resolve())}
             self.weights = {**source, "sha256": checkpoint_sha256(path)}
         else:
             self.weights = {"source": "in-memory"}
@@ -205,10 +206,26 @@ def _read_agent_file(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], di
     return arrays, meta
 
 
-def _weights_path(ref: dict[str, str]) -> Path | None:
-    """The ``weights=`` argument that rebuilds a saved weights reference (None: the shipped weights)."""
-    if ref.get("source") == "shipped":
+def _shipped_name(path: Path) -> str | None:
+    """The name of a weights file the package ships (``icrl-v1``, ...) if ``path`` is one, else None."""
+    folder = shipped_weights_path().parent
+    stem = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
+    try:
+        shipped = stem.resolve().parent == folder.resolve() and (folder / f"{stem.name}.safetensors").is_file()
+    except OSError:
         return None
+    return stem.name if shipped else None
+
+
+def _weights_path(ref: dict[str, str]) -> Path | None:
+    """The ``weights=`` argument that rebuilds a saved weights reference (None: the default shipped weights).
+
+    A reference to shipped weights that are no longer the default (an agent saved with icrl-v1) loads that
+    file, which the package keeps, so saved agents survive an update of the default weights.
+    """
+    if ref.get("source") == "shipped":
+        name = ref.get("name", SHIPPED_WEIGHTS)
+        return None if name == SHIPPED_WEIGHTS else shipped_weights_path().with_name(f"{name}.safetensors")
     if ref.get("source") == "path":
         return Path(ref["path"])
     raise ValueError(

@@ -284,3 +284,26 @@ def test_shipped_agent_beats_random_on_riverswim_told_nothing_across_seeds():
     scores = np.array(scores)
     assert scores.mean() > 0.25, scores.round(3)
     assert (scores > 0.7).sum() >= 2, scores.round(3)
+
+
+def test_an_agent_saved_with_earlier_shipped_weights_loads_them_after_the_default_changed(tmp_path):
+    """icrl-v1 stays in the package when icrl-v2 becomes the default: an agent saved with it must still load it."""
+    from icrl_agent.agent import SHIPPED_WEIGHTS, shipped_weights_path
+
+    env = gym.make("icrl/RiverSwim-v0")
+    v1 = shipped_weights_path().with_name("icrl-v1.safetensors")
+    assert SHIPPED_WEIGHTS != "icrl-v1" and v1.is_file()
+    agent = Agent(env.observation_space, env.action_space, seed=3, weights=v1)
+    assert agent.weights["source"] == "shipped" and agent.weights["name"] == "icrl-v1"
+    agent.learn(env, total_episodes=2, seed=0)
+    agent.save(tmp_path / "agent.npz")
+    loaded = Agent.load(tmp_path / "agent.npz")
+    assert loaded.weights == agent.weights
+    assert [loaded.act(s) for s in range(6)] == [agent.act(s) for s in range(6)]
+    # a file outside the package is a path, not a shipped name
+    other = Agent.from_pretrained(v1, env.observation_space, env.action_space)
+    assert other.weights["name"] == "icrl-v1"
+    (tmp_path / "copy.safetensors").write_bytes(v1.read_bytes())
+    (tmp_path / "copy.json").write_bytes(v1.with_suffix(".json").read_bytes())
+    copy = Agent(env.observation_space, env.action_space, weights=tmp_path / "copy")
+    assert copy.weights["source"] == "path"
