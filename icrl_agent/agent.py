@@ -52,7 +52,8 @@ class Agent(PlanningAgent):
     :param action_space: a ``gymnasium.spaces.Discrete`` space (any ``start``)
     :param seed: seed of the agent's random generator (tie-breaking, unseen states)
     :param horizon: optional hint: the episode length; inferred from episode ends otherwise
-    :param reward_max: optional hint: the largest |reward|; the network estimates it otherwise
+    :param reward_max: accepted for the baselines' signature and kept in ``reward_scale``; the network infers
+        the scale of unseen rewards itself and does not read it
     :param weights: path of a checkpoint to load instead of the shipped weights (see :meth:`from_pretrained`)
     :param model: an in-memory network to use instead (e.g. fresh from a training loop; not saved with the agent)
     :param device: torch device for the network (``"cpu"`` or ``"cuda"``)
