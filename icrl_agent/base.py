@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, cast
 
 import gymnasium as gym
@@ -89,6 +89,61 @@ def _has_time_limit(env: Any) -> bool:
             return True
         env, seen = getattr(env, "env", None), seen + 1
     return False
+
+
+class EpisodeOutcome(NamedTuple):
+    """What :func:`play_episode` saw: the return, the steps taken, whether the episode ended (terminated or
+    truncated, by the env or by the cap) and whether the cap cut it."""
+
+    total: float
+    steps: int
+    finished: bool
+    cut: bool
+
+
+def play_episode(
+    agent: Any,
+    env: Any,
+    cap: int | None,
+    seed: int | None = None,
+    max_steps: int | None = None,
+    on_step: Callable[[], None] | None = None,
+) -> EpisodeOutcome:
+    """THE episode loop (``learn``, the bench, the demo and the examples all run this one).
+
+    ``env.reset`` (seeded if ``seed``), the agent's ``reset_episode`` if it has one, then ``act`` / ``step`` /
+    ``observe`` until the episode ends. After ``cap`` steps (an env without a time limit) the episode is cut
+    and the agent told it was truncated; after ``max_steps`` steps (a step budget) the loop stops with the
+    episode unfinished.
+
+    :param agent: anything with ``act(obs)`` and ``observe(obs, action, reward, next_obs, terminated, truncated)``
+    :param env: a Gymnasium env
+    :param cap: the most steps the episode may last, or None (the env's own time limit ends it)
+    :param seed: seed of this episode's reset
+    :param max_steps: stop after this many steps even if the episode goes on
+    :param on_step: called after every step (e.g. a progress bar)
+    :return: the :class:`EpisodeOutcome`
+    """
+    obs, _ = env.reset(seed=seed)
+    reset = getattr(agent, "reset_episode", None)
+    if reset is not None:
+        reset()
+    total, steps, done, cut = 0.0, 0, False, False
+    while not done:
+        action = agent.act(obs)
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        steps += 1
+        terminated, truncated = bool(terminated), bool(truncated)
+        if cap is not None and steps >= cap and not (terminated or truncated):
+            truncated = cut = True
+        agent.observe(obs, action, float(reward), next_obs, terminated, truncated)
+        total += float(reward)
+        obs, done = next_obs, terminated or truncated
+        if on_step is not None:
+            on_step()
+        if max_steps is not None and steps >= max_steps:
+            break
+    return EpisodeOutcome(total, steps, done, cut)
 
 
 def _positive_int(value: Any, name: str) -> int | None:
@@ -598,35 +653,24 @@ class TabularAgent:
 
             bar = tqdm(total=budget, desc=name, unit=unit)
         returns: list[float] = []
-        steps = 0
+        steps, outcome = 0, None
+        tick = bar.update if bar is not None and unit == "step" else None
         try:
             while (len(returns) if unit == "episode" else steps) < budget:
-                obs, _ = env.reset(seed=seed if not returns and steps == 0 else None)
-                self.reset_episode()
-                total, length, done = 0.0, 0, False
-                while not done:
-                    action = self.act(obs)
-                    next_obs, reward, terminated, truncated, _ = env.step(action)
-                    length += 1
-                    steps += 1
-                    if cap is not None and length >= cap and not (terminated or truncated):
-                        truncated = True  # no time limit: the episode is cut at the cap
-                        self._warn_no_time_limit(stacklevel=4)
-                    self.observe(obs, action, float(reward), next_obs, terminated, truncated)
-                    total += float(reward)
-                    obs, done = next_obs, bool(terminated) or truncated
-                    if unit == "step":
-                        if bar is not None:
-                            bar.update()
-                        if steps >= budget:
-                            break
-                if done:
-                    returns.append(total)
+                outcome = play_episode(
+                    self, env, cap, seed if not returns and steps == 0 else None,
+                    max_steps=budget - steps if unit == "step" else None, on_step=tick,
+                )
+                steps += outcome.steps
+                if outcome.cut:
+                    self._warn_no_time_limit(stacklevel=4)
+                if outcome.finished:
+                    returns.append(outcome.total)
                     if bar is not None and unit == "episode":
                         bar.update()
         finally:
             if bar is not None:
                 bar.close()
-        if unit == "step" and not done:
-            self.reset_episode()  # the last episode was cut by the budget: abandon it
+        if outcome is not None and not outcome.finished:
+            self.reset_episode()  # the last episode was cut by the step budget: abandon it
         return returns

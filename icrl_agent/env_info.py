@@ -23,7 +23,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from icrl_agent.base import MAX_HORIZON, _has_time_limit
+from icrl_agent.base import MAX_HORIZON, _has_time_limit, play_episode
 from icrl_agent.spaces import ObservationIndexer, discrete_action_space
 
 
@@ -181,23 +181,15 @@ def env_info(env_id: str) -> EnvInfo:
 def run_episode(agent: Any, env: gym.Env, cap: int, seed: int | None = None) -> float:
     """One episode of ``act`` / ``step`` / ``observe``, cut (as a truncation) after ``cap`` steps.
 
+    The loop is :func:`icrl_agent.base.play_episode`, the one ``Agent.learn`` runs too.
+
     :param agent: anything with ``act(obs)`` and ``observe(obs, action, reward, next_obs, terminated, truncated)``
     :param env: the env
     :param cap: the most steps the episode may last (e.g. :attr:`EnvInfo.episode_cap`)
     :param seed: seed of this episode's reset
     :return: its undiscounted return
     """
-    obs, _ = env.reset(seed=seed)
-    total, steps, done = 0.0, 0, False
-    while not done:
-        action = agent.act(obs)
-        next_obs, reward, terminated, truncated, _ = env.step(action)
-        steps += 1
-        truncated = bool(truncated) or (steps >= cap and not terminated)
-        agent.observe(obs, action, float(reward), next_obs, bool(terminated), truncated)
-        total += float(reward)
-        obs, done = next_obs, bool(terminated) or truncated
-    return total
+    return play_episode(agent, env, cap, seed).total
 
 
 def action_names(env: gym.Env) -> list[str]:

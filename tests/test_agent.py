@@ -307,3 +307,19 @@ def test_an_agent_saved_with_earlier_shipped_weights_loads_them_after_the_defaul
     (tmp_path / "copy.json").write_bytes(v1.with_suffix(".json").read_bytes())
     copy = Agent(env.observation_space, env.action_space, weights=tmp_path / "copy")
     assert copy.weights["source"] == "path"
+
+
+def test_learn_and_the_bench_run_the_same_episode_loop():
+    """One loop (base.play_episode) behind learn, the bench and the demo: same seeds, same returns."""
+    from icrl_agent.baselines import OptimisticVI
+    from icrl_agent.bench.common import run_episodes
+
+    def fresh():
+        env = gym.make("icrl/FrozenLake4x4-v0")
+        return env, OptimisticVI(env.observation_space, env.action_space, seed=1)
+
+    env, agent = fresh()
+    learned = agent.learn(env, total_episodes=15, seed=7)
+    env, agent = fresh()
+    benched = run_episodes(agent, env, 15, 7, env.unwrapped.horizon)
+    assert learned == benched and len(set(learned)) > 1
