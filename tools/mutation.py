@@ -82,6 +82,15 @@ def stage() -> None:
         _sync_tree(ROOT / src, STAGE / dst, keep=nested)
     for name in ("pyproject.toml", "setup.cfg"):
         shutil.copy2(ROOT / name, STAGE / name)
+    # tests read these from the tests' parent (mutants/ in a run): the README's code, .gitignore, and
+    # benchmarks/results (committed results)
+    for where in (STAGE, STAGE / "mutants"):
+        where.mkdir(parents=True, exist_ok=True)
+        for name in ("README.md", ".gitignore"):
+            shutil.copy2(ROOT / name, where / name)
+        _sync_tree(ROOT / "benchmarks", where / "benchmarks", set())
+    # mutmut copies tests/ into mutants/ but never removes a test deleted since: mirror it
+    _sync_tree(ROOT / "tests", STAGE / "mutants" / "tests", set())
 
 
 def mutmut(*args: str, quiet: bool = False) -> int:

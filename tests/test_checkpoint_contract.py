@@ -1,0 +1,179 @@
+"""Checkpoint contract: where a save goes, the model card's field names (the file format), and the exact
+diagnosis in every refusal message."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import pickle
+import re
+
+import pytest
+import safetensors.torch
+import torch
+
+from icrl_agent.checkpoint import checkpoint_paths, checkpoint_sha256, load_checkpoint, save_checkpoint
+from icrl_agent.model import IcrlModel, ModelConfig
+
+CONFIG = ModelConfig(d_model=16, n_heads=2, n_rounds=2)
+
+
+def small_model() -> IcrlModel:
+    torch.manual_seed(0)
+    return IcrlModel(CONFIG)
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".json"])
+def test_saving_to_either_file_path_writes_the_pair_with_that_stem(tmp_path, suffix):
+    weights = save_checkpoint(tmp_path / f"run{suffix}", small_model(), {}, {})
+    assert weights == tmp_path / "run.safetensors"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json", "run.safetensors"]
+    load_checkpoint(tmp_path / "run")
+
+
+def test_saving_into_a_directory_that_does_not_exist_yet_creates_it(tmp_path):
+    weights = save_checkpoint(tmp_path / "a" / "b" / "ckpt", small_model(), {}, {})
+    assert weights == tmp_path / "a" / "b" / "ckpt.safetensors"
+    assert sorted(p.name for p in (tmp_path / "a" / "b").iterdir()) == ["ckpt.json", "ckpt.safetensors"]
+
+
+def test_saving_into_an_existing_directory_uses_the_default_stem(tmp_path):
+    weights = save_checkpoint(tmp_path, small_model(), {}, {})
+    assert weights == tmp_path / "model.safetensors" and (tmp_path / "model.json").is_file()
+
+
+def test_the_model_card_field_names_are_the_file_format(tmp_path):
+    model = small_model()
+    weights = save_checkpoint(tmp_path / "ckpt", model, {"lr": 0.5}, {"seed": 3})
+    text = (tmp_path / "ckpt.json").read_text()
+    card = json.loads(text)
+    assert sorted(card) == sorted(
+        [
+            "format",
+            "format_version",
+            "weights_file",
+            "sha256",
+            "model_config",
+            "tensors",
+            "config",
+            "training",
+        ]
+    )
+    assert card["format"] == "icrl_agent-checkpoint" and card["format_version"] == 1
+    assert card["weights_file"] == "ckpt.safetensors"
+    assert card["sha256"] == checkpoint_sha256(weights)
+    assert card["config"] == {"lr": 0.5} and card["training"] == {"seed": 3}
+    assert card["model_config"] == json.loads(json.dumps(vars(CONFIG)))
+    state = model.state_dict()
+    assert sorted(card["tensors"]) == sorted(state)
+    for name, entry in card["tensors"].items():
+        assert entry == {"shape": list(state[name].shape), "dtype": "float32"}, name
+    assert text.endswith("}\n") and text == json.dumps(card, indent=2, sort_keys=True) + "\n"
+    assert not list(tmp_path.glob("*.tmp"))
+    meta = safetensors.safe_open(str(weights), "pt").metadata()
+    assert meta == {"format": "icrl_agent-checkpoint", "format_version": "1"}
+
+
+def test_a_pickle_is_diagnosed_as_a_pickle(tmp_path):
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(pickle.dumps({"a": 1}))
+    with pytest.raises(ValueError) as info:
+        load_checkpoint(path)
+    message = str(info.value)
+    assert f"checkpoint {path} is not a safetensors file (it looks like a Python pickle); " in message
+    assert "pickled checkpoints are refused and never unpickled: save weights with " in message
+    assert "icrl_agent.checkpoint.save_checkpoint, or re-download the checkpoint or retrain with " in message
+    assert message.endswith("`python -m icrl_agent.pretraining --config FILE`")
+
+
+def test_a_zip_archive_is_diagnosed_as_torch_save_output(tmp_path):
+    path = tmp_path / "w.pt"
+    torch.save({"x": torch.zeros(2)}, path)
+    with pytest.raises(ValueError, match=re.escape("(it looks like a zip archive, e.g. torch.save output)")):
+        load_checkpoint(path)
+
+
+def test_an_unknown_header_is_named_unrecognized(tmp_path):
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(b"PK\x03\x05" + b"\x00" * 40)  # not quite a zip, and no pickle opcode first
+    with pytest.raises(ValueError, match=re.escape("is not a safetensors file (unrecognized header)")):
+        load_checkpoint(path)
+    path.write_bytes(b"\x7f" + b"\x00" * 40)
+    with pytest.raises(ValueError, match=re.escape("(unrecognized header)")):
+        load_checkpoint(path)
+
+
+def test_an_unreadable_header_is_called_corrupt(tmp_path):
+    path = tmp_path / "w.safetensors"
+    body = b"{not json}"
+    path.write_bytes(len(body).to_bytes(8, "little") + body + b"\x00" * 16)
+    with pytest.raises(ValueError, match=re.escape("is corrupt (unreadable safetensors header)")):
+        load_checkpoint(path)
+
+
+def _rewrite(stem: pathlib.Path, tensors: dict[str, torch.Tensor], list_in_card: bool = True) -> None:
+    weights, card_path = checkpoint_paths(stem)
+    safetensors.torch.save_file(tensors, str(weights))
+    card = json.loads(card_path.read_text())
+    card["sha256"] = checkpoint_sha256(weights)
+    if list_in_card:
+        card["tensors"] = {k: {"shape": list(v.shape), "dtype": "float32"} for k, v in tensors.items()}
+    card_path.write_text(json.dumps(card))
+
+
+def test_the_mismatch_message_lists_unexpected_and_missing_tensors(tmp_path):
+    stem = tmp_path / "ckpt"
+    save_checkpoint(stem, small_model(), {}, {})
+    tensors = safetensors.torch.load_file(f"{stem}.safetensors")
+    tensors["extra.b"] = torch.zeros(1)
+    tensors["extra.a"] = torch.zeros(1)
+    missing = [k for k in sorted(tensors) if not k.startswith("extra.")][:2]
+    for k in missing:
+        del tensors[k]
+    _rewrite(stem, tensors)
+    with pytest.raises(ValueError) as info:
+        load_checkpoint(stem)
+    message = str(info.value)
+    model_config = json.loads(pathlib.Path(f"{stem}.json").read_text())["model_config"]
+    assert f"checkpoint {stem}.safetensors does not match its ModelConfig {model_config}: " in message
+    assert f"unexpected tensors ['extra.a', 'extra.b']; missing tensors {missing}: " in message
+    assert "listed in the model card" not in message
+
+
+def test_only_unexpected_or_only_missing_is_reported(tmp_path):
+    stem = tmp_path / "ckpt"
+    save_checkpoint(stem, small_model(), {}, {})
+    full = safetensors.torch.load_file(f"{stem}.safetensors")
+    _rewrite(stem, {**full, "extra": torch.zeros(1)})
+    with pytest.raises(
+        ValueError, match=re.escape("ModelConfig") + r".*: unexpected tensors \['extra'\]: re-"
+    ):
+        load_checkpoint(stem)
+    name = sorted(full)[-1]
+    _rewrite(stem, {k: v for k, v in full.items() if k != name})
+    with pytest.raises(ValueError, match=r": missing tensors \[" + re.escape(repr(name)) + r"\]: re-"):
+        load_checkpoint(stem)
+
+
+def test_tensors_that_differ_from_the_card_listing_are_refused(tmp_path):
+    stem = tmp_path / "ckpt"
+    save_checkpoint(stem, small_model(), {}, {})
+    _, card_path = checkpoint_paths(stem)
+    card = json.loads(card_path.read_text())
+    del card["tensors"][sorted(card["tensors"])[0]]
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(ValueError, match=r"\}: the tensors differ from those listed in the model card: re-"):
+        load_checkpoint(stem)
+
+
+def test_at_most_five_problems_are_listed(tmp_path):
+    stem = tmp_path / "ckpt"
+    save_checkpoint(stem, small_model(), {}, {})
+    full = safetensors.torch.load_file(f"{stem}.safetensors")
+    wrong = {k: torch.zeros(tuple(d + 1 for d in v.shape)) if v.dim() else v for k, v in full.items()}
+    assert len(wrong) > 5
+    _rewrite(stem, wrong, list_in_card=False)
+    with pytest.raises(ValueError) as info:
+        load_checkpoint(stem)
+    assert str(info.value).count(" has shape ") == 5 and "missing tensors" not in str(info.value)
+    assert "listed in the model card" not in str(info.value)
