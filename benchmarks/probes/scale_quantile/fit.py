@@ -3,7 +3,7 @@ import sys, torch
 from icrl_agent.pretraining.prior import FAMILIES
 torch.manual_seed(0); torch.set_num_threads(1)
 files = sys.argv[1].split(",")
-data = [torch.load(f) for f in files]
+data = [torch.load(f, weights_only=True) for f in files]  # tensors only: never unpickle objects
 d = {k: torch.cat([x[k] for x in data]) for k in data[0]}
 keep = d["seen"]
 g, y, fam = d["g"][keep].float().detach(), d["y"][keep].float().detach(), d["family"][keep]

@@ -15,7 +15,7 @@ HEADS = {}
 def quantile_head(tau):
     if tau not in HEADS:
         h = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.GELU(), torch.nn.Linear(64, 1))
-        h.load_state_dict(torch.load(f"benchmarks/probes/scale_quantile/out/head_{tau}.pt")); h.eval(); HEADS[tau] = h
+        h.load_state_dict(torch.load(f"benchmarks/probes/scale_quantile/out/head_{tau}.pt", weights_only=True)); h.eval(); HEADS[tau] = h
     return HEADS[tau]
 _orig_run = IcrlModel._run
 
