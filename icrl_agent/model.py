@@ -31,6 +31,9 @@ from icrl_agent.model_inputs import StatsBatch
 
 HEADS = ("vi", "gat_policy")
 SCALE_HEADS = ("gain", "quantile")
+ENCODERS = ("gat", "none")
+ES_SCOPES = ("constants", "heads")
+EXPLOIT_UNTRIED = ("known_mean", "floor")
 _MAX_LOG_SCALE = 16.0  # unseen rewards up to e^16 ~ 9e6 times those seen: keeps exp() finite
 _N_SA, _N_STATE, _N_GLOBAL = 8, 4, 15
 _GAP_FLOOR = 1e-3  # temperature floor relative to the reward scale, for states whose actions tie
@@ -52,6 +55,12 @@ class ModelConfig:
     :param init_unknown_mass: initial pseudo-count ``w`` toward the unknown successor (mass ``w / (N + w)``)
     :param init_kappa: initial worth of the unknown successor, per step to go, in reward scales
     :param min_temperature: floor of the per-state temperature, relative to that state's Q gap
+    :param encoder: ``"gat"`` (the graph network reads the statistics) or ``"none"`` (the ablation: every
+        embedding is zero, so each head outputs its bias: the same planning skeleton run with constants)
+    :param exploit_untried: what an untried pair is worth in the exploitation plan (``optimism=False``):
+        ``"known_mean"`` (icrl-v1, v2: its learned prior reward plus the mean value of the known states) or
+        ``"floor"`` (that, but at most ``k * min(0, smallest reward seen)`` with ``k`` steps to go: never
+        more than plain VI's 0 or a path of the worst reward seen, so data beats no data, as in VI-LCB)
     :param scale_head: how the reward-scale estimate (in units of the largest reward seen) is made:
         ``"gain"`` (icrl-v1) ``1 + gain * softplus(linear(g))``; ``"quantile"`` ``exp(gain * softplus(mlp(g)))``,
         the MLP trained on a quantile of ``log(largest |R| / largest seen)`` (see
@@ -69,6 +78,8 @@ class ModelConfig:
     init_kappa: float = 1.0
     min_temperature: float = 0.01
     scale_head: str = "gain"
+    encoder: str = "gat"
+    exploit_untried: str = "known_mean"
 
     def __post_init__(self) -> None:
         for name in ("d_model", "n_heads", "n_rounds", "max_horizon"):
@@ -81,6 +92,12 @@ class ModelConfig:
             )
         if self.head not in HEADS:
             raise ValueError(f"ModelConfig.head must be one of {HEADS}, got {self.head!r}")
+        if self.exploit_untried not in EXPLOIT_UNTRIED:
+            raise ValueError(
+                f"ModelConfig.exploit_untried must be one of {EXPLOIT_UNTRIED}, got {self.exploit_untried!r}"
+            )
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"ModelConfig.encoder must be one of {ENCODERS}, got {self.encoder!r}")
         if self.scale_head not in SCALE_HEADS:
             raise ValueError(f"ModelConfig.scale_head must be one of {SCALE_HEADS}, got {self.scale_head!r}")
         for name in ("max_pseudo_count", "init_bonus", "init_unknown_mass", "init_kappa", "min_temperature"):
@@ -447,6 +464,25 @@ class IcrlModel(nn.Module):
             return []
         return [self.log_bonus_gain, self.log_unknown_gain, self.kappa_raw, self.log_scale_gain]
 
+    def es_parameters(self, scope: str = "constants") -> list[nn.Parameter]:
+        """What stage-2 evolution strategies move.
+
+        :param scope: ``"constants"``: :meth:`optimism_parameters` only (icrl-v1); ``"heads"``: also the
+            last layers of the per-(s, a) head (pseudo-count, prior reward, bonus, unknown mass) and of the
+            reward-scale head, so the optimism depends on the context (about 170 numbers at d_model 32).
+            With ``encoder="none"`` those layers see zero embeddings, so only their biases are moved.
+        :return: the parameters, in a fixed order
+        """
+        if scope not in ES_SCOPES:
+            raise ValueError(f"unknown ES scope {scope!r}; expected one of {ES_SCOPES}")
+        params = self.optimism_parameters()
+        if scope == "heads" and params:
+            layers = [cast(nn.Linear, self.sa_head[-1]), cast(nn.Linear, _last_linear(self.scale_head))]
+            for layer in layers:
+                weights = [layer.bias] if self.config.encoder == "none" else [layer.weight, layer.bias]
+                params += cast(list[nn.Parameter], weights)
+        return params
+
     def forward(self, batch: StatsBatch, optimism: bool = True, corrections: bool = True) -> ModelOutput:
         """Q, temperatures and reward scale for a dense padded batch.
 
@@ -588,7 +624,10 @@ class IcrlModel(nn.Module):
         return inp
 
     def _encode(self, inp: _Inputs, graph: _Graph) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        _, n_states, n_actions, _ = inp.sa_feats.shape
+        batch, n_states, n_actions, _ = inp.sa_feats.shape
+        if self.config.encoder == "none":
+            d, like = self.config.d_model, inp.counts
+            return like.new_zeros(batch, n_states, n_actions, d), like.new_zeros(batch, n_states, d), like.new_zeros(batch, d)
         gf, sf = inp.global_feats, inp.state_feats
         h_sa = self.embed_sa(
             torch.cat(
@@ -696,10 +735,18 @@ class IcrlModel(nn.Module):
         base = base.masked_fill(~inp.action_mask[:, None, :], float("-inf"))
         known = graph.transitions.scaled(1.0 - unknown_mass)  # the unknown successor takes mass m
 
+        floor = None
+        if neutral and self.config.exploit_untried == "floor":
+            visited = (inp.counts > 0) & inp.sa_mask.bool()
+            lowest = inp.reward_norm.masked_fill(~visited, 0.0).amin((1, 2)).clamp(max=0.0)  # (B,)
+            floor = (visited, lowest[:, None, None])
+
         def backup(k: int, v: torch.Tensor) -> torch.Tensor:  # (B, S) -> (B, S, A)
             q_k = known.expect(v, torch.add(base, slope, alpha=k))
             if neutral:
                 q_k = q_k + unknown_mass * _masked_mean(v, inp.state_mask, (1,))[:, None, None]
+            if floor is not None:
+                q_k = torch.where(floor[0], q_k, torch.minimum(q_k, k * floor[1]))
             return q_k
 
         return solvers.backward_induction(backup, horizon_max, zeros[..., 0])
@@ -720,6 +767,11 @@ class IcrlModel(nn.Module):
             self.temperature_head(torch.cat([h_s, g[:, None].expand_as(h_s)], -1)).squeeze(-1)
         )
         return factor * gap * inp.c[:, None]
+
+
+def _last_linear(module: nn.Module) -> nn.Module:
+    """The module itself if it is a linear layer, else the last layer of a sequential head."""
+    return module[-1] if isinstance(module, nn.Sequential) else module
 
 
 def _softplus_inverse(y: float) -> float:

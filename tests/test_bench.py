@@ -463,3 +463,16 @@ def test_the_agent_and_every_tabular_baseline_fit_the_tabular_policy_protocol():
     for name in names:
         assert isinstance(get_agent(name).build(env, seed=0), TabularPolicy), name
     assert not isinstance(CrashOnSeedOne(env.observation_space, env.action_space), TabularPolicy)  # no fit/predict
+
+
+def test_env_keywords_reach_gym_make_and_label_the_env():
+    """``DeepSea:size=20`` is DeepSea built with size 20 (the DeepSea sweep), labelled as written."""
+    from icrl_agent.bench.common import short_env_name
+
+    (env_id,) = parse_envs("DeepSea:size=4")
+    assert env_id == "icrl/DeepSea-v0:size=4" and short_env_name(env_id) == "DeepSea:size=4"
+    env = make_env(env_id)
+    assert env.unwrapped.size == 4 and env.observation_space.n == 4 * 4 + 1
+    assert env_reference(env_id).horizon == 4
+    with pytest.raises(ValueError, match="write name:key=value"):
+        parse_envs("DeepSea:size")

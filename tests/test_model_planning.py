@@ -8,6 +8,7 @@ formulas of :class:`icrl_agent.model.IcrlModel`'s docstring, so these tests do n
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -112,15 +113,16 @@ def exact_q(p_hat: np.ndarray, reward: np.ndarray, horizon: int) -> np.ndarray:
 
 
 def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: IcrlModel, horizon: int,
-               optimism: bool) -> np.ndarray:
+               optimism: bool, floor: bool = False) -> np.ndarray:
     """Q of the adjusted MDP the model describes, in input units, by backward induction ``[H, S, A]``.
 
     Per (s, a) with ``N`` visits, ``k`` steps to go, normalized rewards ``r̂ / c``:
     reward ``r̂ + w_r / (N + w_r) (r0 - r̂)``; bonus ``c_b scale k / sqrt(N + 1)`` (optimism only);
     a mass ``m = w / (N + w)`` to an unknown successor worth ``kappa scale (k - 1)`` (optimism) or the mean
-    of ``V_{k-1}`` over the states (no optimism); ``1 - m`` follows ``p_hat``.
+    of ``V_{k-1}`` over the states (no optimism); ``1 - m`` follows ``p_hat``. With ``floor`` (no optimism),
+    an unvisited pair is worth at most ``k * min(0, smallest r̂ / c over the visited pairs)``.
     """
-    counts, reward_mean, p_hat, _, c = empirical_mdp(stats)
+    counts, reward_mean, p_hat, visited, c = empirical_mdp(stats)
     r_norm = reward_mean / c
     cap = model.config.max_pseudo_count
     w_r = cap * sigmoid(raw[..., 0])
@@ -135,6 +137,9 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
     for k in range(1, horizon + 1):
         q = reward + k * bonus + (1.0 - m) * (p_hat @ v)
         q = q + (m * kappa * scale * (k - 1) if optimism else m * v.mean())
+        if floor and not optimism:
+            lowest = min(0.0, float(r_norm[visited].min()))
+            q = np.where(visited, q, np.minimum(q, k * lowest))
         out.append(q)
         v = q.max(-1)
     return np.stack(out) * c
@@ -261,3 +266,28 @@ def test_agent_greedy_action_at_each_step_is_the_argmax_of_exact_q_with_the_step
         r, s_next = chain_step(s, action)
         agent.observe(s, action, r, s_next, False, t == horizon - 1)
         s = s_next
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_exploitation_floor_caps_untried_pairs_at_the_worst_reward_seen(seed):
+    """``exploit_untried="floor"``: the exploitation plan values an untried pair no higher than plain VI's 0
+    or a path of the worst reward seen; the exploring plan is unchanged."""
+    stats, horizon = random_stats(seed)
+    model = make_model(seed)
+    model.config = dataclasses.replace(model.config, exploit_untried="floor")
+    capture = HeadCapture(model)
+    with torch.no_grad():
+        out = model.forward_sparse(stats.sparse(), horizon, optimism=False)
+        explore = model.forward_sparse(stats.sparse(), horizon, optimism=True)
+    c = empirical_mdp(stats)[4]
+    expected = adjusted_q(stats, capture.last()[0], out.reward_scale.item() / c, model, horizon, False, floor=True)
+    np.testing.assert_allclose(out.q[0].numpy(), expected, rtol=1e-9, atol=1e-9)
+    unvisited = stats.sparse().counts == 0
+    mean_rule = adjusted_q(stats, capture.last()[0], out.reward_scale.item() / c, model, horizon, False)
+    assert (out.q[0].numpy()[:, unvisited] <= mean_rule[:, unvisited] + 1e-12).all()
+    assert (out.q[0].numpy()[:, unvisited] < mean_rule[:, unvisited] - 1e-6).any()  # the floor binds somewhere
+    np.testing.assert_allclose(
+        explore.q[0].numpy(),
+        adjusted_q(stats, capture.last()[0], explore.reward_scale.item() / c, model, horizon, True),
+        rtol=1e-9, atol=1e-9,
+    )

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -177,13 +176,6 @@ def available_agents() -> list[str]:
     return names
 
 
-def _parse_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
 def get_agent(name: str) -> AgentSpec:
     """The spec of ``name`` or ``name:key=value:...``.
 
@@ -191,7 +183,7 @@ def get_agent(name: str) -> AgentSpec:
     :return: the spec
     :raises ValueError: for an unknown name or a malformed override, listing the valid names
     """
-    from icrl_agent.bench.common import did_you_mean
+    from icrl_agent.bench.common import did_you_mean, parse_value
 
     base, *overrides = name.strip().split(":")
     if base not in AGENTS:
@@ -203,7 +195,7 @@ def get_agent(name: str) -> AgentSpec:
             raise ValueError(
                 f"bad agent parameter {item!r} in {name!r}: write name:key=value, e.g. optvi:c=0.01"
             )
-        params[key] = _parse_value(value)
+        params[key] = parse_value(value)
     return AGENTS[base].with_params(**params) if params else AGENTS[base]
 
 

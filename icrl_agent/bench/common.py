@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import shlex
 import sys
@@ -101,14 +102,50 @@ def resolve_env_id(item: str) -> str:
     )
 
 
+def parse_value(text: str) -> Any:
+    """A ``key=value`` value on the command line: JSON if it parses (``20``, ``0.1``, ``true``), else the text."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def split_env_spec(item: str) -> tuple[str, dict[str, Any]]:
+    """``"DeepSea:size=20"`` -> ``("DeepSea", {"size": 20})``: an env name and its ``gym.make`` keywords.
+
+    :raises ValueError: for a keyword not written ``key=value``
+    """
+    name, *overrides = item.strip().split(":")
+    kwargs = {}
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        if not sep or not key:
+            raise ValueError(f"bad env keyword {override!r} in {item!r}: write name:key=value, e.g. DeepSea:size=20")
+        kwargs[key] = parse_value(value)
+    return name, kwargs
+
+
+def short_env_name(env_id: str) -> str:
+    """The label of an env in tables and plots: ``icrl/DeepSea-v0:size=20`` -> ``DeepSea:size=20``."""
+    name, _, kwargs = env_id.partition(":")
+    short = name.removeprefix("icrl/").removesuffix("-v0")
+    return f"{short}:{kwargs}" if kwargs else short
+
+
+def _resolve_env_spec(item: str) -> str:
+    name, kwargs = split_env_spec(item)
+    return ":".join([resolve_env_id(name), *(f"{k}={v}" for k, v in kwargs.items())])
+
+
 def parse_envs(names: str | Sequence[str]) -> list[str]:
     """Env ids from ``"all"`` or a comma-separated list, checked before anything runs.
 
     A name without the ``icrl/`` prefix or ``-v0`` suffix is completed (``RiverSwim`` ->
     ``icrl/RiverSwim-v0``) when that makes it a benchmark env; any other registered Gymnasium id
-    (``FrozenLake-v1``) is taken as it is.
+    (``FrozenLake-v1``) is taken as it is. ``name:key=value`` passes a keyword to ``gym.make``
+    (``DeepSea:size=20``).
 
-    :param names: ``"all"``, ``"icrl/RiverSwim-v0,FrozenLake4x4,Taxi-v4"`` or a list
+    :param names: ``"all"``, ``"icrl/RiverSwim-v0,FrozenLake4x4,Taxi-v4,DeepSea:size=20"`` or a list
     :return: full env ids, in order
     :raises ValueError: for an unknown env, listing the valid ones
     """
@@ -118,7 +155,7 @@ def parse_envs(names: str | Sequence[str]) -> list[str]:
         return all_env_ids()
     if not items:
         raise ValueError(f"no env given; valid envs: all, {', '.join(all_env_ids())}")
-    return [resolve_env_id(item) for item in items]
+    return [_resolve_env_spec(item) for item in items]
 
 
 def make_env(env_id: str) -> gym.Env:
@@ -129,7 +166,8 @@ def make_env(env_id: str) -> gym.Env:
     """
     import icrl_agent.envs  # noqa: F401  (registers the icrl/... ids)
 
-    return gym.make(env_id if env_id in gym.registry else resolve_env_id(env_id))
+    name, kwargs = split_env_spec(env_id)
+    return gym.make(name if name in gym.registry else resolve_env_id(name), **kwargs)
 
 
 _ENV_CACHE: dict[str, gym.Env] = {}

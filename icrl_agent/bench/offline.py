@@ -31,6 +31,7 @@ from icrl_agent.bench.common import (
     prepare_out,
     report_errors,
     run_tasks,
+    short_env_name,
     timestamp,
 )
 from icrl_agent.bench.results import OfflineResult, OfflineRow, RunRecord
@@ -221,7 +222,7 @@ def summarize(runs: Sequence[RunRecord], refs: dict[str, EnvReference]) -> list[
 
 
 def _short(env_id: str) -> str:
-    return env_id.removeprefix("icrl/").removesuffix("-v0")
+    return short_env_name(env_id)
 
 
 def _averages_table(rows: Sequence[OfflineRow], agents: Sequence[str]) -> str:

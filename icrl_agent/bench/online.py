@@ -30,6 +30,7 @@ from icrl_agent.bench.common import (
     report_errors,
     run_episodes,
     run_tasks,
+    short_env_name,
     timestamp,
 )
 from icrl_agent.bench.results import OnlineResult, OnlineRow, RunRecord
@@ -174,7 +175,7 @@ def summarize(
 
 
 def _short(env_id: str) -> str:
-    return env_id.removeprefix("icrl/").removesuffix("-v0")
+    return short_env_name(env_id)
 
 
 def _label(ref: EnvReference) -> str:

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from icrl_agent.model import ModelConfig
+from icrl_agent.model import ES_SCOPES, ModelConfig
 from icrl_agent.pretraining.data import DataSpec
 from icrl_agent.pretraining.prior import FAMILIES, PriorSpec, default_family_weights
 
@@ -69,6 +69,11 @@ class ESConfig:
     mdps: int = 48                     # prior MDPs per generation (shared by the whole population)
     episodes: int = 40                 # online episodes per MDP
     max_horizon: int = 100             # horizon cap of the ES MDPs (the online loop is sequential in H)
+    parameters: str = "constants"      # "constants" (the 4 optimism constants) or "heads" (also the last
+                                       # layers of the (s, a) and scale heads: IcrlModel.es_parameters)
+    min_episodes: int = 0              # > 0: each MDP's budget is log-uniform in [min_episodes, episodes]
+    worst_fifth_weight: float = 0.0    # fitness = mean + this * mean of the worst fifth of the MDPs' scores
+    noise_draws: int = 0               # at the end: the final parameters' fitness on this many fresh draws
 
 
 @dataclass
@@ -161,12 +166,14 @@ _RULES: dict[str, tuple[str, ...]] = {
                      "stage1.eval_interval", "stage1.eval_batch_size", "scale.batch_size", "scale.eval_interval",
                      "scale.eval_batch_size", "es.pairs", "es.mdps", "es.episodes", "es.max_horizon"),
     "non-negative int": ("seed", "data.max_episodes", "data.dagger_start", "stage1.warmup_steps",
-                         "stage1.steps", "scale.steps", "es.generations"),
+                         "stage1.steps", "scale.steps", "es.generations", "es.min_episodes", "es.noise_draws",
+                         "prior.max_corridor"),
     "probability": ("prior.negate_prob", "prior.stochastic_reward_prob", "data.zero_data_prob",
                     "data.epsilon_optimal_prob", "data.dagger_prob"),
     "positive number": ("prior.reward_scale_min", "prior.reward_scale_max", "data.target_temperature",
                         "stage1.lr", "scale.lr", "es.sigma", "es.lr"),
-    "non-negative number": ("stage1.weight_decay", "stage1.grad_clip", "stage1.scale_loss_weight"),
+    "non-negative number": ("stage1.weight_decay", "stage1.grad_clip", "stage1.scale_loss_weight",
+                            "es.worst_fifth_weight", "prior.small_reward_ratio_min", "prior.small_reward_ratio_max"),
 }
 _EXPECTED = {"positive int": "an integer >= 1", "non-negative int": "an integer >= 0",
              "probability": "a probability in [0, 1]", "positive number": "a number > 0",
@@ -232,6 +239,16 @@ def _validate_ranges(cfg: PretrainConfig) -> None:
         _fail("prior.min_horizon", prior.min_horizon, f"<= max_horizon ({prior.max_horizon})")
     if prior.reward_scale_min > prior.reward_scale_max:
         _fail("prior.reward_scale_min", prior.reward_scale_min, f"<= reward_scale_max ({prior.reward_scale_max})")
+    if prior.small_reward_ratio_min > prior.small_reward_ratio_max or (
+            prior.small_reward_ratio_max > 0 and not 0 < prior.small_reward_ratio_min <= 1):
+        _fail("prior.small_reward_ratio_min", prior.small_reward_ratio_min,
+              f"0 < small_reward_ratio_min <= small_reward_ratio_max ({prior.small_reward_ratio_max}), or both 0")
+    if prior.max_corridor and not 4 <= prior.max_corridor <= prior.max_states:
+        _fail("prior.max_corridor", prior.max_corridor, f"0 or 4 <= max_corridor <= max_states ({prior.max_states})")
+    if cfg.es.min_episodes > cfg.es.episodes:
+        _fail("es.min_episodes", cfg.es.min_episodes, f"<= es.episodes ({cfg.es.episodes})")
+    if cfg.es.parameters not in ES_SCOPES:
+        _fail("es.parameters", cfg.es.parameters, f"one of {', '.join(ES_SCOPES)}")
     if data.min_episodes > max(data.max_episodes, 1):
         _fail("data.min_episodes", data.min_episodes, f"<= max_episodes ({data.max_episodes})")
     if data.epsilon_optimal_prob + data.dagger_prob > 1.0:

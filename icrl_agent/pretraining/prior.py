@@ -24,6 +24,10 @@ flip, optional reward noise, and a horizon. Families (parameters drawn per MDP):
   (0.5-5% of the goal) and every other action returns to the start for free; the far end pays the goal.
 - ``loop``: a ring of S states with moves +1, -1, a jump and "stay", slip 0-0.3, sparse rewards at a few
   random states; non-terminal.
+- ``arms``: SixArms-like: a hub and one room per action (2..max_actions); from the hub, action i enters
+  room i with probability p_i (1 for one arm, log-uniform 0.02-0.5 for the others), else stays; in room i
+  one action stays and pays r_i, the others return to the hub. The rewards span a ratio of 10-1000; with
+  probability 0.7 the rarer rooms pay more (the small sure reward hides the large rare one).
 
 Benchmarks (RiverSwim's exact parameters, FrozenLake's maps, ...) are not in any family on purpose.
 """
@@ -35,7 +39,7 @@ from dataclasses import dataclass, field, fields, replace
 
 import torch
 
-FAMILIES = ("garnet", "grid", "river", "bandit", "tree", "distractor", "step_cost", "loop")
+FAMILIES = ("garnet", "grid", "river", "bandit", "tree", "distractor", "step_cost", "loop", "arms")
 
 
 @dataclass
@@ -117,6 +121,11 @@ class PriorSpec:
     reward_scale_max: float = 100.0
     negate_prob: float = 0.1           # probability that an MDP's rewards all change sign
     stochastic_reward_prob: float = 0.3  # probability of Gaussian reward noise (std 10-100% of |R|)
+    # the small reward or cost that hides the goal in river, distractor and step_cost, as a fraction of the
+    # goal reward, log-uniform in [min, max]; 0 keeps each family's own range (module docstring)
+    small_reward_ratio_min: float = 0.0
+    small_reward_ratio_max: float = 0.0
+    max_corridor: int = 0              # longest river / distractor / step_cost chain; 0: 40 / 32 / 24
 
     @property
     def train_families(self) -> dict[str, float]:
@@ -279,7 +288,7 @@ def _chain_shift(S: int, n_states: torch.Tensor, step: int) -> torch.Tensor:
 
 def sample_river(n: int, spec: PriorSpec, d: _Draw) -> MDPBatch:
     """RiverSwim-like chains with random lengths and current strengths (see the module docstring)."""
-    n_states = d.integers(3, min(40, spec.max_states), n)
+    n_states = d.integers(3, min(spec.max_corridor or 40, spec.max_states), n)
     S = int(n_states.max())
     left, right = _one_hot(_chain_shift(S, n_states, -1), S), _one_hot(_chain_shift(S, n_states, 1), S)
     here = torch.eye(S, device=d.device).expand(n, S, S)
@@ -289,7 +298,7 @@ def sample_river(n: int, spec: PriorSpec, d: _Draw) -> MDPBatch:
     swim = f * right + b * left + (1 - f - b) * here
     P = torch.stack([left, swim], dim=2)
     R = torch.zeros(n, S, 2, device=d.device)
-    R[:, 0, 0] = d.log_uniform(0.001, 0.05, n)
+    R[:, 0, 0] = _small_reward(spec, d, n, 0.001, 0.05, log=True)
     last = (n_states - 1)[:, None]
     R[:, :, 1] = (torch.arange(S, device=d.device)[None, :] == last) * 1.0
     start = torch.where(d.bernoulli(0.5, n), 0, d.integers(0, 1, n))
@@ -341,6 +350,13 @@ def sample_tree(n: int, spec: PriorSpec, d: _Draw) -> MDPBatch:
     return _finish(P, R, is_leaf, _one_hot(torch.zeros_like(n_states), S), n_states, branching, depth, "tree")
 
 
+def _small_reward(spec: PriorSpec, d: _Draw, n: int, lo: float, hi: float, log: bool) -> torch.Tensor:
+    """The small reward (or cost) beside the goal's 1: the spec's ratio range if set, else the family's."""
+    if spec.small_reward_ratio_max > 0:
+        return d.log_uniform(spec.small_reward_ratio_min, spec.small_reward_ratio_max, n)
+    return d.log_uniform(lo, hi, n) if log else d.uniform(lo, hi, n)
+
+
 def _corridor(n: int, spec: PriorSpec, d: _Draw, max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
     n_states = d.integers(4, min(max_length, spec.max_states), n)
     return n_states, torch.minimum(d.integers(2, 4, n), torch.tensor(spec.max_actions, device=d.device))
@@ -348,7 +364,7 @@ def _corridor(n: int, spec: PriorSpec, d: _Draw, max_length: int) -> tuple[torch
 
 def sample_distractor(n: int, spec: PriorSpec, d: _Draw) -> MDPBatch:
     """A small reward at the start, a large one far away (see the module docstring)."""
-    n_states, n_actions = _corridor(n, spec, d, 32)
+    n_states, n_actions = _corridor(n, spec, d, spec.max_corridor or 32)
     S, A = int(n_states.max()), int(n_actions.max())
     here = torch.eye(S, device=d.device).expand(n, S, S)
     forward = d.uniform(0.6, 1.0, n)[:, None, None]
@@ -357,7 +373,7 @@ def sample_distractor(n: int, spec: PriorSpec, d: _Draw) -> MDPBatch:
     P = torch.stack([here, right] + [to_start] * (A - 2), dim=2)
     goal = n_states - 1
     R = _entry_rewards(P, _one_hot(goal, S))
-    R[:, 0, 0] = d.uniform(0.01, 0.2, n)
+    R[:, 0, 0] = _small_reward(spec, d, n, 0.01, 0.2, log=False)
     terminal = _one_hot(goal, S).bool()
     start = _one_hot(torch.zeros_like(n_states), S)
     return _finish(P, R, terminal, start, n_states, n_actions, 3 * n_states, "distractor")
@@ -365,7 +381,7 @@ def sample_distractor(n: int, spec: PriorSpec, d: _Draw) -> MDPBatch:
 
 def sample_step_cost(n: int, spec: PriorSpec, d: _Draw) -> MDPBatch:
     """DeepSea-like corridors: costly progress toward a distant goal (see the module docstring)."""
-    n_states, n_actions = _corridor(n, spec, d, 24)
+    n_states, n_actions = _corridor(n, spec, d, spec.max_corridor or 24)
     S, A = int(n_states.max()), int(n_actions.max())
     right = _one_hot(_chain_shift(S, n_states, 1), S)
     to_start = _one_hot(torch.zeros(n, S, dtype=torch.long, device=d.device), S)
@@ -373,7 +389,7 @@ def sample_step_cost(n: int, spec: PriorSpec, d: _Draw) -> MDPBatch:
     is_good = _one_hot(good, A).bool()[..., None]
     P = torch.where(is_good, right[:, :, None, :], to_start[:, :, None, :])
     goal = n_states - 1
-    cost = d.uniform(0.005, 0.05, n)[:, None, None]
+    cost = _small_reward(spec, d, n, 0.005, 0.05, log=False)[:, None, None]
     R = _entry_rewards(P, _one_hot(goal, S)) - cost * is_good.squeeze(-1)
     terminal = _one_hot(goal, S).bool()
     start = _one_hot(torch.zeros_like(n_states), S)
@@ -401,9 +417,41 @@ def sample_loop(n: int, spec: PriorSpec, d: _Draw) -> MDPBatch:
     return _finish(P, _entry_rewards(P, entry), terminal, start, n_states, n_actions, n_states, "loop")
 
 
+def sample_arms(n: int, spec: PriorSpec, d: _Draw) -> MDPBatch:
+    """A hub with rooms entered with unequal probabilities and paying unequal rewards (module docstring)."""
+    n_actions = d.integers(2, min(spec.max_actions, spec.max_states - 1), n)
+    n_states = n_actions + 1
+    S, A = int(n_states.max()), int(n_actions.max())
+    arm = torch.arange(A, device=d.device)[None, :]
+    valid = arm < n_actions[:, None]
+    enter = torch.exp(d.uniform(math.log(0.02), math.log(0.5), n, A)).masked_fill(~valid, 0.0)
+    enter[:, 0] = 1.0  # the sure arm
+    # rewards log-spaced over a random total ratio; by default the rarer the room, the larger its reward
+    log_ratio = d.uniform(math.log(10.0), math.log(1000.0), n)[:, None]
+    rarity = torch.argsort(torch.argsort(-enter.masked_fill(~valid, -1.0), dim=1), dim=1).float()
+    shuffled = d.uniform(0, 1, n, A).masked_fill(~valid, 2.0).argsort(1).argsort(1).float()  # padded arms last
+    rank = torch.where(d.bernoulli(0.7, n)[:, None], rarity, shuffled)
+    reward = torch.exp(log_ratio * rank / (n_actions[:, None] - 1).clamp(min=1)) / torch.exp(log_ratio)
+    room = 1 + arm  # state of room i
+    hub = torch.zeros(n, A, S, device=d.device)
+    hub.scatter_(2, room.expand(n, A)[..., None].clamp(max=S - 1), enter[..., None])
+    hub[:, :, 0] += 1.0 - enter
+    stay_action = (d.uniform(0, 1, n, S) * n_actions[:, None]).floor().long()
+    stays = _one_hot(stay_action, A).bool()[..., None]  # [n, S, A, 1]
+    in_room = torch.where(stays, torch.eye(S, device=d.device)[None, :, None, :], _one_hot(
+        torch.zeros(n, S, dtype=torch.long, device=d.device), S)[:, :, None, :])
+    P = torch.cat([hub[:, None], in_room[:, 1:]], dim=1)
+    entry = torch.cat([torch.zeros(n, 1, device=d.device), reward], dim=1)[:, :S]
+    R = _entry_rewards(P, entry)
+    terminal = torch.zeros(n, S, dtype=torch.bool, device=d.device)
+    start = _one_hot(torch.zeros_like(n_states), S)
+    return _finish(P, R, terminal, start, n_states, n_actions, torch.full_like(n_states, 10), "arms")
+
+
 SAMPLERS = {
     "garnet": sample_garnet, "grid": sample_grid, "river": sample_river, "bandit": sample_bandit,
     "tree": sample_tree, "distractor": sample_distractor, "step_cost": sample_step_cost, "loop": sample_loop,
+    "arms": sample_arms,
 }
 
 

@@ -270,7 +270,7 @@ def planned_episodes(
 def online_returns(
     model_or_policy: torch.nn.Module | Planner,
     mdps: MDPBatch,
-    n_episodes: int,
+    n_episodes: int | torch.Tensor,
     generator: torch.Generator,
     optimism: bool = True,
 ) -> torch.Tensor:
@@ -278,10 +278,10 @@ def online_returns(
 
     :param model_or_policy: an ``IcrlModel`` or a planner ``StatsBatch -> q_to_go``
     :param mdps: the true MDPs
-    :param n_episodes: episodes per MDP
+    :param n_episodes: episodes per MDP (an int, or long ``[B]``: each MDP's own budget)
     :param generator: torch generator on the batch's device
     :param optimism: passed to the model
-    :return: per-episode returns ``[B, n_episodes]``
+    :return: per-episode returns ``[B, max episodes]`` (0 after an MDP's last episode)
     """
     acc = StatsAccumulator.zeros(mdps)
     return planned_episodes(as_planner(model_or_policy, optimism), mdps, acc, n_episodes, generator)

@@ -366,31 +366,94 @@ def evaluate_scale(model: IcrlModel, cfg: PretrainConfig, families: list[str], d
     return out
 
 
+def es_budgets(cfg: PretrainConfig, n_mdps: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """Online episodes per ES MDP: ``es.episodes`` each, or log-uniform in [es.min_episodes, es.episodes]."""
+    es = cfg.es
+    if es.min_episodes <= 0 or es.min_episodes >= es.episodes:
+        return torch.full((n_mdps,), es.episodes, dtype=torch.long, device=device)
+    low, high = math.log(es.min_episodes), math.log(es.episodes + 1)
+    draw = torch.rand(n_mdps, generator=generator, device=device) * (high - low) + low
+    return draw.exp().floor().long().clamp(es.min_episodes, es.episodes)
+
+
+def es_fitness(
+    returns: torch.Tensor, budgets: torch.Tensor, v_opt: torch.Tensor, v_rand: torch.Tensor, worst_weight: float
+) -> torch.Tensor:
+    """Fitness of one member: the mean over MDPs of each one's mean normalized return over its own budget,
+    plus ``worst_weight`` times the mean of the worst fifth of those scores (a stuck run costs what it
+    costs a user). With equal budgets and no worst-fifth term, the mean over every (MDP, episode)."""
+    norm = normalized_returns(returns, v_opt, v_rand).clamp(-2.0, 2.0)
+    if worst_weight == 0 and bool((budgets == returns.shape[1]).all()):
+        return torch.nanmean(norm)
+    in_budget = torch.arange(returns.shape[1], device=returns.device) < budgets[:, None]
+    per_mdp = torch.nanmean(norm.masked_fill(~in_budget, float("nan")), dim=1)
+    per_mdp = per_mdp[~per_mdp.isnan()]
+    fitness = per_mdp.mean()
+    if worst_weight > 0 and per_mdp.numel():
+        worst = per_mdp.sort().values[: max(1, per_mdp.numel() // 5)]
+        fitness = fitness + worst_weight * worst.mean()
+    return fitness
+
+
+@dataclass
+class ESDraw:
+    """What every member of one ES generation meets: the MDPs, their values and budgets, the episodes' seed."""
+
+    mdps: Any
+    v_opt: torch.Tensor
+    v_rand: torch.Tensor
+    budgets: torch.Tensor
+    seed_tag: tuple[Any, ...]
+
+
+def es_draw(cfg: PretrainConfig, generator: torch.Generator, device: torch.device, *seed_tag: Any) -> ESDraw:
+    """Sample one generation's MDPs (training families) and budgets; episodes are seeded by ``seed_tag``."""
+    mdps = sample_mdps(cfg.es.mdps, cfg.train_families, cfg.prior.capped(cfg.es.max_horizon), generator, device)
+    v_opt, v_rand = exact_values(mdps, optimal_q_to_go(mdps))
+    return ESDraw(mdps, v_opt, v_rand, es_budgets(cfg, cfg.es.mdps, generator, device), seed_tag)
+
+
+def es_evaluate(cfg: PretrainConfig, model: IcrlModel, draw: ESDraw, device: torch.device) -> float:
+    """The fitness of the model's current parameters on one draw (common random numbers: same seed)."""
+    returns = online_returns(model, draw.mdps, draw.budgets, derived_generator(cfg, device, *draw.seed_tag))
+    return float(es_fitness(returns, draw.budgets, draw.v_opt, draw.v_rand, cfg.es.worst_fifth_weight))
+
+
 def es_generation(
     cfg: PretrainConfig, state: RunState, model: IcrlModel, info: distributed.DistInfo
 ) -> dict[str, float]:
-    """One ES generation: antithetic perturbations of the optimism parameters, shared out by rank."""
+    """One ES generation: antithetic perturbations of the ES parameters, shared out by rank."""
     device, es = info.device, cfg.es
-    params = model.optimism_parameters()
+    params = model.es_parameters(es.parameters)
     theta = parameters_to_vector(params).detach().clone()
     g = derived_generator(cfg, device, "es", state.generation)
     noise = torch.randn(es.pairs, theta.numel(), generator=g, device=device)
     members = torch.cat([theta + es.sigma * noise, theta - es.sigma * noise])
     fitness = torch.zeros(members.shape[0], device=device, dtype=torch.float64)
-    seed_tag = ("es-episodes", state.generation)
-    mdps = sample_mdps(es.mdps, cfg.train_families, cfg.prior.capped(es.max_horizon), g, device)
-    v_opt, v_rand = exact_values(mdps, optimal_q_to_go(mdps))
+    draw = es_draw(cfg, g, device, "es-episodes", state.generation)
     for i in range(info.rank, members.shape[0], info.world_size):
         vector_to_parameters(members[i], params)
         # common random numbers: every member meets the same MDPs and the same episode randomness
-        returns = online_returns(model, mdps, es.episodes, derived_generator(cfg, device, *seed_tag))
-        fitness[i] = torch.nanmean(normalized_returns(returns, v_opt, v_rand).clamp(-2.0, 2.0))
+        fitness[i] = es_evaluate(cfg, model, draw, device)
     distributed.all_reduce_sum(fitness, info)
     diff = (fitness[: es.pairs] - fitness[es.pairs:]).to(theta.dtype)
     gradient = (diff[:, None] * noise).sum(dim=0) / (2 * es.pairs * es.sigma)
     gradient = gradient / (fitness.std().to(theta.dtype) + 1e-8)
     vector_to_parameters(theta + es.lr * gradient, params)
-    return {"fitness_mean": float(fitness.mean()), "fitness_max": float(fitness.max())}
+    return {"fitness_mean": float(fitness.mean()), "fitness_max": float(fitness.max()),
+            "fitness_spread": float(fitness.std())}
+
+
+def es_fitness_noise(cfg: PretrainConfig, model: IcrlModel, device: torch.device) -> dict[str, float]:
+    """The final parameters' fitness on ``es.noise_draws`` fresh draws (MDPs, budgets and episode seeds):
+    the spread of the same parameters evaluated again, to compare with the population's spread."""
+    scores = []
+    for k in range(cfg.es.noise_draws):
+        g = derived_generator(cfg, device, "es-noise", k)
+        scores.append(es_evaluate(cfg, model, es_draw(cfg, g, device, "es-noise-episodes", k), device))
+    values = torch.tensor(scores, dtype=torch.float64)
+    return {"fitness_mean": float(values.mean()), "fitness_std": float(values.std()) if len(scores) > 1 else 0.0,
+            "draws": float(len(scores))}
 
 
 @dataclass
@@ -586,6 +649,9 @@ def run_stage2(run: TrainingRun) -> None:
             run.checkpoint()
     if bar is not None:
         bar.close()
+    finished = cfg.es.generations > 0 and state.generation >= cfg.es.generations
+    if finished and cfg.es.noise_draws and run.info.is_main and "es_noise/fitness_std" not in state.metrics:
+        run.log("es_noise", es_fitness_noise(cfg, run.model, run.info.device), state.generation)
 
 
 def _log_eval(run: TrainingRun, speed: dict[str, float], timer: SectionTimer) -> None:

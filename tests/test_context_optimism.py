@@ -1,0 +1,185 @@
+"""Stage 2 for context-dependent optimism (``es.parameters: heads``), its fitness, the prior it trains on, and
+the constants ablation (``model.encoder: none``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+from torch.nn.utils import parameters_to_vector
+
+from icrl_agent.model import IcrlModel, ModelConfig
+from icrl_agent.pretraining.config import PretrainConfig, config_from_dict
+from icrl_agent.pretraining.prior import PriorSpec, sample_mdps
+from icrl_agent.pretraining.train import RunState, es_budgets, es_fitness, es_fitness_noise, es_generation
+
+SMALL = {"d_model": 16, "n_heads": 2, "n_rounds": 2}
+EXACT = {"reward_scale_min": 1.0, "reward_scale_max": 1.0, "negate_prob": 0.0, "stochastic_reward_prob": 0.0}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_config(**es) -> PretrainConfig:
+    return config_from_dict({
+        "seed": 0, "log_dir": "", "model": SMALL,
+        "prior": {"family_weights": {"garnet": 1, "arms": 1, "river": 1}, "held_out": [], "max_states": 8,
+                  "max_actions": 3, "min_horizon": 4, "max_horizon": 8},
+        "stage1": {"steps": 0},
+        "es": {"generations": 1, "pairs": 2, "mdps": 4, "episodes": 6, "max_horizon": 8, **es},
+    })
+
+
+# ----------------------------------------------------------------------------- what ES moves
+
+
+def test_heads_scope_adds_the_last_layers_of_the_sa_and_scale_heads():
+    model = IcrlModel(ModelConfig(**SMALL, scale_head="quantile"))
+    constants = model.es_parameters("constants")
+    heads = model.es_parameters("heads")
+    assert constants == model.optimism_parameters()
+    expected = [model.sa_head[-1].weight, model.sa_head[-1].bias, model.scale_head[-1].weight, model.scale_head[-1].bias]
+    assert heads[:4] == constants and heads[4:] == expected
+    assert sum(p.numel() for p in heads) == 4 + (16 * 4 + 4) + (16 + 1)
+    with pytest.raises(ValueError, match="unknown ES scope"):
+        model.es_parameters("everything")
+
+
+def test_constants_ablation_moves_only_biases_and_its_heads_ignore_the_statistics():
+    model = IcrlModel(ModelConfig(**SMALL, encoder="none"))
+    heads = model.es_parameters("heads")
+    assert heads[4:] == [model.sa_head[-1].bias, model.scale_head.bias]
+    g = torch.Generator().manual_seed(0)
+    mdps = sample_mdps(3, {"garnet": 1}, PriorSpec(max_states=6, max_actions=3, max_horizon=6), g)
+    from icrl_agent.pretraining.rollouts import StatsAccumulator, epsilon_greedy, run_episodes
+
+    acc = StatsAccumulator.zeros(mdps)
+    lanes = torch.arange(3)
+    run_episodes(mdps, acc, lanes, epsilon_greedy(mdps, torch.zeros_like(mdps.R)[:, None], torch.ones(3), g), g)
+    batch = acc.stats_batch(mdps)
+    raw = []
+    handle = model.sa_head.register_forward_hook(lambda _m, _i, out: raw.append(out.detach()))
+    with torch.no_grad():
+        model(batch)
+    handle.remove()
+    # every (s, a) of every MDP gets the same raw corrections: the head's bias
+    assert torch.allclose(raw[0], model.sa_head(torch.zeros(1, 3 * 16)).detach().expand_as(raw[0]))
+
+
+def test_an_es_generation_with_heads_moves_the_heads_and_leaves_the_encoder():
+    cfg = tiny_config(parameters="heads", min_episodes=2, worst_fifth_weight=1.0, sigma=0.5, mdps=8)
+    model = IcrlModel(cfg.model)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    scalars = es_generation(cfg, RunState(), model, _single_process())
+    moved = {name for name, p in model.named_parameters() if not torch.equal(p, before[name])}
+    assert moved == {"log_bonus_gain", "log_unknown_gain", "kappa_raw", "log_scale_gain", "sa_head.2.weight",
+                     "sa_head.2.bias", "scale_head.weight", "scale_head.bias"}
+    assert math.isfinite(scalars["fitness_mean"]) and scalars["fitness_spread"] >= 0
+
+
+def _single_process():
+    from icrl_agent.pretraining import distributed
+
+    return distributed.DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+
+
+# ----------------------------------------------------------------------------- the fitness
+
+
+def test_budgets_are_log_uniform_between_min_and_max_episodes():
+    cfg = tiny_config(min_episodes=10, episodes=1000)
+    budgets = es_budgets(cfg, 4000, torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert budgets.min() >= 10 and budgets.max() <= 1000
+    # log-uniform: as many budgets in [10, 100) as in [100, 1000]
+    share_low = float((budgets < 100).double().mean())
+    assert 0.45 < share_low < 0.55
+    fixed = es_budgets(tiny_config(), 5, torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert fixed.tolist() == [6] * 5
+
+
+def test_fitness_scores_each_mdp_over_its_own_budget_and_adds_the_worst_fifth():
+    v_opt, v_rand = torch.ones(5), torch.zeros(5)
+    returns = torch.tensor([
+        [1.0, 1.0, 0.0, 0.0],   # budget 2: 1.0 (the zeros after its budget must not count)
+        [0.5, 0.5, 0.5, 0.5],   # 0.5
+        [0.0, 1.0, 0.0, 0.0],   # budget 2: 0.5
+        [0.2, 0.2, 0.2, 0.2],   # 0.2
+        [0.0, 0.0, 0.0, 0.0],   # 0.0, the worst fifth
+    ])
+    budgets = torch.tensor([2, 4, 2, 4, 4])
+    assert es_fitness(returns, budgets, v_opt, v_rand, 0.0).item() == pytest.approx(2.2 / 5)
+    assert es_fitness(returns, budgets, v_opt, v_rand, 2.0).item() == pytest.approx(2.2 / 5 + 2.0 * 0.0)
+    better_worst = returns.clone()
+    better_worst[4] = 0.1
+    gain = es_fitness(better_worst, budgets, v_opt, v_rand, 2.0) - es_fitness(returns, budgets, v_opt, v_rand, 2.0)
+    assert gain.item() == pytest.approx(0.1 / 5 + 2.0 * 0.1)
+    # equal budgets, no worst-fifth term: icrl-v1's fitness, the mean over every (MDP, episode)
+    full = torch.full((5,), 4)
+    assert es_fitness(returns, full, v_opt, v_rand, 0.0).item() == pytest.approx(float(returns.mean()))
+
+
+def test_fitness_noise_scores_the_final_parameters_on_fresh_draws():
+    cfg = tiny_config(noise_draws=3, min_episodes=2)
+    model = IcrlModel(cfg.model)
+    theta = parameters_to_vector(model.parameters()).clone()
+    noise = es_fitness_noise(cfg, model, torch.device("cpu"))
+    assert noise["draws"] == 3 and noise["fitness_std"] > 0 and math.isfinite(noise["fitness_mean"])
+    assert torch.equal(parameters_to_vector(model.parameters()), theta)  # measuring moves nothing
+
+
+# ----------------------------------------------------------------------------- the prior
+
+
+def test_arms_family_is_a_hub_with_rare_rooms_paying_more():
+    g = torch.Generator().manual_seed(0)
+    mdps = sample_mdps(200, {"arms": 1}, PriorSpec(max_states=8, max_actions=6, **EXACT), g)
+    assert torch.allclose(mdps.P.sum(-1), torch.ones_like(mdps.P.sum(-1)))
+    n_arms = mdps.action_mask.sum(1)
+    assert (mdps.state_mask.sum(1) == n_arms + 1).all()
+    enter = mdps.P[:, 0, :, 1:].sum(-1)  # from the hub, the chance to leave it per arm
+    assert torch.allclose(enter[:, 0], torch.ones(200))
+    room_reward = torch.stack([mdps.R[i, 1:1 + int(n), :].max() for i, n in enumerate(n_arms)])
+    assert torch.allclose(room_reward, torch.ones(200))  # the best room pays 1 (before the shared scale)
+    ratios = torch.stack([mdps.R[i, 1:1 + int(n)].amax(-1).max() / mdps.R[i, 1:1 + int(n)].amax(-1).min()
+                          for i, n in enumerate(n_arms)])
+    assert ratios.min() >= 10 - 1e-4 and ratios.max() <= 1000 + 1e-3
+    # the rarest room pays the most in about 70% of the MDPs (random order otherwise)
+    rarest = torch.stack([enter[i, :int(n)].argmin() for i, n in enumerate(n_arms)])
+    richest = torch.stack([mdps.R[i, 1:1 + int(n)].amax(-1).argmax() for i, n in enumerate(n_arms)])
+    assert 0.65 < float((rarest == richest).double().mean()) < 0.95
+
+
+@pytest.mark.parametrize("family", ["river", "distractor", "step_cost"])
+def test_small_reward_ratio_and_corridor_length_are_settable(family):
+    spec = PriorSpec(max_states=40, small_reward_ratio_min=1e-4, small_reward_ratio_max=1e-3, max_corridor=30,
+                     **EXACT)
+    mdps = sample_mdps(300, {family: 1}, spec, torch.Generator().manual_seed(1))
+    small = -mdps.R[mdps.R < 0] if family == "step_cost" else mdps.R[:, 0, 0]
+    assert small.min() >= 1e-4 * (1 - 1e-5) and small.max() <= 1e-3 * (1 + 1e-5)
+    assert mdps.state_mask.sum(1).max() <= 30 and mdps.state_mask.sum(1).max() > 20
+    default = sample_mdps(300, {family: 1}, dataclasses.replace(spec, small_reward_ratio_min=0.0,
+                                                                small_reward_ratio_max=0.0, max_corridor=0),
+                          torch.Generator().manual_seed(1))
+    small_default = -default.R[default.R < 0] if family == "step_cost" else default.R[:, 0, 0]
+    assert small_default.min() >= 1e-3 * (1 - 1e-5)  # each family's own range: 0.1% and up
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("es", {"parameters": "all"}, "es.parameters"),
+    ("es", {"min_episodes": 50, "episodes": 40}, "es.min_episodes"),
+    ("es", {"worst_fifth_weight": -1}, "es.worst_fifth_weight"),
+    ("prior", {"small_reward_ratio_min": 0.5, "small_reward_ratio_max": 0.1}, "prior.small_reward_ratio_min"),
+    ("prior", {"max_corridor": 3}, "prior.max_corridor"),
+    ("model", {"encoder": "mlp"}, "encoder"),
+    ("model", {"exploit_untried": "zero"}, "exploit_untried"),
+])
+def test_bad_values_of_the_new_keys_are_refused_by_name(key, value, match):
+    with pytest.raises(ValueError, match=match):
+        config_from_dict({key: value})
