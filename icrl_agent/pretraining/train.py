@@ -633,6 +633,11 @@ def run_scale_stage(run: TrainingRun) -> None:
 def run_stage2(run: TrainingRun) -> None:
     """ES generations (once stage 1 and the scale stage are done) until ``es.generations`` or this call's budget."""
     cfg, state = run.cfg, run.state
+    ready = state.step >= cfg.stage1.steps and state.scale_step >= cfg.scale.steps
+    if (ready and cfg.es.generations and cfg.es.noise_draws and run.info.is_main
+            and "es_noise_start/fitness_mean" not in state.metrics):
+        # the starting parameters on the same fresh draws as the final ones: a before/after on equal terms
+        run.log("es_noise_start", es_fitness_noise(cfg, run.model, run.info.device), state.generation)
     bar = _progress(cfg, run.info, cfg.es.generations, state.generation, "stage 2 (ES)")
     while (state.step >= cfg.stage1.steps and state.scale_step >= cfg.scale.steps
            and state.generation < cfg.es.generations and run.budget > 0):
