@@ -419,7 +419,9 @@ class IcrlModel(nn.Module):
     - bonus ``c_b k scale / sqrt(N + 1)`` (optimism only), ``c_b <= 2 exp(log_bonus_gain)``;
     - a mass ``m = w / (N + w)`` goes to an unknown successor worth ``kappa scale (k - 1)`` (optimism) or
       the mean value of the known states (exploitation); the rest follows ``P̂``; terminal mass is worth 0;
-    - ``scale >= 1`` the per-MDP estimate of how large unseen rewards may be.
+    - ``scale >= 1`` the per-MDP estimate of how large unseen rewards may be;
+    - with ``config.exploit_untried="floor"``, the exploitation plan values an untried pair at most
+      ``k min(0, smallest normalized reward seen)`` (no higher than plain VI or VI-LCB would).
 
     Every correction vanishes as ``N`` grows, so Q tends to plain VI on the empirical MDP.
 
