@@ -37,6 +37,11 @@ def test_blind_agents_are_told_nothing():
     assert blind.name == "optvi-blind" and not blind.hints and told.hints
 
 
+def test_weights_go_to_every_icrl_agent_not_given_its_own():
+    default, own = resolve_specs("icrl,icrl:weights=other/weights", weights="card/weights")
+    assert default.params["weights"] == "card/weights" and own.params["weights"] == "other/weights"
+
+
 def test_run_prior_scores_every_agent_per_family(tmp_path):
     result = run_prior(["loop"], "random,optvi-blind", n_mdps=2, episodes=3, workers=1, out_dir=tmp_path)
     assert not result["errors"]

@@ -65,14 +65,17 @@ def prior_env(family: str, index: int, seed: int, weights: str | None) -> gym.En
 
 
 def resolve_specs(names: str, weights: str | None) -> list[AgentSpec]:
-    """Agents by name; ``<name>-blind`` is a classical agent told nothing (no horizon, no reward scale)."""
+    """Agents by name; ``<name>-blind`` is a classical agent told nothing (no horizon, no reward scale).
+
+    ``weights`` (the checkpoint whose prior is sampled) goes to every ``icrl`` agent not given its own
+    (``icrl:weights=PATH`` compares other weights on the same MDPs)."""
     specs = []
     for name in names.split(","):
         blind = name.endswith(BLIND_SUFFIX)
         spec = parse_agents(name.removesuffix(BLIND_SUFFIX))[0]
         if blind:
             spec = dataclasses.replace(spec, name=name, hints=False)
-        if spec.target == "icrl_agent:Agent" and weights:
+        if spec.target == "icrl_agent:Agent" and weights and "weights" not in spec.params:
             spec = dataclasses.replace(spec, params={**spec.params, "weights": weights})
         specs.append(spec)
     return specs
