@@ -476,3 +476,10 @@ def test_env_keywords_reach_gym_make_and_label_the_env():
     assert env_reference(env_id).horizon == 4
     with pytest.raises(ValueError, match="write name:key=value"):
         parse_envs("DeepSea:size")
+
+
+def test_env_keywords_give_portable_plot_names(tmp_path):
+    main(["online", "--envs", "DeepSea:size=3", "--agents", "random", "--seeds", "1", "--episodes", "2",
+          "--workers", "1", "--out", str(tmp_path)])
+    assert "curves_DeepSea_size-3.png" in os.listdir(tmp_path / "online")
+    assert "| DeepSea:size=3 |" in (tmp_path / "online.md").read_text()

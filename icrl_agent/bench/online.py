@@ -174,6 +174,11 @@ def summarize(
     return rows, curves
 
 
+def _file_safe(label: str) -> str:
+    """A label as a portable file name part (``DeepSea:size=20`` -> ``DeepSea_size-20``; no ``:`` on Windows)."""
+    return label.replace(":", "_").replace("=", "-")
+
+
 def _short(env_id: str) -> str:
     return short_env_name(env_id)
 
@@ -299,7 +304,7 @@ def write_outputs(result: OnlineResult, out: str, specs: Sequence[AgentSpec], ti
     curves = learning_curves(result.runs, result.envs, [s.name for s in specs])
     for env_id, by_agent in curves.items():
         report.plot_curves(
-            os.path.join(folder, f"curves_{_short(env_id)}.png"), _short(env_id), by_agent, window=WINDOW,
+            os.path.join(folder, f"curves_{_file_safe(_short(env_id))}.png"), _short(env_id), by_agent, window=WINDOW,
             ylabel="normalized return (1 = optimal, 0 = random)" if result.envs[env_id].normalized
             else "raw episode return (no exact model)",
         )
