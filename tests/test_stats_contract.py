@@ -238,7 +238,9 @@ def test_dense_by_observation_rows_follow_observations():
     assert d.terminal_counts[0, 2] == 1 and d.terminal_counts.sum() == 1
     np.testing.assert_array_equal(d.initial_counts, [0, 0, 0, 2, 0])
     assert d.reward_mean[3, 1] == 5.0 and d.reward_var[3, 1] == 1.0 and d.reward_mean[0, 2] == 2.0
-    assert d.reward_mean.dtype == np.float64 and d.counts.dtype == np.int64
+    assert d.reward_mean.dtype == d.reward_var.dtype == np.float64
+    for arr in (d.counts, d.transitions, d.terminal_counts, d.initial_counts):
+        assert arr.dtype == np.int64  # as dense(): counts stay integers
     for arr in vars(d).values():
         assert not arr.flags.writeable
     assert stats.dense(by_observation=True) is d  # cached until the next change
@@ -407,6 +409,17 @@ def test_state_dict_layout_is_pinned():
     assert stats.count(0, 1) == 3
 
 
+def test_state_dict_dtypes_without_any_episode():
+    arrays, _ = fresh().state_dict()
+    assert arrays["episode_lengths"].dtype == np.int64 and arrays["episode_truncated"].dtype == np.bool_
+    assert arrays["keys"].shape == (0, 1) and arrays["edge_src"].dtype == np.int64
+    stats = fresh()
+    stats.update(0, 0, 1.0, 1, False, False)  # an open episode only
+    arrays, _ = stats.state_dict()
+    assert arrays["episode_lengths"].shape == (0,) and arrays["episode_lengths"].dtype == np.int64
+    assert arrays["episode_truncated"].dtype == np.bool_
+
+
 def test_load_state_dict_restores_open_episodes_per_stream():
     stats = _example()
     stats.update(1, 0, 0.0, 2, False, False, stream=2)
@@ -522,6 +535,17 @@ def test_load_refuses_counts_that_do_not_add_up(name, index, value):
     bad = arrays[name].copy()
     bad[index] = value
     _refuse(arrays | {name: bad}, meta, CORRUPT_COUNTS)
+
+
+def test_load_refuses_an_edge_counted_zero_times():
+    arrays, meta = _saved()
+    # an extra edge (0, 0) -> 0 seen 0 times: the sums still add up, the edge is still impossible
+    arrays = arrays | {
+        "edge_src": np.append(arrays["edge_src"], 0),
+        "edge_dst": np.append(arrays["edge_dst"], 0),
+        "edge_count": np.append(arrays["edge_count"], 0),
+    }
+    _refuse(arrays, meta, CORRUPT_COUNTS)
 
 
 def test_load_refuses_duplicate_edges():
