@@ -302,6 +302,57 @@ def test_fold_tuple_observations_as_component_columns():
     assert rows.state_dict()[1] == stats.state_dict()[1]
 
 
+def test_fold_nested_component_columns():
+    space = spaces.Dict(
+        {"pos": spaces.Tuple((spaces.Discrete(3), spaces.Discrete(4))), "d": spaces.Dict({"k": spaces.Discrete(2)})}
+    )
+    data = {
+        "observations": {"pos": (np.array([0, 1, 2]), np.array([3, 2, 1])), "d": {"k": np.array([0, 1, 1])}},
+        "actions": (0, 1, 0),  # a plain tuple is one column of rows, whatever the observation space
+        "rewards": (1.0, 2.0, 3.0),
+        "next_observations": {"pos": (np.array([1, 2, 0]), np.array([2, 1, 0])), "d": {"k": np.array([1, 1, 0])}},
+        "terminations": [False, False, True],
+    }
+    stats = SufficientStats(space, spaces.Discrete(2))
+    assert stats.fold(data) == 3
+    assert stats.state_id({"pos": (1, 2), "d": {"k": 1}}) == 1
+    assert stats.state_id({"pos": (2, 1), "d": {"k": 1}}) == 2
+    assert stats.dense().reward_mean[2, 0] == 3.0 and stats.dense().terminal_counts[2, 0] == 1
+    assert stats.episode_lengths == [3]
+
+
+def test_fold_tuple_observations_with_tuple_columns_elsewhere():
+    space = spaces.Tuple((spaces.Discrete(2), spaces.Discrete(2)))
+    data = {
+        "observations": [(0, 1), (1, 1)],
+        "actions": (1, 0),
+        "rewards": (0.5, 1.5),
+        "next_observations": [(1, 1), (0, 0)],
+        "terminations": (False, False),
+        "truncations": (False, True),
+    }
+    stats = SufficientStats(space, spaces.Discrete(2))
+    assert stats.fold(data) == 2 and stats.episode_lengths == [2]
+    bad = {"observations": (np.array([0, 1]), 1), "next_observations": (np.array([0, 1]), np.array([1, 1]))}
+    with pytest.raises(ValueError) as err:
+        stats.fold(data | bad)
+    assert str(err.value) == "dataset['observations'] must be an array or sequence of rows, got int"
+
+
+def test_fold_without_truncations_ends_episodes_only_on_termination():
+    stats = fresh(spaces.Discrete(3), spaces.Discrete(2))
+    data = {
+        "observations": [0, 1, 2, 0],
+        "actions": [0, 0, 1, 1],
+        "rewards": [0.0, 0.0, 1.0, 0.0],
+        "next_observations": [1, 2, 0, 1],
+        "terminations": [False, True, False, False],
+    }
+    assert stats.fold(data) == 4
+    assert stats.episode_lengths == [2] and stats.episode_truncated == [False] and stats.episode_step == 2
+    np.testing.assert_array_equal(stats.dense().initial_counts, [1, 0, 1])
+
+
 def test_fold_abandons_the_open_episode_and_counts_versions():
     stats = fresh(spaces.Discrete(3), spaces.Discrete(2))
     stats.update(0, 0, 0.0, 1, False, False)
