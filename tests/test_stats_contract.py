@@ -146,6 +146,16 @@ def test_count_state_id_and_observation():
         stats.state_id(16)
 
 
+def test_count_of_any_unknown_state_is_zero():
+    stats = fresh(spaces.Discrete(40), spaces.Discrete(2))
+    assert stats.count(100, 1) == 0 and stats.count(16, 0) == 0
+    for s in range(0, 16, 2):
+        stats.update(s, 0, 0.0, s + 1, False, False)
+    assert stats.n_states == 16
+    assert stats.count(16, 0) == 0 and stats.count(15, 0) == 0 and stats.count(14, 0) == 1
+    assert stats.count(1000, 1) == 0
+
+
 def test_episode_and_stream_steps():
     stats = fresh()
     assert stats.episode_step == 0 and stats.stream_step(3) == 0 and stats.n_episodes == 0
