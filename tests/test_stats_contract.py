@@ -214,6 +214,9 @@ def test_sparse_export_edges_and_probabilities():
     np.testing.assert_allclose(sp.reward_var[0, 1], np.var([1.0, 3.0, 5.0]))
     for arr in vars(sp).values():
         assert not arr.flags.writeable
+    for arr in (sp.counts, sp.terminal_counts, sp.initial_counts):
+        assert arr.dtype == np.int64
+    assert sp.reward_mean.dtype == sp.reward_var.dtype == np.float64
 
 
 def test_dense_export_probabilities_are_zero_where_unvisited():
