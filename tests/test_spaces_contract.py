@@ -222,6 +222,19 @@ def test_observation_outside_space_names_the_problem(space, bad, detail):
     assert len(ix) == 0
 
 
+@pytest.mark.parametrize("dtype", [np.uint64, np.uint8, np.int8])
+def test_bounds_are_ints_whatever_the_space_dtype(dtype):
+    space = spaces.MultiDiscrete([3, 3], dtype=dtype)
+    ix = ObservationIndexer(space)
+    with pytest.raises(ValueError, match=re.escape(f"flat component 1 is 3, outside {space} (valid: 0..2)")):
+        ix.key(np.array([1, 3], dtype))
+    assert ix.key(np.array([1, 2], dtype)) == (1, 2)
+    ix.index(np.array([2, 2], dtype))
+    assert ix.keys_array().dtype == np.int64
+    with pytest.raises(ValueError, match=re.escape(f"key row 0 ([3, 0]) is not in {space}")):
+        ix.load_keys(np.array([[3, 0]]))
+
+
 def test_observation_of_unknown_state_id():
     ix = ObservationIndexer(spaces.Discrete(3))
     ix.index(2)
