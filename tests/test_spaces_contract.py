@@ -235,6 +235,18 @@ def test_bounds_are_ints_whatever_the_space_dtype(dtype):
         ix.load_keys(np.array([[3, 0]]))
 
 
+def test_load_keys_bounds_are_exact_for_large_values_inside_tuples():
+    big = 2**60
+    leaf = spaces.MultiDiscrete([200], start=[big + 1])  # valid: big + 1 .. big + 200
+    ix = ObservationIndexer(spaces.Tuple((leaf, spaces.Discrete(2))))
+    ix.load_keys(np.array([[big + 1, 0], [big + 200, 1]]))
+    assert len(ix) == 2
+    for bad in ([big, 0], [big + 201, 0]):  # one below / above: as floats they would round inside
+        with pytest.raises(ValueError, match="is not in"):
+            ix.load_keys(np.array([bad]))
+    assert len(ix) == 2
+
+
 def test_observation_of_unknown_state_id():
     ix = ObservationIndexer(spaces.Discrete(3))
     ix.index(2)
