@@ -334,6 +334,20 @@ def test_fold_nested_component_columns():
     assert stats.episode_lengths == [3]
 
 
+def test_fold_tuple_of_dict_component_columns():
+    space = spaces.Tuple((spaces.Dict({"k": spaces.Discrete(2)}), spaces.Discrete(3)))
+    data = {
+        "observations": ({"k": np.array([0, 1, 1])}, np.array([0, 1, 2])),
+        "actions": [0, 1, 0],
+        "rewards": [1.0, 2.0, 3.0],
+        "next_observations": ({"k": np.array([1, 1, 0])}, np.array([1, 2, 0])),
+        "terminations": [False, False, True],
+    }
+    stats = SufficientStats(space, spaces.Discrete(2))
+    assert stats.fold(data) == 3
+    assert stats.state_id(({"k": 1}, 2)) == 2 and stats.dense().reward_mean[2, 0] == 3.0
+
+
 def test_fold_tuple_observations_with_tuple_columns_elsewhere():
     space = spaces.Tuple((spaces.Discrete(2), spaces.Discrete(2)))
     data = {
