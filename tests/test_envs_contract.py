@@ -1,0 +1,396 @@
+"""The tabular envs, the contract in detail: TabularEnv's model checks and their exact wording, what
+step / reset / render return, sampling never picks an impossible successor, the argument checks of the
+classic and grid-world envs and their text renderings, and the Gymnasium toy-text adapter's
+terminal-state model."""
+
+import re
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.error import ResetNeeded
+
+import icrl_agent  # noqa: F401  (registers the icrl/ envs)
+from icrl_agent.envs import Chain, DeepSea, FourRooms, GridWorld, OpenRoom, RiverSwim, SixArms, TabularEnv
+from icrl_agent.envs.gridworld import four_rooms_map, open_room_map
+from icrl_agent.envs.tabular import terminal_self_loops
+from icrl_agent.envs.toy_text import model_from_gymnasium, terminal_states
+
+
+def two_state(**overrides):
+    """A 2-state, 2-action model: action 0 stays, action 1 moves to the other state; reward 1 for moving."""
+    model = {
+        "P": np.array([[[1.0, 0.0], [0.0, 1.0]], [[0.0, 1.0], [1.0, 0.0]]]),
+        "R": np.array([[0.0, 1.0], [0.0, 1.0]]),
+        "terminal": np.zeros(2, bool),
+        "initial": np.array([1.0, 0.0]),
+        "horizon": 5,
+    }
+    return model | overrides
+
+
+def refused(message, **overrides):
+    with pytest.raises(ValueError) as err:
+        TabularEnv(**two_state(**overrides))
+    assert str(err.value) == message
+
+
+# -- model checks --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "P",
+    [np.ones((2, 2)), np.ones((2, 2, 3)) / 3, np.ones((0, 2, 0)), np.ones((2, 0, 2)), np.ones((1, 1, 1, 1))],
+)
+def test_transitions_of_the_wrong_shape(P):
+    refused(f"P must have shape [S, A, S] with S, A >= 1, got {P.shape}", P=P)
+
+
+def test_model_arrays_of_the_wrong_shape():
+    refused("R must have shape [S, A] = (2, 2), got (2,)", R=np.zeros(2))
+    refused("R must have shape [S, A] = (2, 2), got (2, 2, 1)", R=np.zeros((2, 2, 1)))
+    refused("terminal and initial must have shape [S] = (2,)", terminal=np.zeros(3, bool))
+    refused("terminal and initial must have shape [S] = (2,)", initial=np.array([1.0]))
+    refused("reward_table must have the shape of P (2, 2, 2), got (2, 2)", reward_table=np.zeros((2, 2)))
+
+
+def test_transition_rows_must_be_distributions():
+    message = "P must be non-negative with every row P[s, a, :] summing to 1"
+    P = two_state()["P"]
+    bad = P.copy()
+    bad[0, 0] = [1.5, -0.5]  # sums to 1, but negative
+    refused(message, P=bad)
+    bad = P.copy()
+    bad[1, 1] = [0.5, 0.49]
+    refused(message, P=bad)
+    bad = P.copy()
+    bad[1, 1] = [1.0, 1e-4]
+    refused(message, P=bad)
+    ok = P.copy()
+    ok[1, 1] = [1.0, 1e-9]  # within the tolerance
+    env = TabularEnv(**two_state(P=ok))
+    assert env.transition_matrix()[0][1, 1, 1] == 1e-9
+
+
+def test_initial_distribution_checks():
+    message = "initial must be a distribution over S with no mass on terminal states"
+    refused(message, initial=np.array([1.5, -0.5]))
+    refused(message, initial=np.array([0.5, 0.4]))
+    refused(message, initial=np.array([0.5, 0.5]), terminal=np.array([False, True]))
+    env = TabularEnv(**two_state(initial=np.array([1.0, 1e-9]), terminal=np.array([False, False])))
+    assert env.initial_distribution().dtype == np.float64
+    env = TabularEnv(**two_state(initial=[1, 0], terminal=np.array([0, 1])))  # lists / ints are converted
+    assert env.transition_matrix()[2].dtype == bool and env.transition_matrix()[2].tolist() == [False, True]
+
+
+def test_reward_checks():
+    refused("rewards must be finite", R=np.array([[0.0, np.inf], [0.0, 1.0]]))
+    refused("rewards must be finite", R=np.array([[np.nan, 1.0], [0.0, 1.0]]))
+    table = np.zeros((2, 2, 2))
+    table[0, 1, 1] = table[1, 1, 0] = 1.0
+    env = TabularEnv(**two_state(reward_table=table))  # R is its expectation
+    assert env.transition_matrix()[1].tolist() == [[0.0, 1.0], [0.0, 1.0]]
+    off = table.copy()
+    off[0, 1, 1] = 1.1
+    refused("R must be the expected reward of reward_table: R[s, a] = sum_s' P * reward_table", reward_table=off)
+    nan_table = table.copy()
+    nan_table[0, 0, 1] = np.nan  # probability 0: the expectation check cannot see it
+    with pytest.raises(ValueError):
+        TabularEnv(**two_state(reward_table=nan_table))
+
+
+@pytest.mark.parametrize("horizon", [0, -3, 2.0, True, "5", None])
+def test_horizon_must_be_a_positive_int(horizon):
+    refused(f"horizon must be an int >= 1, got {horizon!r}", horizon=horizon)
+
+
+def test_horizon_and_render_mode_accepted():
+    env = TabularEnv(**two_state(horizon=np.int64(3)))
+    assert env.horizon == 3 and type(env.horizon) is int
+    assert TabularEnv(**two_state(horizon=1)).horizon == 1
+    refused("render_mode must be one of ['ansi'] or None, got 'human'", render_mode="human")
+
+
+# -- the env -------------------------------------------------------------------------------------------
+
+
+def test_spaces_sizes_and_copies_of_the_model():
+    P = np.zeros((3, 2, 3))
+    P[:, :, 0] = 1.0
+    env = TabularEnv(P, np.zeros((3, 2)), np.zeros(3, bool), np.array([0.0, 1.0, 0.0]), 4)
+    assert (env.n_states, env.n_actions) == (3, 2) and type(env.n_states) is int and type(env.n_actions) is int
+    assert env.observation_space == gym.spaces.Discrete(3) and env.action_space == gym.spaces.Discrete(2)
+    P_copy, R_copy, terminal_copy = env.transition_matrix()
+    P_copy[:] = 0.0
+    R_copy[:] = 7.0
+    terminal_copy[:] = True
+    initial = env.initial_distribution()
+    initial[:] = 0.0
+    P2, R2, terminal2 = env.transition_matrix()
+    assert P2[:, :, 0].min() == 1.0 and R2.max() == 0.0 and not terminal2.any()
+    assert env.initial_distribution().tolist() == [0.0, 1.0, 0.0]
+    assert env.reset(seed=0)[0] == 1  # the start distribution
+
+
+def test_reset_and_step_return_gymnasium_types():
+    env = TabularEnv(**two_state(render_mode="ansi"))
+    assert env.s is None and env.lastaction is None and env.render_mode == "ansi"
+    with pytest.raises(ResetNeeded, match=re.escape("call reset() before step()")):
+        env.step(0)
+    obs, info = env.reset(seed=0)
+    assert obs == 0 and type(obs) is int and info == {}
+    assert env.render() == "state 0\n"
+    obs, reward, terminated, truncated, info = env.step(np.int64(1))
+    assert (obs, reward, terminated, truncated, info) == (1, 1.0, False, False, {})
+    assert type(obs) is int and type(reward) is float and type(terminated) is bool and type(truncated) is bool
+    assert env.s == 1 and env.lastaction == 1 and type(env.lastaction) is int
+    assert env.render() == "state 1 (last action 1)\n"
+    env.step(0)
+    assert env.render() == "state 1 (last action 0)\n"
+    env.reset()
+    assert env.lastaction is None and env.render() == "state 0\n"
+    for bad in (2, -1, 0.5):
+        with pytest.raises(ValueError) as err:
+            env.step(bad)
+        assert str(err.value) == f"action {bad!r} is not in the action space Discrete(2)"
+    assert TabularEnv(**two_state()).render() is None
+
+
+def test_terminated_follows_the_terminal_state():
+    env = TabularEnv(**two_state(terminal=np.array([False, True])))
+    env.reset(seed=0)
+    assert env.step(0)[2] is False
+    assert env.step(1)[2] is True
+
+
+def test_sampling_never_draws_an_impossible_successor():
+    P = np.zeros((4, 1, 4))
+    P[:, 0] = [0.0, 0.5, 0.5, 0.0]  # the first and last states have probability 0
+    env = TabularEnv(P, np.zeros((4, 1)), np.zeros(4, bool), np.array([0.0, 0.3, 0.7, 0.0]), 3)
+    env.reset(seed=1)
+    starts, nexts = set(), []
+    for seed in range(200):
+        starts.add(env.reset(seed=seed)[0])
+        nexts.append(env.step(0)[0])
+    assert starts == {1, 2} and set(nexts) == {1, 2}
+    assert 70 < nexts.count(1) < 130  # half and half
+    # a distribution summing to 1 only within the tolerance still draws the last possible state
+    P = np.zeros((3, 1, 3))
+    P[:, 0] = [0.5, 0.5 - 1e-9, 0.0]
+    env = TabularEnv(P, np.zeros((3, 1)), np.zeros(3, bool), np.array([1.0, 0.0, 0.0]), 3)
+    env.reset(seed=0)
+    assert {env.step(0)[0] for _ in range(100)} == {0, 1}
+
+
+def test_a_transition_pays_its_own_reward():
+    P = np.zeros((2, 1, 2))
+    P[:, 0] = [0.5, 0.5]
+    table = np.zeros((2, 1, 2))
+    table[:, 0] = [-1.0, 3.0]
+    env = TabularEnv(P, np.ones((2, 1)), np.zeros(2, bool), np.array([1.0, 0.0]), 3, reward_table=table)
+    env.reset(seed=0)
+    for _ in range(30):
+        obs, reward, *_ = env.step(0)
+        assert reward == (3.0 if obs == 1 else -1.0)
+
+
+def test_values_follow_the_horizon_or_the_discount():
+    env = TabularEnv(**two_state(horizon=4))
+    assert env.optimal_value() == 4.0  # move every step
+    assert env.random_value() == 2.0
+    assert env.optimal_value(gamma=0.5) == pytest.approx(2.0)  # 1 / (1 - 0.5)
+    assert env.random_value(gamma=0.5) == pytest.approx(1.0)
+
+
+def test_terminal_self_loops_in_place():
+    P = np.full((3, 2, 3), 1 / 3)
+    R = np.ones((3, 2))
+    table = np.ones((3, 2, 3))
+    terminal_self_loops(P, np.array([False, True, True]), R, table)
+    assert P[1, :, 1].tolist() == [1.0, 1.0] and P[2, :, 2].tolist() == [1.0, 1.0]
+    assert P[1, :, [0, 2]].sum() == 0.0 and P[2, :, :2].sum() == 0.0
+    assert P[0].tolist() == np.full((2, 3), 1 / 3).tolist()
+    assert R[1:].sum() == 0.0 and R[0].tolist() == [1.0, 1.0]
+    assert table[1:].sum() == 0.0 and table[0].sum() == 6.0
+
+
+# -- classic envs --------------------------------------------------------------------------------------
+
+
+def test_classic_argument_checks():
+    for n in (1, 0):
+        with pytest.raises(ValueError) as err:
+            RiverSwim(n_states=n)
+        assert str(err.value) == f"RiverSwim needs n_states >= 2, got {n}"
+    for n, slip in ((1, 0.2), (5, -0.1), (5, 1.5)):
+        with pytest.raises(ValueError) as err:
+            Chain(n_states=n, slip=slip)
+        assert str(err.value) == f"Chain needs n_states >= 2 and slip in [0, 1], got {n}, {slip}"
+    assert Chain(n_states=2, slip=0.0).n_states == 2 and Chain(slip=1.0).n_states == 5
+    assert RiverSwim(n_states=2).n_states == 2
+    with pytest.raises(ValueError) as err:
+        DeepSea(size=0)
+    assert str(err.value) == "DeepSea needs size >= 1, got 0"
+
+
+def test_riverswim_arguments():
+    env = RiverSwim(n_states=4, horizon=7, middle=(0.1, 0.6, 0.3), render_mode="ansi")
+    P, R, terminal = env.transition_matrix()
+    assert env.horizon == 7 and env.n_states == 4 and not terminal.any()
+    assert P[1, 1].tolist() == pytest.approx([0.1, 0.6, 0.3, 0.0])
+    assert P[0, 1].tolist() == pytest.approx([0.4, 0.6, 0.0, 0.0])
+    assert P[3, 1].tolist() == pytest.approx([0.0, 0.0, 0.4, 0.6])
+    assert P[2, 0].tolist() == [0.0, 1.0, 0.0, 0.0] and P[0, 0].tolist() == [1.0, 0.0, 0.0, 0.0]
+    assert R[0, 0] == 0.005 and R[3, 1] == 1.0 and R.sum() == 1.005
+    env.reset(seed=0)
+    assert env.render() == "x~~~\n"
+    env.s = 2
+    assert env.render() == "~~x~\n"
+
+
+def test_sixarms_and_chain_arguments():
+    env = SixArms(horizon=3, render_mode="ansi")
+    assert env.horizon == 3 and env.render_mode == "ansi"
+    P, R, _ = env.transition_matrix()
+    assert R[1].tolist() == [50.0, 50.0, 50.0, 50.0, 0.0, 50.0] and R[6].tolist() == [0, 0, 0, 0, 0, 6000.0]
+    env.reset(seed=0)
+    assert env.render() == "state 0\n"
+    chain = Chain(n_states=3, slip=0.25, small=1.0, large=4.0, horizon=6, render_mode="ansi")
+    P, R, _ = chain.transition_matrix()
+    assert chain.horizon == 6 and chain.render_mode == "ansi"
+    assert P[2, 0].tolist() == [0.25, 0.0, 0.75] and P[1, 1].tolist() == [0.75, 0.0, 0.25]
+    assert R[2, 0] == pytest.approx(0.75 * 4.0 + 0.25 * 1.0) and R[0, 1] == pytest.approx(0.75 * 1.0)
+
+
+def test_deepsea_arguments_and_rendering():
+    env = DeepSea(size=3, randomize_actions=False, move_cost=0.3, render_mode="ansi")
+    assert env.horizon == 3 and (env.action_mapping == 1).all()
+    P, R, terminal = env.transition_matrix()
+    assert R[0, 1] == pytest.approx(-0.1) and R[0, 0] == 0.0 and R[8, 1] == pytest.approx(0.9)
+    assert terminal.tolist() == [False] * 9 + [True]
+    assert P[0, 1, 4] == 1.0 and P[0, 0, 3] == 1.0 and P[6, 0, 9] == 1.0 and P[9, :, 9].tolist() == [1.0, 1.0]
+    env.reset(seed=0)
+    assert env.render() == "x..\n...\n..$\n"
+    env.step(1)
+    assert env.render() == "...\n.x.\n..$\n"
+    env.step(1)
+    assert env.render() == "...\n...\n..x\n"
+    env.step(1)
+    assert env.s == 9 and env.render() == "...\n...\n..$\n"
+    assert DeepSea(size=2, mapping_seed=None).action_mapping.shape == (2, 2)
+    unrendered = DeepSea(size=2, render_mode="ansi")
+    assert unrendered.render() == "..\n.$\n"
+
+
+# -- grid worlds ---------------------------------------------------------------------------------------
+
+
+def test_grid_maps():
+    assert open_room_map(2) == ["S.", ".G"]
+    assert open_room_map(3) == ["S..", "...", "..G"]
+    with pytest.raises(ValueError) as err:
+        open_room_map(1)
+    assert str(err.value) == "an open room needs size >= 2, got 1"
+    assert four_rooms_map(5) == ["S.#..", ".....", "#.##.", "..#..", "....G"]
+    with pytest.raises(ValueError) as err:
+        four_rooms_map(4)
+    assert str(err.value) == "four rooms need size >= 5, got 4"
+
+
+@pytest.mark.parametrize("desc", [[], ["S.", "..G"], ["S.x", "..G"], ["S.", "S G"]])
+def test_grid_map_characters_and_rows(desc):
+    with pytest.raises(ValueError) as err:
+        GridWorld(desc)
+    assert str(err.value) == "desc must be equal-length rows of 'S', 'G', '.', '#', e.g. ['S..', '.#.', '..G']"
+
+
+@pytest.mark.parametrize("desc", [["..", ".G"], ["S.", "S.", ".G"], ["S.", ".."]])
+def test_grid_map_start_and_goal(desc):
+    with pytest.raises(ValueError) as err:
+        GridWorld(desc)
+    assert str(err.value) == "desc needs exactly one start 'S' and at least one goal 'G'"
+
+
+@pytest.mark.parametrize("slip", [-0.1, 1.1])
+def test_grid_slip_in_unit_interval(slip):
+    with pytest.raises(ValueError) as err:
+        GridWorld(["SG"], slip=slip)
+    assert str(err.value) == f"slip must be in [0, 1], got {slip}"
+
+
+def test_grid_world_model_and_rendering():
+    env = GridWorld(["S.", "#G"], slip=0.2, step_cost=0.5, horizon=9, render_mode="ansi")
+    assert env.horizon == 9 and env.cells == [(0, 0), (0, 1), (1, 1)]
+    P, R, terminal = env.transition_matrix()
+    assert terminal.tolist() == [False, False, True]
+    assert env.initial_distribution().tolist() == [1.0, 0.0, 0.0]
+    # from S, "right" (2): 0.8 right, 0.1 down (a wall: stay), 0.1 up (outside: stay)
+    assert P[0, 2].tolist() == pytest.approx([0.2, 0.8, 0.0])
+    # from (0, 1), "down" (1): 0.8 into the goal, 0.1 left, 0.1 right (outside: stay)
+    assert P[1, 1].tolist() == pytest.approx([0.1, 0.1, 0.8])
+    assert R[1, 1] == pytest.approx(0.8 * 1.0 - 0.2 * 0.5) and R[0, 2] == pytest.approx(-0.5)
+    assert P[2, :, 2].tolist() == [1.0] * 4 and R[2].tolist() == [0.0] * 4
+    env.reset(seed=0)
+    assert env.render() == "x.\n#G\n"
+    env.s = 2
+    assert env.render() == "S.\n#x\n"
+    assert GridWorld(["S.", "#G"], render_mode="ansi").render() == "S.\n#G\n"
+    assert GridWorld(("SG",)).desc == ["SG"]
+
+
+def test_named_grid_worlds_pass_their_arguments():
+    room = OpenRoom(size=3, slip=0.0, step_cost=0.25, horizon=6, render_mode="ansi")
+    assert room.desc == ["S..", "...", "..G"] and room.horizon == 6 and room.render_mode == "ansi"
+    assert room.transition_matrix()[0][0, 2, 1] == 1.0  # no slip
+    assert room.transition_matrix()[1][0, 2] == -0.25
+    rooms = FourRooms(size=5, slip=0.0, step_cost=0.5, horizon=7, render_mode="ansi")
+    assert rooms.desc == four_rooms_map(5) and rooms.horizon == 7 and rooms.render_mode == "ansi"
+    assert rooms.transition_matrix()[1][0, 0] == -0.5
+
+
+# -- Gymnasium toy-text adapter ------------------------------------------------------------------------
+
+
+def test_terminal_states_of_a_gymnasium_p_dict():
+    # 0 -> 1 (done) or 0 -> 2; 2 -> 1 (done); 3 never reachable
+    P = {
+        0: {0: [(0.5, 1, 1.0, True), (0.5, 2, 0.0, False)]},
+        1: {0: [(1.0, 1, 0.0, True)]},
+        2: {0: [(1.0, 1, 2.0, True), (0.0, 3, 0.0, True)]},
+        3: {0: [(1.0, 0, 0.0, False)]},
+    }
+    initial = np.array([1.0, 0.0, 0.0, 0.0])
+    assert terminal_states(P, initial).tolist() == [False, True, False, False]
+    model_P, R, terminal, outcomes = model_from_gymnasium(P, initial, 1)
+    assert model_P[0, 0].tolist() == [0.0, 0.5, 0.5, 0.0] and R[0, 0] == 0.5 and R[2, 0] == 2.0
+    assert model_P[1, 0].tolist() == [0.0, 1.0, 0.0, 0.0] and R[1, 0] == 0.0
+    cdf, nexts, rewards = outcomes[0][0]
+    assert cdf.tolist() == [0.5, 1.0] and nexts.tolist() == [1, 2] and rewards.tolist() == [1.0, 0.0]
+
+
+def test_termination_that_is_not_a_function_of_the_next_state_is_refused():
+    P = {
+        0: {0: [(0.5, 1, 0.0, True), (0.5, 2, 0.0, False)]},
+        1: {0: [(1.0, 1, 0.0, True)]},
+        2: {0: [(1.0, 1, 0.0, False)]},  # enters 1 without ending the episode
+    }
+    with pytest.raises(ValueError) as err:
+        terminal_states(P, np.array([1.0, 0.0, 0.0]))
+    assert str(err.value) == (
+        "transition 2 -> 1 has done=False but state 1 is terminal=True elsewhere: termination is not a "
+        "function of the next state, so this env has no terminal-state model"
+    )
+    # the same conflict from a state no episode reaches is ignored
+    assert terminal_states(P, np.array([0.0, 1.0, 0.0])).tolist() == [False, True, False]
+
+
+def test_toy_text_adapter_keeps_gymnasiums_state_and_rendering():
+    env = gym.make("icrl/FrozenLake4x4-v0", render_mode="ansi").unwrapped
+    env.reset(seed=0)
+    assert env.gym_env.s == env.s == 0 and env.gym_env.lastaction is None
+    obs, *_ = env.step(2)
+    assert env.gym_env.s == obs and env.gym_env.lastaction == 2
+    assert env.render() == env.gym_env.render()
+    assert gym.make("icrl/FrozenLake4x4-v0").unwrapped.render() is None
+    assert env.metadata["render_modes"] == env.gym_env.metadata["render_modes"]
+    env.close()

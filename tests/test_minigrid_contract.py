@@ -1,0 +1,179 @@
+"""MiniGridTabular, the contract in detail: the exact wording of every refusal (each names the fix), the
+accepted forms of actions and layout seeds, and what reset / step / set_state / the model accessors
+return."""
+
+import re
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.error import ResetNeeded
+
+from icrl_agent.envs.minigrid_tabular import MINIGRID_ACTION_NAMES, MiniGridTabular, register_minigrid_envs
+
+minigrid = pytest.importorskip("minigrid")
+
+NAV = ("left", "right", "forward")
+
+
+@pytest.fixture(scope="module")
+def empty():
+    return MiniGridTabular("MiniGrid-Empty-6x6-v0", actions=NAV, max_steps=30)
+
+
+@pytest.mark.parametrize("seed", [-1, [], [0, -2], "0", [0, 1.0], ["a"]])
+def test_bad_layout_seed_message(seed):
+    with pytest.raises(ValueError) as err:
+        MiniGridTabular("MiniGrid-Empty-6x6-v0", layout_seed=seed)
+    assert str(err.value) == (
+        f"layout_seed must be a non-negative int or a non-empty sequence of them, got {seed!r}"
+    )
+
+
+def test_layout_seeds_accepted_forms():
+    env = MiniGridTabular("MiniGrid-Empty-6x6-v0", actions=NAV, layout_seed=np.int64(3))
+    assert env.layout_seeds == (3,) and type(env.layout_seeds[0]) is int
+    env = MiniGridTabular("MiniGrid-Empty-6x6-v0", actions=NAV, layout_seed=(0, np.int32(2)))
+    assert env.layout_seeds == (0, 2)
+    assert MiniGridTabular("MiniGrid-Empty-6x6-v0", actions=NAV, layout_seed=0).layout_seeds == (0,)
+
+
+@pytest.mark.parametrize("actions", ["left", 3, (), []])
+def test_actions_must_be_a_non_empty_sequence(actions):
+    with pytest.raises(ValueError) as err:
+        MiniGridTabular("MiniGrid-Empty-6x6-v0", actions=actions)
+    assert str(err.value) == f"actions must be a non-empty sequence of ints or names, got {actions!r}"
+
+
+@pytest.mark.parametrize("action", ["jump", 7, -1, 1.0, "LEFT", None])
+def test_unknown_action_message(action):
+    with pytest.raises(ValueError) as err:
+        MiniGridTabular("MiniGrid-Empty-6x6-v0", actions=("left", action))
+    assert str(err.value) == (
+        f"unknown MiniGrid action {action!r}: use ints 0..6 or names {MINIGRID_ACTION_NAMES}"
+    )
+
+
+def test_repeated_actions_message():
+    for actions in ((0, 0), ("left", 0), ["forward", "right", 2]):
+        with pytest.raises(ValueError) as err:
+            MiniGridTabular("MiniGrid-Empty-6x6-v0", actions=actions)
+        assert str(err.value) == f"actions must not repeat, got {actions!r}"
+
+
+def test_actions_as_ints_names_or_numpy_ints():
+    env = MiniGridTabular("MiniGrid-Empty-6x6-v0", actions=[np.int64(2), "left", 6], max_steps=10)
+    assert env.actions == (2, 0, 6) and all(type(a) is int for a in env.actions)
+    assert env.action_space == gym.spaces.Discrete(3)
+    assert env.horizon == 10 and type(env.horizon) is int
+
+
+def test_max_states_message_names_the_env_and_the_fixes():
+    with pytest.raises(ValueError) as err:
+        MiniGridTabular("MiniGrid-Empty-6x6-v0", max_states=10)
+    assert str(err.value) == (
+        "MiniGrid-Empty-6x6-v0 has more than max_states=10 reachable states: fix the layout (layout_seed), drop "
+        "actions that multiply states (e.g. 'drop'), or raise max_states"
+    )
+    exact = MiniGridTabular("MiniGrid-Empty-6x6-v0", actions=NAV, max_states=62)  # exactly enough
+    assert exact.n_states == 62
+
+
+def test_env_type_messages():
+    with pytest.raises(TypeError) as err:
+        MiniGridTabular("CartPole-v1")
+    assert re.fullmatch(
+        re.escape(f"env must be a MiniGrid env id or a MiniGrid env (minigrid {minigrid.__version__}), got ")
+        + ".*CartPole.*",
+        str(err.value),
+        flags=re.S,
+    )
+    with pytest.raises(TypeError) as err:
+        MiniGridTabular(42)
+    assert str(err.value).endswith("got 42")
+    real = gym.make("MiniGrid-Empty-6x6-v0")
+    with pytest.raises(TypeError) as err:
+        MiniGridTabular(real, max_steps=10, see_through_walls=True)
+    assert str(err.value) == (
+        "keyword arguments ['max_steps', 'see_through_walls'] apply only when env is an id, not an instance"
+    )
+
+
+def test_model_accessors(empty):
+    P, R, terminal = empty.transition_matrix()
+    nxt = empty.successor_table()
+    assert P.shape == (62, 3, 62) and nxt.shape == (62, 3) and nxt.dtype == np.int64
+    assert (P.sum(-1) == 1.0).all() and (P.argmax(-1) == nxt).all()
+    assert terminal.dtype == bool and terminal.sum() == 2 and R.dtype == np.float64
+    assert set(np.unique(R).tolist()) == {0.0, 1.0}
+    nxt[:] = 0
+    R[:] = 5.0
+    terminal[:] = True
+    assert empty.successor_table().max() > 0 and empty.transition_matrix()[1].max() == 1.0
+    assert empty.transition_matrix()[2].sum() == 2
+    mu = empty.initial_distribution()
+    assert mu.shape == (62,) and mu.sum() == 1.0 and mu[0] == 1.0  # ids in breadth-first order
+    assert empty.observation_space == gym.spaces.Discrete(62)
+    assert empty.optimal_value() == 1.0
+    assert empty.optimal_value(gamma=0.5) == pytest.approx(0.5**6)  # 7 steps to the goal
+    assert 0.0 < empty.random_value(gamma=0.9) < empty.random_value() < 1.0
+
+
+def test_reset_step_and_set_state(empty):
+    obs, info = empty.reset(seed=0)
+    assert obs == 0 and info == {"layout_seed": 0} and empty.minigrid_state_id() == 0
+    nxt = empty.successor_table()
+    obs, reward, terminated, truncated, info = empty.step(np.int64(2))
+    assert obs == nxt[0, 2] and type(obs) is int and reward == 0.0 and type(reward) is float
+    assert terminated is False and truncated is False and info == {"minigrid_reward": 0.0}
+    for bad in (3, -1):
+        with pytest.raises(ValueError) as err:
+            empty.step(bad)
+        assert str(err.value) == f"action {bad!r} is not in the action space Discrete(3)"
+    for bad in (-1, 62, 1.0, "1"):
+        with pytest.raises(ValueError) as err:
+            empty.set_state(bad)
+        assert str(err.value) == f"state_id must be an int in [0, 62), got {bad!r}"
+    empty.set_state(np.int64(5))
+    assert empty.minigrid_state_id() == 5 and empty.minigrid.step_count == 0
+    goal = int(np.flatnonzero(empty.transition_matrix()[2])[0])
+    into_goal = np.argwhere(nxt == goal)[0]
+    empty.set_state(int(into_goal[0]))
+    obs, reward, terminated, _, info = empty.step(int(into_goal[1]))
+    assert obs == goal and reward == 1.0 and terminated is True
+    assert info["minigrid_reward"] == pytest.approx(1 - 0.9 / 30)
+    with pytest.raises(ResetNeeded) as err:
+        empty.step(0)
+    assert str(err.value) == "the episode has terminated: call reset() before step()"
+    empty.set_state(0)
+    empty.step(0)
+
+
+def test_step_before_reset_and_an_unknown_real_state():
+    env = MiniGridTabular("MiniGrid-Empty-6x6-v0", actions=NAV)
+    with pytest.raises(ResetNeeded) as err:
+        env.step(0)
+    assert str(err.value) == "call reset() before step()"
+    env.reset(seed=0)
+    env.minigrid.agent_pos = (0, 0)  # inside the outer wall: no reachable state
+    with pytest.raises(RuntimeError) as err:
+        env.minigrid_state_id()
+    assert str(err.value) == (
+        "the MiniGrid env is in a state the extracted model does not contain: its dynamics depend on more "
+        "than grid, agent pose and carried object (e.g. random moves), so it is not tabular"
+    )
+    env.close()
+
+
+def test_register_passes_the_task_arguments():
+    register_minigrid_envs()
+    spec = gym.spec("icrl/MiniGrid-DoorKey-5x5-v0")
+    assert spec.entry_point == "icrl_agent.envs.minigrid_tabular:MiniGridTabular"
+    assert spec.max_episode_steps == 50
+    assert spec.kwargs == {
+        "env": "MiniGrid-DoorKey-5x5-v0",
+        "actions": ("left", "right", "forward", "pickup", "toggle"),
+        "layout_seed": 0,
+        "max_steps": 50,
+    }
+    assert gym.spec("icrl/MiniGrid-Empty-6x6-v0").kwargs["actions"] == NAV
