@@ -177,3 +177,62 @@ def test_at_most_five_problems_are_listed(tmp_path):
         load_checkpoint(stem)
     assert str(info.value).count(" has shape ") == 5 and "missing tensors" not in str(info.value)
     assert "listed in the model card" not in str(info.value)
+
+
+# ----------------------------------------------------------------- the six gaps the first mutation run named
+
+
+def test_a_config_that_is_not_json_is_named_config(tmp_path):
+    with pytest.raises(ValueError, match=re.escape("save_checkpoint: config must be plain JSON data")):
+        save_checkpoint(tmp_path / "run", small_model(), {"bad": object()}, {})
+    with pytest.raises(ValueError, match=re.escape("save_checkpoint: card must be plain JSON data")):
+        save_checkpoint(tmp_path / "run", small_model(), {}, {"loss": float("nan")})
+    assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_a_stem_with_a_dot_keeps_its_suffix(tmp_path):
+    weights = save_checkpoint(tmp_path / "run.v1", small_model(), {}, {})
+    assert weights == tmp_path / "run.v1.safetensors" and (tmp_path / "run.v1.json").is_file()
+
+
+def test_a_json_card_of_another_format_is_refused(tmp_path):
+    save_checkpoint(tmp_path / "run", small_model(), {}, {})
+    card_path = tmp_path / "run.json"
+    card = json.loads(card_path.read_text())
+    card["format"] = "someone-else"
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(ValueError, match="is not an icrl_agent model card"):
+        load_checkpoint(tmp_path / "run")
+
+
+def test_the_corrupt_message_shows_both_sha256_prefixes(tmp_path):
+    save_checkpoint(tmp_path / "run", small_model(), {}, {})
+    card_path = tmp_path / "run.json"
+    card = json.loads(card_path.read_text())
+    actual = card["sha256"]
+    card["sha256"] = "0123456789abcdef" + "0" * 48
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(ValueError) as info:
+        load_checkpoint(tmp_path / "run")
+    assert f"its sha256 {actual[:16]}... does not match the model card's 0123456789abcdef..." in str(info.value)
+
+
+def test_a_card_without_a_tensor_listing_is_refused(tmp_path):
+    save_checkpoint(tmp_path / "run", small_model(), {}, {})
+    card_path = tmp_path / "run.json"
+    card = json.loads(card_path.read_text())
+    del card["tensors"]
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(ValueError, match="the tensors differ from those listed in the model card"):
+        load_checkpoint(tmp_path / "run")
+
+
+def test_a_safetensors_file_without_metadata_is_written_unchanged_by_the_canonical_header():
+    from icrl_agent.checkpoint import _canonical_header
+
+    data = safetensors.torch.save({"w": torch.zeros(2)})
+    assert _canonical_header(data) == data
+    with_metadata = safetensors.torch.save({"w": torch.zeros(2)}, metadata={"b": "2", "a": "1"})
+    n = int.from_bytes(with_metadata[:8], "little")
+    header = json.loads(_canonical_header(with_metadata)[8 : 8 + n])
+    assert list(header) == ["__metadata__", "w"] and list(header["__metadata__"]) == ["a", "b"]
