@@ -6,7 +6,6 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
 
 from icrl_agent.agent import Agent
 from icrl_agent.baselines import PSRL, UCBVI, VILCB, OptimisticVI, QLearning, Random
@@ -15,13 +14,7 @@ from icrl_agent.envs import ALL_ENV_IDS
 AGENTS = {cls.__name__: cls for cls in (Agent, OptimisticVI, PSRL, UCBVI, VILCB, QLearning, Random)}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The agent's tensors are tiny: one thread is several times faster than contended ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -19,12 +19,7 @@ SMALL = {"d_model": 16, "n_heads": 2, "n_rounds": 2}
 EXACT = {"reward_scale_min": 1.0, "reward_scale_max": 1.0, "negate_prob": 0.0, "stochastic_reward_prob": 0.0}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_config(**es) -> PretrainConfig:

@@ -20,13 +20,7 @@ CONFIG = ModelConfig(d_model=16, n_heads=2, n_rounds=2)
 AGENTS = ["Agent", "OptimisticVI", "PSRL", "UCBVI", "VILCB", "QLearning", "Random"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The agent's tensors are tiny: one thread is several times faster than contended ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class PlainVIModel(IcrlModel):

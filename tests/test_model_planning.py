@@ -24,13 +24,7 @@ from icrl_agent.stats import SufficientStats
 CONFIG = ModelConfig(d_model=16, n_heads=2, n_rounds=2, max_pseudo_count=5.0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny tensors: one thread is several times faster than contended ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def random_stats(seed: int, n_states: int = 6, n_actions: int = 3, steps: int = 45) -> tuple[SufficientStats, int]:

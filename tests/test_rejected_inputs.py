@@ -25,13 +25,7 @@ NEW_OBS = 5  # valid, never seen before the bad calls
 BASELINES = (OptimisticVI, PSRL, UCBVI, VILCB, QLearning, Random)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The agent's tensors are tiny: one thread is several times faster than contended ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
 
 import icrl_agent  # noqa: F401  (registers the icrl/... envs)
 from icrl_agent import Agent
@@ -19,12 +18,7 @@ SCALES = (0.01, 100.0)
 ENVS = [("icrl/RiverSwim-v0", 12), ("icrl/SixArms-v0", 8), ("icrl/CliffWalking-v0", 4)]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def online_actions(env_id: str, episodes: int, scale: float) -> list[int]:
