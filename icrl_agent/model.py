@@ -34,6 +34,7 @@ SCALE_HEADS = ("gain", "quantile")
 ENCODERS = ("gat", "none")
 ES_SCOPES = ("constants", "heads")
 EXPLOIT_UNTRIED = ("known_mean", "floor")
+EXPLOIT_UNKNOWN = ("all_pairs", "untried_only")
 _MAX_LOG_SCALE = 16.0  # unseen rewards up to e^16 ~ 9e6 times those seen: keeps exp() finite
 _N_SA, _N_STATE, _N_GLOBAL = 8, 4, 15
 _GAP_FLOOR = 1e-3  # temperature floor relative to the reward scale, for states whose actions tie
@@ -61,6 +62,10 @@ class ModelConfig:
         ``"known_mean"`` (icrl-v1, v2: its learned prior reward plus the mean value of the known states) or
         ``"floor"`` (that, but at most ``k * min(0, smallest reward seen)`` with ``k`` steps to go: never
         more than plain VI's 0 or a path of the worst reward seen, so data beats no data, as in VI-LCB)
+    :param exploit_unknown: which pairs keep their unknown-successor mass in the exploitation plan:
+        ``"all_pairs"`` (icrl-v1, v2) or ``"untried_only"`` (a tried pair follows ``P̂`` alone, as in plain
+        VI: valuing its unseen successors at the mean known value pays for waiting, and a plan longer than
+        the episodes prefers loitering to a goal that ends them)
     :param scale_head: how the reward-scale estimate (in units of the largest reward seen) is made:
         ``"gain"`` (icrl-v1) ``1 + gain * softplus(linear(g))``; ``"quantile"`` ``exp(gain * softplus(mlp(g)))``,
         the MLP trained on a quantile of ``log(largest |R| / largest seen)`` (see
@@ -80,6 +85,7 @@ class ModelConfig:
     scale_head: str = "gain"
     encoder: str = "gat"
     exploit_untried: str = "known_mean"
+    exploit_unknown: str = "all_pairs"
 
     def __post_init__(self) -> None:
         for name in ("d_model", "n_heads", "n_rounds", "max_horizon"):
@@ -95,6 +101,10 @@ class ModelConfig:
         if self.exploit_untried not in EXPLOIT_UNTRIED:
             raise ValueError(
                 f"ModelConfig.exploit_untried must be one of {EXPLOIT_UNTRIED}, got {self.exploit_untried!r}"
+            )
+        if self.exploit_unknown not in EXPLOIT_UNKNOWN:
+            raise ValueError(
+                f"ModelConfig.exploit_unknown must be one of {EXPLOIT_UNKNOWN}, got {self.exploit_unknown!r}"
             )
         if self.encoder not in ENCODERS:
             raise ValueError(f"ModelConfig.encoder must be one of {ENCODERS}, got {self.encoder!r}")
@@ -421,7 +431,8 @@ class IcrlModel(nn.Module):
       the mean value of the known states (exploitation); the rest follows ``P̂``; terminal mass is worth 0;
     - ``scale >= 1`` the per-MDP estimate of how large unseen rewards may be;
     - with ``config.exploit_untried="floor"``, the exploitation plan values an untried pair at most
-      ``k min(0, smallest normalized reward seen)`` (no higher than plain VI or VI-LCB would).
+      ``k min(0, smallest normalized reward seen)`` (no higher than plain VI or VI-LCB would);
+    - with ``config.exploit_unknown="untried_only"``, the exploitation plan gives no unknown mass to a tried pair.
 
     Every correction vanishes as ``N`` grows, so Q tends to plain VI on the empirical MDP.
 
@@ -734,6 +745,8 @@ class IcrlModel(nn.Module):
             worth = unknown_mass * F.softplus(self.kappa_raw) * scale[:, None, None]
             base, slope = reward - worth, bonus + worth
         neutral = corrections and not optimism
+        if neutral and self.config.exploit_unknown == "untried_only":
+            unknown_mass = unknown_mass.masked_fill(inp.counts > 0, 0.0)
         base = base.masked_fill(~inp.action_mask[:, None, :], float("-inf"))
         known = graph.transitions.scaled(1.0 - unknown_mass)  # the unknown successor takes mass m
 
