@@ -51,8 +51,7 @@ class Plan:
         self.version = version
         self.horizon = horizon
         self.counts = counts
-        self._mean_to_go: np.ndarray | None = None  # made on the first exploitation read
-        self._tolerance = 0.0
+        self._tie_break: tuple[np.ndarray, float] | None = None  # made on the first exploitation read
 
     def scores(self, state: int, step: int) -> np.ndarray:
         """``Q`` of ``state``'s actions at elapsed ``step`` (the one conversion from elapsed steps)."""
@@ -64,13 +63,14 @@ class Plan:
         :return: among the actions within :data:`EXPLOIT_TIE_TOLERANCE` of the best ``Q``, the one with the
             highest mean ``Q`` over 1..k steps to go (``k`` = steps to go at ``step``); the first if tied
         """
-        if self._mean_to_go is None:
-            self._mean_to_go = np.cumsum(self.q, axis=0) / np.arange(1, self.q.shape[0] + 1)[:, None, None]
-            self._tolerance = EXPLOIT_TIE_TOLERANCE * float(np.abs(self.q).max(initial=0.0))
+        if self._tie_break is None:
+            # Q summed over 1..k steps to go: k times the mean, so the same order among one state's actions
+            self._tie_break = (np.cumsum(self.q, axis=0), EXPLOIT_TIE_TOLERANCE * float(np.abs(self.q).max()))
+        sum_to_go, tolerance = self._tie_break
         k = to_go_index(self.horizon, step)
         scores = self.q[k, state]
-        near = scores >= scores.max() - self._tolerance
-        return int(np.argmax(np.where(near, self._mean_to_go[k, state], -np.inf)))
+        near = scores >= scores.max() - tolerance
+        return int(np.argmax(np.where(near, sum_to_go[k, state], -np.inf)))
 
 
 class PlanningAgent(TabularAgent):
@@ -106,9 +106,8 @@ class PlanningAgent(TabularAgent):
     def _action_probabilities(self, state: int, step: int, deterministic: bool) -> np.ndarray:
         if not deterministic:
             return super()._action_probabilities(state, step, deterministic)
-        plan = self._plan_for(optimistic=False)
-        probs = np.zeros(self.n_actions)
-        probs[plan.sooner_first(state, step) if state < plan.q.shape[1] else 0] = 1.0
+        probs = np.zeros(self.n_actions)  # the exploitation plan is never stale: it knows every known state
+        probs[self._plan_for(optimistic=False).sooner_first(state, step)] = 1.0
         return probs
 
     def _plan_for(self, optimistic: bool) -> Plan:

@@ -275,9 +275,27 @@ def test_exploitation_breaks_near_ties_towards_the_sooner_reward(scale):
     assert agent.policy(step=0, deterministic=True)[0].tolist() == [0.0, 0.0, 1.0]
 
 
-def test_exploitation_keeps_a_real_lead_over_a_sooner_reward():
-    agent = FixedPlanner(_sooner_at_one_step(gap_now=3e-5, gap_sooner=0.5))
+@pytest.mark.parametrize("scale", [1.0, 1e-3, 1e3])
+def test_exploitation_keeps_a_real_lead_over_a_sooner_reward(scale):
+    agent = FixedPlanner(scale * _sooner_at_one_step(gap_now=3e-5, gap_sooner=0.5))
     assert agent.act(0, deterministic=True) == 0
+
+
+class TwoPlanPlanner(PlanningAgent):
+    """Exploring plan prefers action 1, exploitation plan action 0: which plan is read shows."""
+
+    def _make_plan(self, horizon, optimistic):
+        q = np.zeros((horizon, self.stats.n_states, self.n_actions))
+        q[..., 1 if optimistic else 0] = 1.0
+        return q
+
+
+def test_q_values_returns_the_exploring_plan_by_default_and_the_exploitation_plan_when_deterministic():
+    agent = TwoPlanPlanner(spaces.Discrete(2), spaces.Discrete(2), horizon=3, seed=0)
+    agent.observe(0, 0, 0.0, 1, False, False)
+    assert agent.q_values()[..., 1].all() and not agent.q_values()[..., 0].any()
+    assert agent.q_values(deterministic=True)[..., 0].all() and not agent.q_values(deterministic=True)[..., 1].any()
+    assert agent.act(0) == 1 and agent.act(0, deterministic=True) == 0
 
 
 def test_exploitation_exact_ties_go_to_the_first_action():
