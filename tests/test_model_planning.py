@@ -294,25 +294,27 @@ def test_exploitation_floor_caps_untried_pairs_at_the_worst_reward_seen(seed):
     )
 
 
+@pytest.mark.parametrize("floor", [True, False])
 @pytest.mark.parametrize("rule", ["untried_only", "non_terminal"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_exploit_unknown_rules_match_the_numpy_backward_induction(seed, rule):
+def test_exploit_unknown_rules_match_the_numpy_backward_induction(seed, rule, floor):
     """``exploit_unknown``: in the exploitation plan, ``untried_only`` gives a tried pair no unknown mass (as
     plain VI); ``non_terminal`` takes its mass from the non-terminal outcomes only (the terminations seen
     stay); untried pairs keep theirs (and the floor); the exploring plan is unchanged."""
     stats, horizon = random_stats(seed)
     assert stats.dense().terminal_counts.sum() > 0  # terminations seen: non_terminal differs from all_pairs
     model = make_model(seed)
-    model.config = dataclasses.replace(model.config, exploit_untried="floor", exploit_unknown=rule)
+    untried = "floor" if floor else "known_mean"
+    model.config = dataclasses.replace(model.config, exploit_untried=untried, exploit_unknown=rule)
     capture = HeadCapture(model)
     with torch.no_grad():
         out = model.forward_sparse(stats.sparse(), horizon, optimism=False)
         explore = model.forward_sparse(stats.sparse(), horizon, optimism=True)
     c = empirical_mdp(stats)[4]
     raw, scale = capture.last()[0], out.reward_scale.item() / c
-    expected = adjusted_q(stats, raw, scale, model, horizon, False, floor=True, unknown=rule)
+    expected = adjusted_q(stats, raw, scale, model, horizon, False, floor=floor, unknown=rule)
     np.testing.assert_allclose(out.q[0].numpy(), expected, rtol=1e-9, atol=1e-9)
-    with_mass = adjusted_q(stats, raw, scale, model, horizon, False, floor=True)
+    with_mass = adjusted_q(stats, raw, scale, model, horizon, False, floor=floor)
     assert np.abs(out.q[0].numpy() - with_mass).max() > 1e-6  # the rule changes the plan
     np.testing.assert_allclose(
         explore.q[0].numpy(), adjusted_q(stats, raw, explore.reward_scale.item() / c, model, horizon, True),
