@@ -524,3 +524,13 @@ def test_register_tabular_envs_fills_an_emptied_registry_with_the_documented_spe
         assert isinstance(gym.make("icrl/Chain-v0").unwrapped, Chain)
     finally:
         gym.registry.update(saved)
+
+
+def test_frozen_lake_defaults_and_gymnasium_arguments():
+    """FrozenLake() is the registered 4x4 task (horizon 100); other keyword arguments go to Gymnasium."""
+    lake, made = FrozenLake(), gym.make("icrl/FrozenLake4x4-v0").unwrapped
+    assert lake.horizon == made.horizon == 100 and lake.n_states == 16
+    for mine, registered in zip(lake.transition_matrix(), made.transition_matrix(), strict=True):
+        assert np.array_equal(mine, registered)
+    assert lake.transition_matrix()[0].max(-1).min() == pytest.approx(1 / 3)  # slippery by default
+    assert FrozenLake(is_slippery=False).transition_matrix()[0].max(-1).min() == 1.0

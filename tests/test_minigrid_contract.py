@@ -289,3 +289,95 @@ def test_register_minigrid_envs_fills_an_emptied_registry_with_the_documented_sp
         assert isinstance(gym.make("icrl/MiniGrid-Empty-6x6-v0").unwrapped, MiniGridTabular)
     finally:
         gym.registry.update(saved)
+
+
+def _variants():
+    """A 3x2 room whose reset seed's bits vary one kind of state each, the agent always at (1, 1) facing
+    east: bit 0 a wall at (1, 2) (the fixed background), bit 1 a red key carried from the start, bit 2 a
+    ball instead of a key in the box at (3, 1). A goal at (3, 2)."""
+    from minigrid.core.grid import Grid
+    from minigrid.core.mission import MissionSpace
+    from minigrid.core.world_object import Ball, Box, Goal, Key, Wall
+    from minigrid.minigrid_env import MiniGridEnv
+
+    class Variants(MiniGridEnv):
+        def __init__(self):
+            super().__init__(mission_space=MissionSpace(mission_func=lambda: "reach the goal"), width=5, height=4,
+                             max_steps=20)
+
+        def _gen_grid(self, width, height):
+            bits = self.np_random_seed
+            self.grid = Grid(width, height)
+            self.grid.wall_rect(0, 0, width, height)
+            self.grid.set(3, 1, Box("red", contains=Ball("blue") if bits & 4 else Key("yellow")))
+            self.grid.set(3, 2, Goal())
+            if bits & 1:
+                self.grid.set(1, 2, Wall())
+            self.agent_pos, self.agent_dir = (1, 1), 0
+
+        def reset(self, *, seed=None, options=None):
+            obs, info = super().reset(seed=seed, options=options)
+            if self.np_random_seed & 2:
+                self.carrying = Key("red")
+            return obs, info
+
+    return Variants()
+
+
+def test_layouts_that_differ_only_in_walls_carried_object_or_box_contents_are_distinct_states():
+    """A state is the fixed background, the agent pose, the carried object and every movable object with
+    what it contains (the class docstring): four layouts that differ in one of these each, with the agent in
+    the same pose, are four start states, each the start of its own layout."""
+    env = MiniGridTabular(_variants(), actions=("left", "right", "forward", "pickup", "toggle"),
+                          layout_seed=[0, 1, 2, 4])
+    mu = env.initial_distribution()
+    starts = np.flatnonzero(mu)
+    assert len(starts) == 4 and np.allclose(mu[starts], 0.25)
+    assert env.minigrid_state_id() == 0  # made: the real env waits in the first layout's start state
+    by_seed = {}
+    for seed in range(40):
+        state, info = env.reset(seed=seed)
+        by_seed[info["layout_seed"]] = state
+    assert sorted(by_seed) == [0, 1, 2, 4] and sorted(by_seed.values()) == starts.tolist()
+    for layout, start in by_seed.items():
+        env.set_state(start)
+        carried = env.minigrid.carrying
+        assert (carried is not None) == bool(layout & 2)
+        assert (env.minigrid.grid.get(1, 2) is not None) == bool(layout & 1)
+        assert env.minigrid.grid.get(3, 1).contains.type == ("ball" if layout & 4 else "key")
+    env.close()
+
+
+def test_render_mode_is_the_real_envs():
+    """``render_mode`` is MiniGrid's, as Gymnasium wrappers (e.g. RecordVideo) read it from the env."""
+    env = MiniGridTabular("MiniGrid-Empty-6x6-v0", actions=NAV, render_mode="rgb_array")
+    assert env.render_mode == "rgb_array" == env.minigrid.render_mode
+    assert MiniGridTabular("MiniGrid-Empty-6x6-v0", actions=NAV).render_mode is None
+
+
+def test_a_real_env_that_leaves_the_model_is_reported_by_step():
+    """step compares the real env's move with the extracted model: an env changed behind the wrapper's
+    back (here the agent turned) lands elsewhere, and step says so instead of returning a wrong state."""
+    env = MiniGridTabular("MiniGrid-Empty-6x6-v0", actions=NAV)
+    start, _ = env.reset(seed=0)
+    expected = int(env.successor_table()[start, 2])
+    env.minigrid.agent_dir = 1  # facing down instead of right: forward moves elsewhere
+    with pytest.raises(RuntimeError) as err:
+        env.step(2)
+    landed = env.minigrid_state_id()
+    assert landed != expected
+    assert str(err.value) == (
+        f"MiniGrid moved from state {start} with action 2 to {landed} (terminated=False), not as extracted: "
+        "its dynamics are not deterministic in the state"
+    )
+
+
+def test_without_minigrid_the_error_says_how_to_install(monkeypatch):
+    import sys
+
+    from gymnasium.error import DependencyNotInstalled
+
+    monkeypatch.setitem(sys.modules, "minigrid", None)  # import minigrid now raises ImportError
+    with pytest.raises(DependencyNotInstalled) as err:
+        MiniGridTabular("MiniGrid-Empty-6x6-v0")
+    assert str(err.value) == "minigrid is not installed, run pip install icrl-agent[minigrid]"
