@@ -534,3 +534,12 @@ def test_frozen_lake_defaults_and_gymnasium_arguments():
         assert np.array_equal(mine, registered)
     assert lake.transition_matrix()[0].max(-1).min() == pytest.approx(1 / 3)  # slippery by default
     assert FrozenLake(is_slippery=False).transition_matrix()[0].max(-1).min() == 1.0
+
+
+def test_gymnasium_outcomes_keep_integer_successors_and_float_rewards():
+    """``model_from_gymnasium``'s outcome arrays index states: the successors are integer ids."""
+    P = {0: {0: [(0.5, 1, 1.0, False), (0.5, 0, 0.0, False)]}, 1: {0: [(1.0, 1, 0.0, False)]}}
+    _, _, _, outcomes = model_from_gymnasium(P, np.array([1.0, 0.0]), 1)
+    cdf, nexts, rewards = outcomes[0][0]
+    assert nexts.dtype.kind == "i" and nexts.tolist() == [1, 0]
+    assert rewards.dtype == np.float64 and cdf.tolist() == [0.5, 1.0]
