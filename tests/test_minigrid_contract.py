@@ -21,7 +21,7 @@ def empty():
     return MiniGridTabular("MiniGrid-Empty-6x6-v0", actions=NAV, max_steps=30)
 
 
-@pytest.mark.parametrize("seed", [-1, [], [0, -2], "0", [0, 1.0], ["a"]])
+@pytest.mark.parametrize("seed", [-1, [], [0, -2], "0", [0, 1.0], ["a"], 1.5, None])
 def test_bad_layout_seed_message(seed):
     with pytest.raises(ValueError) as err:
         MiniGridTabular("MiniGrid-Empty-6x6-v0", layout_seed=seed)
