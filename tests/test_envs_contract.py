@@ -543,3 +543,64 @@ def test_gymnasium_outcomes_keep_integer_successors_and_float_rewards():
     cdf, nexts, rewards = outcomes[0][0]
     assert nexts.dtype.kind == "i" and nexts.tolist() == [1, 0]
     assert rewards.dtype == np.float64 and cdf.tolist() == [0.5, 1.0]
+
+
+def test_integer_model_arrays_become_float64_copies():
+    """``transition_matrix()`` and ``initial_distribution()`` are float64 whatever the input's dtype."""
+    model = two_state()
+    env = TabularEnv(model["P"].astype(int), model["R"].astype(int), [0, 0], [1, 0], 5)
+    P, R, terminal = env.transition_matrix()
+    assert (P.dtype, R.dtype, terminal.dtype) == (np.float64, np.float64, bool)
+    assert env.initial_distribution().dtype == np.float64 and env.initial_distribution().tolist() == [1.0, 0.0]
+
+
+def test_a_one_state_one_action_model_is_accepted():
+    env = TabularEnv(np.ones((1, 1, 1)), np.full((1, 1), 2.0), np.zeros(1, bool), np.ones(1), 3)
+    assert env.reset(seed=0)[0] == 0 and env.step(0)[:2] == (0, 2.0)
+    assert env.optimal_value() == 6.0
+
+
+def test_the_reward_table_expectation_is_checked_to_1e_6():
+    """R may differ from the reward table's expectation by rounding (up to 1e-6), not more."""
+    table = np.zeros((2, 2, 2))
+    table[0, 1, 1] = table[1, 1, 0] = 1.0
+    R = two_state()["R"] + np.array([[5e-7, 0.0], [0.0, 0.0]])  # R[0, 0] is 0 in the table's expectation
+    env = TabularEnv(**two_state(R=R, reward_table=table))
+    assert env.transition_matrix()[1][0, 0] == 5e-7
+    refused(
+        "R must be the expected reward of reward_table: R[s, a] = sum_s' P * reward_table",
+        R=two_state()["R"] + np.array([[2e-6, 0.0], [0.0, 0.0]]),
+        reward_table=table,
+    )
+
+
+class _Draw:
+    """A stand-in generator whose every draw is ``u``: the ends of [0, 1)."""
+
+    def __init__(self, u):
+        self.u = u
+
+    def random(self):
+        return self.u
+
+
+def test_the_extreme_draws_never_land_on_an_impossible_state():
+    P = np.zeros((4, 1, 4))
+    P[:, 0] = [0.0, 0.5, 0.5, 0.0]
+    env = TabularEnv(P, np.zeros((4, 1)), np.zeros(4, bool), np.array([0.0, 0.3, 0.7, 0.0]), 3)
+    env.reset(seed=0)
+    env.np_random = _Draw(0.0)
+    assert env.reset()[0] == 1 and env.step(0)[0] == 1
+    env.np_random = _Draw(np.nextafter(1.0, 0.0))
+    assert env.reset()[0] == 2 and env.step(0)[0] == 2
+
+
+def test_a_conflict_reached_only_through_a_zero_probability_outcome_is_ignored():
+    """Only states an episode can reach matter: an outcome of probability 0 reaches nothing."""
+    P = {
+        0: {0: [(1.0, 3, 0.0, False), (0.0, 2, 0.0, False)]},
+        1: {0: [(1.0, 1, 0.0, True)]},
+        2: {0: [(1.0, 1, 0.0, False)]},  # enters the terminal state 1 without ending: only via probability 0
+        3: {0: [(1.0, 1, 0.0, True)]},
+    }
+    assert terminal_states(P, np.array([1.0, 0.0, 0.0, 0.0])).tolist() == [False, True, False, False]
