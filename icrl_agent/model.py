@@ -34,6 +34,7 @@ SCALE_HEADS = ("gain", "quantile")
 ENCODERS = ("gat", "none")
 ES_SCOPES = ("constants", "heads")
 EXPLOIT_UNTRIED = ("known_mean", "floor")
+EXPLOIT_UNKNOWN = ("all_pairs", "untried_only", "non_terminal")
 _MAX_LOG_SCALE = 16.0  # unseen rewards up to e^16 ~ 9e6 times those seen: keeps exp() finite
 _N_SA, _N_STATE, _N_GLOBAL = 8, 4, 15
 _GAP_FLOOR = 1e-3  # temperature floor relative to the reward scale, for states whose actions tie
@@ -61,6 +62,12 @@ class ModelConfig:
         ``"known_mean"`` (icrl-v1, v2: its learned prior reward plus the mean value of the known states) or
         ``"floor"`` (that, but at most ``k * min(0, smallest reward seen)`` with ``k`` steps to go: never
         more than plain VI's 0 or a path of the worst reward seen, so data beats no data, as in VI-LCB)
+    :param exploit_unknown: which pairs keep their unknown-successor mass in the exploitation plan:
+        ``"all_pairs"`` (icrl-v1, v2: mass ``m`` of every pair goes to a successor worth the mean known
+        value), ``"untried_only"`` (a tried pair follows ``P̂`` alone, as in plain VI) or ``"non_terminal"``
+        (a tried pair's mass ``m`` is taken from its non-terminal outcomes only: with ``"all_pairs"`` an
+        episode that ended still goes on with probability ``m``, so a goal that ends episodes pays again,
+        values grow with the steps to go, and a long plan prefers loitering to entering the goal)
     :param scale_head: how the reward-scale estimate (in units of the largest reward seen) is made:
         ``"gain"`` (icrl-v1) ``1 + gain * softplus(linear(g))``; ``"quantile"`` ``exp(gain * softplus(mlp(g)))``,
         the MLP trained on a quantile of ``log(largest |R| / largest seen)`` (see
@@ -80,6 +87,7 @@ class ModelConfig:
     scale_head: str = "gain"
     encoder: str = "gat"
     exploit_untried: str = "known_mean"
+    exploit_unknown: str = "all_pairs"
 
     def __post_init__(self) -> None:
         for name in ("d_model", "n_heads", "n_rounds", "max_horizon"):
@@ -95,6 +103,10 @@ class ModelConfig:
         if self.exploit_untried not in EXPLOIT_UNTRIED:
             raise ValueError(
                 f"ModelConfig.exploit_untried must be one of {EXPLOIT_UNTRIED}, got {self.exploit_untried!r}"
+            )
+        if self.exploit_unknown not in EXPLOIT_UNKNOWN:
+            raise ValueError(
+                f"ModelConfig.exploit_unknown must be one of {EXPLOIT_UNKNOWN}, got {self.exploit_unknown!r}"
             )
         if self.encoder not in ENCODERS:
             raise ValueError(f"ModelConfig.encoder must be one of {ENCODERS}, got {self.encoder!r}")
@@ -421,7 +433,8 @@ class IcrlModel(nn.Module):
       the mean value of the known states (exploitation); the rest follows ``P̂``; terminal mass is worth 0;
     - ``scale >= 1`` the per-MDP estimate of how large unseen rewards may be;
     - with ``config.exploit_untried="floor"``, the exploitation plan values an untried pair at most
-      ``k min(0, smallest normalized reward seen)`` (no higher than plain VI or VI-LCB would).
+      ``k min(0, smallest normalized reward seen)`` (no higher than plain VI or VI-LCB would);
+    - with ``config.exploit_unknown="untried_only"``, the exploitation plan gives no unknown mass to a tried pair.
 
     Every correction vanishes as ``N`` grows, so Q tends to plain VI on the empirical MDP.
 
@@ -720,8 +733,10 @@ class IcrlModel(nn.Module):
     ) -> torch.Tensor:
         """Exact finite-horizon VI on the adjusted MDP, in normalized units: ``[B, Hmax, S, A]``.
 
-        ``Q_k = base + k * slope + (1 - m) P̂ V_{k-1}`` (plus ``m * mean V_{k-1}`` without optimism), with
-        ``V_0 = 0``; terminal mass is left out of ``P̂`` so it is worth 0. Invalid actions hold ``-inf``.
+        ``Q_k = base + k * slope + (1 - m) P̂ V_{k-1}`` (plus ``m * mean V_{k-1}`` without optimism, or
+        ``m (1 - t̂) * mean V_{k-1}`` with ``exploit_unknown="non_terminal"``, ``t̂`` the pair's share of
+        terminations seen), with ``V_0 = 0``; terminal mass is left out of ``P̂`` so it is worth 0. Invalid
+        actions hold ``-inf``.
         """
         zeros = torch.zeros_like(inp.reward_norm)
         if corrections:
@@ -734,8 +749,15 @@ class IcrlModel(nn.Module):
             worth = unknown_mass * F.softplus(self.kappa_raw) * scale[:, None, None]
             base, slope = reward - worth, bonus + worth
         neutral = corrections and not optimism
+        if neutral and self.config.exploit_unknown == "untried_only":
+            unknown_mass = unknown_mass.masked_fill(inp.counts > 0, 0.0)
         base = base.masked_fill(~inp.action_mask[:, None, :], float("-inf"))
         known = graph.transitions.scaled(1.0 - unknown_mass)  # the unknown successor takes mass m
+        continuing = unknown_mass  # the unknown successor's mass (exploitation)
+        if neutral and self.config.exploit_unknown == "non_terminal":
+            # the terminations seen are kept: only the non-terminal share of m continues
+            terminal_share = inp.terminal_counts / inp.counts.clamp_min(1.0)
+            continuing = unknown_mass * (1.0 - terminal_share)
 
         floor = None
         if neutral and self.config.exploit_untried == "floor":
@@ -746,7 +768,7 @@ class IcrlModel(nn.Module):
         def backup(k: int, v: torch.Tensor) -> torch.Tensor:  # (B, S) -> (B, S, A)
             q_k = known.expect(v, torch.add(base, slope, alpha=k))
             if neutral:
-                q_k = q_k + unknown_mass * _masked_mean(v, inp.state_mask, (1,))[:, None, None]
+                q_k = q_k + continuing * _masked_mean(v, inp.state_mask, (1,))[:, None, None]
             if floor is not None:
                 q_k = torch.where(floor[0], q_k, torch.minimum(q_k, k * floor[1]))
             return q_k

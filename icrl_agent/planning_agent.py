@@ -15,7 +15,12 @@ The rule:
   steps, so that ``act`` stays cheap while a large env is being discovered. A state met since the plan
   was made scores every action the same (all its actions are untried) until the next plan.
 - The **exploitation** plan (``act(obs, deterministic=True)``) is redone whenever the statistics changed,
-  so it is a function of the statistics.
+  so it is a function of the statistics. Its greedy action breaks near ties (``Q`` within
+  :data:`EXPLOIT_TIE_TOLERANCE` of the plan's largest ``|Q|``) towards the reward that comes sooner: the
+  highest mean of ``Q`` over 1..k steps to go, then the first action. Undiscounted, with more steps to go
+  than needed (a horizon inferred as twice the longest episode when no episode hit a time limit), every
+  action that can still reach the goal is worth the same; without this rule a float32 rounding picks one,
+  e.g. walking into a wall at every step until the real time limit runs out.
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ import numpy as np
 
 from icrl_agent.base import TabularAgent, Transition
 from icrl_agent.solvers import to_go_index
+
+EXPLOIT_TIE_TOLERANCE = 1e-5
+"""Exploitation actions whose ``Q`` is this close to the best, relative to the plan's largest ``|Q|``, are
+near ties (float32 planning leaves ~1e-7 of rounding; relative, so the rule ignores the reward unit)."""
 
 
 class Plan:
@@ -42,10 +51,26 @@ class Plan:
         self.version = version
         self.horizon = horizon
         self.counts = counts
+        self._mean_to_go: np.ndarray | None = None  # made on the first exploitation read
+        self._tolerance = 0.0
 
     def scores(self, state: int, step: int) -> np.ndarray:
         """``Q`` of ``state``'s actions at elapsed ``step`` (the one conversion from elapsed steps)."""
         return self.q[to_go_index(self.horizon, step), state]
+
+    def sooner_first(self, state: int, step: int) -> int:
+        """The greedy action of ``state`` at elapsed ``step``, near ties broken towards sooner reward.
+
+        :return: among the actions within :data:`EXPLOIT_TIE_TOLERANCE` of the best ``Q``, the one with the
+            highest mean ``Q`` over 1..k steps to go (``k`` = steps to go at ``step``); the first if tied
+        """
+        if self._mean_to_go is None:
+            self._mean_to_go = np.cumsum(self.q, axis=0) / np.arange(1, self.q.shape[0] + 1)[:, None, None]
+            self._tolerance = EXPLOIT_TIE_TOLERANCE * float(np.abs(self.q).max(initial=0.0))
+        k = to_go_index(self.horizon, step)
+        scores = self.q[k, state]
+        near = scores >= scores.max() - self._tolerance
+        return int(np.argmax(np.where(near, self._mean_to_go[k, state], -np.inf)))
 
 
 class PlanningAgent(TabularAgent):
@@ -77,6 +102,14 @@ class PlanningAgent(TabularAgent):
         if state >= plan.q.shape[1]:
             return np.zeros(self.n_actions)  # met since the plan was made: every action ties until the next
         return plan.scores(state, step)
+
+    def _action_probabilities(self, state: int, step: int, deterministic: bool) -> np.ndarray:
+        if not deterministic:
+            return super()._action_probabilities(state, step, deterministic)
+        plan = self._plan_for(optimistic=False)
+        probs = np.zeros(self.n_actions)
+        probs[plan.sooner_first(state, step) if state < plan.q.shape[1] else 0] = 1.0
+        return probs
 
     def _plan_for(self, optimistic: bool) -> Plan:
         plan = self._plans[optimistic]

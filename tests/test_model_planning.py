@@ -107,14 +107,16 @@ def exact_q(p_hat: np.ndarray, reward: np.ndarray, horizon: int) -> np.ndarray:
 
 
 def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: IcrlModel, horizon: int,
-               optimism: bool, floor: bool = False) -> np.ndarray:
+               optimism: bool, floor: bool = False, unknown: str = "all_pairs") -> np.ndarray:
     """Q of the adjusted MDP the model describes, in input units, by backward induction ``[H, S, A]``.
 
     Per (s, a) with ``N`` visits, ``k`` steps to go, normalized rewards ``r̂ / c``:
     reward ``r̂ + w_r / (N + w_r) (r0 - r̂)``; bonus ``c_b scale k / sqrt(N + 1)`` (optimism only);
     a mass ``m = w / (N + w)`` to an unknown successor worth ``kappa scale (k - 1)`` (optimism) or the mean
     of ``V_{k-1}`` over the states (no optimism); ``1 - m`` follows ``p_hat``. With ``floor`` (no optimism),
-    an unvisited pair is worth at most ``k * min(0, smallest r̂ / c over the visited pairs)``.
+    an unvisited pair is worth at most ``k * min(0, smallest r̂ / c over the visited pairs)``. No optimism,
+    ``unknown="untried_only"``: a visited pair has no unknown mass; ``"non_terminal"``: the mean of ``V_{k-1}``
+    is reached with ``m (1 - t̂)`` only, ``t̂`` the pair's share of terminations (the rest of ``m`` ends).
     """
     counts, reward_mean, p_hat, visited, c = empirical_mdp(stats)
     r_norm = reward_mean / c
@@ -124,13 +126,18 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
     reward = r_norm + w_r / (counts + w_r) * (prior - r_norm)
     w = math.exp(model.log_unknown_gain.item()) * 2.0 * sigmoid(raw[..., 3])
     m = w / (counts + w)
+    if not optimism and unknown == "untried_only":
+        m = np.where(visited, 0.0, m)
+    continuing = m
+    if not optimism and unknown == "non_terminal":
+        continuing = m * (1.0 - stats.dense().terminal_counts / np.maximum(counts, 1.0))
     bonus_coef = math.exp(model.log_bonus_gain.item()) * 2.0 * sigmoid(raw[..., 2])
     bonus = bonus_coef * scale / np.sqrt(counts + 1.0) if optimism else np.zeros_like(reward)
     kappa = softplus(model.kappa_raw.item())
     v, out = np.zeros(counts.shape[0]), []
     for k in range(1, horizon + 1):
         q = reward + k * bonus + (1.0 - m) * (p_hat @ v)
-        q = q + (m * kappa * scale * (k - 1) if optimism else m * v.mean())
+        q = q + (m * kappa * scale * (k - 1) if optimism else continuing * v.mean())
         if floor and not optimism:
             lowest = min(0.0, float(r_norm[visited].min()))
             q = np.where(visited, q, np.minimum(q, k * lowest))
@@ -285,3 +292,34 @@ def test_exploitation_floor_caps_untried_pairs_at_the_worst_reward_seen(seed):
         adjusted_q(stats, capture.last()[0], explore.reward_scale.item() / c, model, horizon, True),
         rtol=1e-9, atol=1e-9,
     )
+
+
+@pytest.mark.parametrize("rule", ["untried_only", "non_terminal"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_exploit_unknown_rules_match_the_numpy_backward_induction(seed, rule):
+    """``exploit_unknown``: in the exploitation plan, ``untried_only`` gives a tried pair no unknown mass (as
+    plain VI); ``non_terminal`` takes its mass from the non-terminal outcomes only (the terminations seen
+    stay); untried pairs keep theirs (and the floor); the exploring plan is unchanged."""
+    stats, horizon = random_stats(seed)
+    assert stats.dense().terminal_counts.sum() > 0  # terminations seen: non_terminal differs from all_pairs
+    model = make_model(seed)
+    model.config = dataclasses.replace(model.config, exploit_untried="floor", exploit_unknown=rule)
+    capture = HeadCapture(model)
+    with torch.no_grad():
+        out = model.forward_sparse(stats.sparse(), horizon, optimism=False)
+        explore = model.forward_sparse(stats.sparse(), horizon, optimism=True)
+    c = empirical_mdp(stats)[4]
+    raw, scale = capture.last()[0], out.reward_scale.item() / c
+    expected = adjusted_q(stats, raw, scale, model, horizon, False, floor=True, unknown=rule)
+    np.testing.assert_allclose(out.q[0].numpy(), expected, rtol=1e-9, atol=1e-9)
+    with_mass = adjusted_q(stats, raw, scale, model, horizon, False, floor=True)
+    assert np.abs(out.q[0].numpy() - with_mass).max() > 1e-6  # the rule changes the plan
+    np.testing.assert_allclose(
+        explore.q[0].numpy(), adjusted_q(stats, raw, explore.reward_scale.item() / c, model, horizon, True),
+        rtol=1e-9, atol=1e-9,
+    )
+
+
+def test_exploit_unknown_rejects_an_unknown_rule_by_name():
+    with pytest.raises(ValueError, match="exploit_unknown must be one of"):
+        ModelConfig(exploit_unknown="none")

@@ -242,3 +242,92 @@ def test_plan_state_array_names_are_the_saved_file_format():
     arrays, meta = agent.plan_state()
     assert sorted(arrays) == ["plan/exploit/counts", "plan/exploit/q", "plan/explore/counts", "plan/explore/q"]
     assert sorted(meta["plans"]) == ["exploit", "explore"]
+
+
+class FixedPlanner(PlanningAgent):
+    """Plans a given Q[H, S, A] (steps to go), for the exploitation tie rule."""
+
+    def __init__(self, q, **kwargs):
+        self.fixed = np.asarray(q, dtype=np.float64)
+        h, s, a = self.fixed.shape
+        super().__init__(spaces.Discrete(s), spaces.Discrete(a), horizon=h, seed=0, **kwargs)
+        self.observe(0, 0, 0.0, 0, True, False)
+
+    def _make_plan(self, horizon, optimistic):
+        return self.fixed
+
+
+def _sooner_at_one_step(gap_now, gap_sooner):
+    """Q for 3 actions at 3 steps to go: action 0 leads by ``gap_now`` at k = 3, action 2 leads by
+    ``gap_sooner`` at k = 1 and 2 (its reward comes sooner); action 1 is worse everywhere."""
+    q = np.zeros((3, 1, 3))
+    q[:, 0, 1] = -1.0
+    q[2, 0, 0], q[2, 0, 2] = 1.0 + gap_now, 1.0
+    q[:2, 0, 2] = gap_sooner
+    return q
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-3, 1e3])
+def test_exploitation_breaks_near_ties_towards_the_sooner_reward(scale):
+    # 4e-6 of the plan's largest |Q| is a near tie (float32 rounding), whatever the reward unit
+    agent = FixedPlanner(scale * _sooner_at_one_step(gap_now=4e-6, gap_sooner=0.5))
+    assert agent.act(0, deterministic=True) == 2
+    assert agent.policy(step=0, deterministic=True)[0].tolist() == [0.0, 0.0, 1.0]
+
+
+def test_exploitation_keeps_a_real_lead_over_a_sooner_reward():
+    agent = FixedPlanner(_sooner_at_one_step(gap_now=3e-5, gap_sooner=0.5))
+    assert agent.act(0, deterministic=True) == 0
+
+
+def test_exploitation_exact_ties_go_to_the_first_action():
+    agent = FixedPlanner(np.ones((3, 1, 3)))
+    assert agent.act(0, deterministic=True) == 0
+
+
+def test_exploring_plan_keeps_its_own_ties():
+    # the rule is the exploitation plan's: exploring, a near tie is not a tie and the best Q wins
+    agent = FixedPlanner(_sooner_at_one_step(gap_now=4e-6, gap_sooner=0.5))
+    assert {agent.act(0) for _ in range(20)} == {0}
+
+
+@pytest.mark.parametrize("horizon", [None, 200])
+def test_plain_vi_planning_too_far_ahead_still_walks_to_the_goal(horizon):
+    """Offline on GridWorld-Open (terminating at the goal, 50 steps): told nothing, VI plans for twice the
+    longest episode; told 200, four times the time limit. Every action then reaches the goal with
+    probability ~1, and only the tie rule stops the greedy policy from walking into a wall until the time
+    limit; the datasets are the offline benchmark's eps0.5 ones, over 5 seeds."""
+    import gymnasium as gym
+
+    from icrl_agent import solvers
+    from icrl_agent.baselines import VILCB
+    from icrl_agent.bench import offline
+
+    env = gym.make("icrl/GridWorld-Open-v0")
+    behaviour = offline.behaviour_policy(env, "eps0.5")
+    values = []
+    for seed in range(5):
+        agent = VILCB(env.observation_space, env.action_space, beta=0.0, horizon=horizon, seed=seed)
+        agent.fit(offline.collect_dataset(env, behaviour, 5000, seed))
+        values.append(solvers.policy_value(env.unwrapped, offline.greedy_policy_table(agent, env, 50)))
+    assert min(values) > 0.99, values
+
+
+def test_the_shipped_agent_offline_enters_a_goal_that_ends_episodes():
+    """The same offline datasets (GridWorld-Open, eps0.5, 1000 transitions, 10 seeds): most end every episode
+    at the goal before the time limit, so told nothing the agent plans for twice the longest episode. Its
+    exploitation plan must still enter the goal rather than circle it (``exploit_unknown="non_terminal"``:
+    with icrl-v2's ``all_pairs`` an ended episode went on with the unknown mass, mean 0.87 here)."""
+    import gymnasium as gym
+
+    from icrl_agent import Agent, solvers
+    from icrl_agent.bench import offline
+
+    env = gym.make("icrl/GridWorld-Open-v0")
+    behaviour = offline.behaviour_policy(env, "eps0.5")
+    values = []
+    for seed in range(10):
+        agent = Agent(env.observation_space, env.action_space, seed=seed)
+        agent.fit(offline.collect_dataset(env, behaviour, 1000, seed))
+        values.append(solvers.policy_value(env.unwrapped, offline.greedy_policy_table(agent, env, 50)))
+    assert np.mean(values) > 0.95, values

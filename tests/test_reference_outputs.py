@@ -127,3 +127,26 @@ def test_the_dense_path_matches_the_reference_too(name, optimism):
         assert_close(out.q[i, :horizon, :s, :a], ref["q"], f"{what} q")
         assert_close(out.temperature[i, :s], ref["temperature"], f"{what} temperature")
         assert_close(out.reward_scale[i], ref["reward_scale"], f"{what} reward_scale")
+
+
+def test_icrl_v2_1_is_icrl_v2_with_only_the_exploitation_rules_changed():
+    """icrl-v2.1 (configs/v2_1.yaml, no training step) = icrl-v2's tensors + ``exploit_untried: floor`` and
+    ``exploit_unknown: non_terminal``: its exploring outputs equal icrl-v2's (online behaviour unchanged),
+    its exploitation outputs do not."""
+    from dataclasses import replace
+
+    from icrl_agent.checkpoint import load_checkpoint
+
+    v2_1, v2_1_card = load_checkpoint(maker.weights_path("icrl-v2.1"))
+    v2, v2_card = load_checkpoint(maker.weights_path("icrl-v2"))
+    assert v2_1.config == replace(v2.config, exploit_untried="floor", exploit_unknown="non_terminal")
+    v2_tensors = v2.state_dict()
+    assert all(torch.equal(t, v2_tensors[k]) for k, t in v2_1.state_dict().items())
+    assert v2_1_card["training"]["init_from"]["sha256"] == v2_card["sha256"]
+    v2_1_ref, v2_ref = REFERENCES["icrl-v2.1"]["cases"], REFERENCES["icrl-v2"]["cases"]
+    for case in maker.CASES:
+        for key in ("q", "temperature", "reward_scale"):
+            np.testing.assert_allclose(
+                v2_1_ref[case]["optimism"]["true"][key], v2_ref[case]["optimism"]["true"][key], rtol=RTOL, atol=ATOL
+            )
+    assert any(v2_1_ref[c]["optimism"]["false"]["q"] != v2_ref[c]["optimism"]["false"]["q"] for c in maker.CASES)

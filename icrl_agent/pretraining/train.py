@@ -639,8 +639,7 @@ def run_stage2(run: TrainingRun) -> None:
         # the starting parameters on the same fresh draws as the final ones: a before/after on equal terms
         run.log("es_noise_start", es_fitness_noise(cfg, run.model, run.info.device), state.generation)
     bar = _progress(cfg, run.info, cfg.es.generations, state.generation, "stage 2 (ES)")
-    while (state.step >= cfg.stage1.steps and state.scale_step >= cfg.scale.steps
-           and state.generation < cfg.es.generations and run.budget > 0):
+    while ready and state.generation < cfg.es.generations and run.budget > 0:
         t0 = time.time()
         scalars = es_generation(cfg, state, run.model, run.info)
         scalars["generations_per_s"] = 1.0 / (time.time() - t0)
