@@ -25,7 +25,7 @@ own test files only (FOCUSED_TESTS), in its own stage (`build/mutation-focused-<
 stage keeps its results): a kill there is a kill by the group's own tests, so the focused score is a lower
 bound of the whole suite's.
 
-    python tools/mutation.py run --focused envs      # and baselines, checkpoint
+    python tools/mutation.py run --focused envs      # or baselines, checkpoint, planning_agent, model
     python tools/mutation.py score --focused envs
 
 Environment: MUTATION_MAX_CHILDREN (default 2) parallel mutant workers; MUTATION_DIR the stage.
@@ -65,6 +65,8 @@ FOCUSED_TESTS: dict[str, list[str]] = {
     "baselines": ["tests/test_baselines.py", "tests/test_baselines_behaviour.py", "tests/test_baselines_contract.py",
                   "tests/test_rejected_inputs.py"],
     "checkpoint": ["tests/test_checkpoint.py", "tests/test_checkpoint_contract.py"],
+    "planning_agent": ["tests/test_planning_agent_rule.py", "tests/test_agent.py", "tests/test_horizon.py"],
+    "model": ["tests/test_model_planning.py", "tests/test_model.py", "tests/test_reference_outputs.py"],
 }
 
 # (tree in the checkout, where it goes in the stage)
