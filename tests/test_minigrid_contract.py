@@ -38,6 +38,11 @@ def test_layout_seeds_accepted_forms():
     assert MiniGridTabular("MiniGrid-Empty-6x6-v0", actions=NAV, layout_seed=0).layout_seeds == (0,)
 
 
+def test_the_default_layout_seed_is_0():
+    env = MiniGridTabular("MiniGrid-Empty-6x6-v0", actions=NAV)
+    assert env.layout_seeds == (0,) and env.reset(seed=3)[1] == {"layout_seed": 0}
+
+
 @pytest.mark.parametrize("actions", ["left", 3, (), []])
 def test_actions_must_be_a_non_empty_sequence(actions):
     with pytest.raises(ValueError) as err:
