@@ -332,3 +332,20 @@ def test_a_checkpoint_mixing_float_dtypes_is_not_cast_to_one_of_them(tmp_path):
     _rewrite(tmp_path / "run", mixed)
     loaded, _ = load_checkpoint(tmp_path / "run")
     assert {v.dtype for v in loaded.state_dict().values() if v.is_floating_point()} == {torch.float32}
+
+
+def test_checkpoint_paths_of_paths_that_do_not_exist_yet(tmp_path):
+    """A stem or a .safetensors / .json path names the pair; a dotted stem keeps its own suffix."""
+    for given, stem in (("run.safetensors", "run"), ("run.json", "run"), ("run", "run"), ("run.v1", "run.v1")):
+        assert checkpoint_paths(tmp_path / given) == (tmp_path / f"{stem}.safetensors", tmp_path / f"{stem}.json")
+
+
+def test_a_directorys_default_weights_win_over_its_only_other_pair(tmp_path):
+    """In a directory, ``model.safetensors`` is the checkpoint whenever it is there (its missing card is then
+    reported); the only complete pair is used only when there is no ``model.safetensors``."""
+    save_checkpoint(tmp_path / "run", small_model(), {}, {})
+    assert checkpoint_paths(tmp_path) == (tmp_path / "run.safetensors", tmp_path / "run.json")
+    (tmp_path / "model.safetensors").write_bytes((tmp_path / "run.safetensors").read_bytes())
+    assert checkpoint_paths(tmp_path) == (tmp_path / "model.safetensors", tmp_path / "model.json")
+    with pytest.raises(ValueError, match="has no model card model.json next to it"):
+        load_checkpoint(tmp_path)
