@@ -105,3 +105,92 @@ def test_random_exploring_actions_are_uniform():
     actions = [agent.act(0) for _ in range(600)]
     assert set(actions) == {-1, 0, 1}
     assert all(150 < actions.count(a) < 250 for a in (-1, 0, 1))
+
+
+# ---------------------------------------------------------------- the shared constructor
+
+
+@pytest.mark.parametrize("cls", [OptimisticVI, PSRL, QLearning, UCBVI, VILCB, Random])
+def test_baselines_default_seed_is_zero_and_unknown_keywords_are_refused(cls):
+    """The documented constructor is ``Cls(obs, act, seed=0, horizon=None, reward_max=None, **params)``: the
+    default seed is 0, and a misspelt parameter is a TypeError, never silently ignored."""
+    assert cls(OBS, ACT).seed == 0
+    with pytest.raises(TypeError):
+        cls(OBS, ACT, epsilonn=0.2)
+
+
+# ---------------------------------------------------------------- Q-learning's update, seen through its greedy policy
+
+
+def _greedy_prefers_first(rewards, reference, **kwargs):
+    """Q-learning on one state and two actions, every step terminal: action 0 gets ``rewards`` in turn, action 1
+    ``reference`` once (its first visit sets Q to it exactly). The greedy policy (ties to the first action)
+    picks action 0 iff ``Q(0, 0) >= reference``."""
+    agent = QLearning(OBS, spaces.Discrete(2), horizon=10, optimism=0, **kwargs)
+    for r in rewards:
+        agent.observe(0, 0, r, 1, True, False)
+    agent.observe(0, 1, reference, 1, True, False)
+    return agent.act(0, deterministic=True) == 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, rewards, q",
+    [
+        ({"lr_exponent": 1}, [1.0, 0.0, 0.2], 0.4),  # alpha = 1/N: the running mean of the rewards
+        ({}, [1.0, 0.0], 1 - 2**-0.6),  # the default alpha = 1/N^0.6: 1, then 1/2^0.6
+        ({"learning_rate": 0.5}, [0.8, 0.8], 0.8),  # the first visit overwrites, even with a constant rate
+        ({"learning_rate": 0.5}, [0.8, 0.0], 0.4),  # then the constant rate
+    ],
+)
+def test_qlearning_learning_rate_schedule(kwargs, rewards, q):
+    """A terminal pair's Q after the rewards ``rewards``: the first visit sets it (alpha = 1), visit N moves it
+    by ``alpha = learning_rate`` or ``1 / N ** lr_exponent``; read off the greedy choice against a reference."""
+    assert _greedy_prefers_first(rewards, q - 0.01, **kwargs)
+    assert not _greedy_prefers_first(rewards, q + 0.01, **kwargs)
+
+
+def test_qlearning_optimism_is_for_exploring_only():
+    """An untried pair is worth ``optimism * reward_max`` to the exploring policy (epsilon = 0 here: greedy in
+    optimistic Q, ties uniform) and 0 to the greedy one (deterministic=True: ties to the first action)."""
+    agent = QLearning(OBS, ACT, horizon=10, reward_max=1.0, epsilon=0.0)
+    agent.observe(0, 0, 0.5, 1, True, False)
+    s = agent.stats.state_id(0)
+    np.testing.assert_allclose(agent.policy(deterministic=False)[s], [0.0, 0.5, 0.5])
+    np.testing.assert_array_equal(agent.policy(deterministic=True)[s], [1.0, 0.0, 0.0])
+    agent = QLearning(OBS, ACT, horizon=10, reward_max=1.0, epsilon=0.0, optimism=0.4)  # 0.4 < 0.5: stay
+    agent.observe(0, 0, 0.5, 1, True, False)
+    np.testing.assert_array_equal(agent.policy(deterministic=False)[s], [1.0, 0.0, 0.0])
+
+
+def test_qlearning_fit_does_not_bootstrap_terminated_transitions():
+    """``fit`` replays a dataset through the same update: a terminated transition's target is its reward alone
+    (no value of the next state), so 0.5 then the end loses to 1.0 then the end, whatever follows state 1."""
+    agent = QLearning(OBS, spaces.Discrete(2), horizon=10, optimism=0)
+    agent.fit({
+        "observations": [1, 0, 0],
+        "actions": [0, 0, 1],
+        "rewards": [1.0, 0.5, 1.0],
+        "next_observations": [2, 1, 2],
+        "terminations": [True, True, True],
+    })
+    assert agent.act(0, deterministic=True) == 1  # bootstrapping would give action 0 0.5 + 0.9 * 1.0
+
+
+def test_qlearning_grows_its_table_with_more_actions_than_rows():
+    """Q-learning's table starts at 16 rows and grows as states come, whatever the number of actions (here 40
+    states and 40 actions): every state keeps the action that paid in it."""
+    wide = QLearning(spaces.Discrete(40), spaces.Discrete(40), horizon=50, optimism=0)
+    for s in range(39):
+        wide.observe(s, s, 1.0, s + 1, False, False)
+    wide.observe(39, 39, 1.0, 0, True, False)
+    assert wide.stats.n_states == 40
+    assert [wide.act(s, deterministic=True) for s in range(40)] == list(range(40))
+
+
+def test_random_unseeded_fixed_policy_is_the_seed_zero_one():
+    """``Random(seed=None)`` still has a reproducible deterministic policy: the fixed actions of seed 0."""
+    obs_space = spaces.Discrete(30)
+    unseeded, zero = Random(obs_space, ACT, seed=None), Random(obs_space, ACT, seed=0)
+    assert [unseeded.act(o, deterministic=True) for o in range(30)] == [
+        zero.act(o, deterministic=True) for o in range(30)
+    ]
