@@ -194,3 +194,94 @@ def test_random_unseeded_fixed_policy_is_the_seed_zero_one():
     assert [unseeded.act(o, deterministic=True) for o in range(30)] == [
         zero.act(o, deterministic=True) for o in range(30)
     ]
+
+
+@pytest.mark.parametrize("cls", [OptimisticVI, PSRL, QLearning, UCBVI, VILCB, Random])
+def test_baselines_use_the_horizon_and_reward_max_hints(cls):
+    """The ``horizon`` and ``reward_max`` hints reach the agent: its horizon and reward scale are theirs."""
+    agent = cls(OBS, ACT, horizon=7, reward_max=2.5)
+    assert (agent.horizon, agent.reward_scale) == (7, 2.5)
+
+
+# ---------------------------------------------------------------- UCB-VI's plan against the documented formula
+
+# (obs, action, reward, next_obs, terminated, truncated): pair (0, 0) three times with two outcomes (whose
+# values differ: a variance), the other pairs of states 0-2 once, state 3 (only reached) never left
+UCBVI_DATA = [
+    (0, 0, 0.1, 1, False, False), (1, 0, 0.2, 0, False, False), (0, 0, 0.3, 2, False, True),
+    (0, 1, 0.0, 2, False, False), (2, 1, 0.4, 0, False, False), (0, 0, 0.1, 1, False, True),
+    (1, 1, 0.0, 0, False, False), (2, 0, 0.05, 3, False, True),
+]
+
+
+def _ucbvi_reference(bonus, H, r, scale, delta):
+    """UCB-VI's optimistic ``Q[H, S, A]`` (index k - 1: k steps to go) by its docstring, in observation order."""
+    S, A = 4, 2
+    n_sa = np.zeros((S, A))
+    p = np.zeros((S, A, S))
+    rew = np.zeros((S, A))
+    for s, a, reward, s2, _, _ in UCBVI_DATA:
+        n_sa[s, a] += 1
+        p[s, a, s2] += 1
+        rew[s, a] += reward
+    n = np.maximum(n_sa, 1)
+    p, rew = p / n[..., None], rew / n
+    L = np.log(5 * S * A * (len(UCBVI_DATA) + H) / delta)
+    if bonus == "hoeffding":
+        fixed = 7 * H * r * L / np.sqrt(n)
+    else:
+        with np.errstate(divide="ignore"):  # a never-left state: inf, capped
+            per_state = np.minimum(100**2 * H**3 * S**2 * A * L**2 * r**2 / n_sa.sum(axis=1), (H * r) ** 2)
+        fixed = 14 * H * r * L / (3 * n) + np.sqrt(8 * (p @ per_state) / n)
+    fixed = scale * fixed
+    v, out = np.zeros(S), []
+    for k in range(1, H + 1):
+        mean = p @ v
+        q = rew + mean + fixed
+        if bonus == "bernstein":
+            q = q + scale * np.sqrt(8 * L * np.maximum(p @ v**2 - mean**2, 0.0) / n)
+        q = np.where(n_sa == 0, k * r, np.minimum(q, k * r))
+        out.append(q)
+        v = q.max(axis=1)
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("bonus", ["hoeffding", "bernstein"])
+@pytest.mark.parametrize("scale, r", [(1e-3, 0.5), (1.0, 0.5), (1e-3, 100.0)])
+def test_ucbvi_optimistic_plan_is_the_documented_formula(bonus, scale, r):
+    """UCB-VI's exploring plan: ``Q_k = min(R_hat + P_hat V_{k-1} + b, k r)``, unvisited pairs at ``k r``, with
+    ``L = log(5 S A (T + H) / delta)`` and the Hoeffding bonus ``7 H r L / sqrt(N)`` or Bernstein's three
+    terms (both times ``bonus_scale``); a small ``bonus_scale`` keeps the values under the cap so every term
+    shows, ``bonus_scale = 1`` pins the cap; a large ``r`` unsaturates Bernstein's per-state term."""
+    H, delta = 3, 0.2
+    agent = UCBVI(OBS, spaces.Discrete(2), horizon=H, reward_max=r, bonus=bonus, bonus_scale=scale, delta=delta)
+    for row in UCBVI_DATA:
+        agent.observe(*row)
+    ids = [agent.stats.state_id(o) for o in range(4)]
+    expected = _ucbvi_reference(bonus, H, r, scale, delta)
+    np.testing.assert_allclose(agent.q_values()[:, ids], expected, rtol=1e-12, atol=1e-12)
+    if scale < 1:
+        assert (expected[:, _counts_by_obs(agent) > 0] < np.arange(1, H + 1)[:, None] * r).all()  # under the cap
+
+
+def _counts_by_obs(agent):
+    """``N(obs, a)`` of the 4 x 2 pairs."""
+    return np.array([[agent.stats.sparse().counts[agent.stats.state_id(o), a] for a in range(2)] for o in range(4)])
+
+
+@pytest.mark.parametrize(
+    "beta, rewards, unvisited_rate",
+    [
+        (0.1, [-0.5, 1.0], -0.5 - 0.1 * 2.0),  # r_lo = the smallest reward seen, below 0
+        (0.1, [0.5, 1.0], 0.0 - 0.1 * 2.0),  # r_lo = 0 when every reward is positive
+        (0.0, [-0.5, 1.0], 0.0),  # beta = 0: plain VI, unvisited pairs worth 0
+    ],
+)
+def test_vilcb_unvisited_pairs_are_worth_less_than_any_return(beta, rewards, unvisited_rate):
+    """VI-LCB values an unvisited pair at ``h (r_lo - beta r)`` with ``h`` steps to go, ``r_lo = min(0, smallest
+    reward seen)`` and ``r`` the reward scale (hint 2.0 here); ``beta = 0`` gives plain VI (worth 0)."""
+    agent = VILCB(OBS, ACT, horizon=4, reward_max=2.0, beta=beta)
+    for r in rewards:
+        agent.observe(0, 0, r, 1, True, False)
+    q = agent.q_values(deterministic=True)[:, agent.stats.state_id(0)]
+    np.testing.assert_allclose(q[:, 1:], np.arange(1, 5)[:, None] * unvisited_rate * np.ones((1, 2)))
