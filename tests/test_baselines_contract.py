@@ -285,3 +285,44 @@ def test_vilcb_unvisited_pairs_are_worth_less_than_any_return(beta, rewards, unv
         agent.observe(0, 0, r, 1, True, False)
     q = agent.q_values(deterministic=True)[:, agent.stats.state_id(0)]
     np.testing.assert_allclose(q[:, 1:], np.arange(1, 5)[:, None] * unvisited_rate * np.ones((1, 2)))
+
+
+# ---------------------------------------------------------------- PSRL's sampled MDP
+
+
+def test_psrl_reward_prior_scale_is_one_before_any_nonzero_reward():
+    """Without a hint and before any non-zero reward, PSRL's reward prior has scale 1: an unvisited pair's
+    sampled mean reward is Student-t (4 dof) with scale ``1 / sqrt(2)``, interquartile range 1.048."""
+    agent = PSRL(spaces.Discrete(3), spaces.Discrete(2), seed=0)
+    agent.observe(0, 0, 0.0, 1, False, True)
+    assert agent.reward_scale == 0.0
+    s = agent.stats.state_id(1)
+    samples = [agent._make_plan(1, optimistic=True)[0][s, 1] for _ in range(1500)]
+    iqr = np.subtract(*np.quantile(samples, [0.75, 0.25]))
+    assert 0.9 < iqr < 1.2, iqr  # scale 2 would give 2.1
+
+
+def test_psrl_sampled_mdp_spreads_the_lump_over_unseen_known_states():
+    """PSRL's sampled MDP: each pair moves to its seen successors with the sampled probabilities and puts the
+    sampled lump mass evenly on its unseen known states (``lump / (S - k)``, here k = 1 and 2 of S = 3); the
+    plan is finite-horizon VI in it (checked against the sampled weights and rewards themselves)."""
+    agent = PSRL(spaces.Discrete(3), spaces.Discrete(2), seed=3, reward_max=1.0)
+    for row in [(0, 0, 0.5, 1, False, False), (1, 0, 0.2, 0, False, False), (1, 0, 0.3, 2, False, False),
+                (2, 1, 1.0, 0, False, True)]:
+        agent.observe(*row)
+    sp = agent.stats.sparse()
+    S, A, H = sp.n_states, sp.n_actions, 3
+    reward = np.random.default_rng(0).uniform(0.1, 1.0, S * A)
+    state = agent.rng.bit_generator.state
+    q = agent._solve(reward, H)
+    agent.rng.bit_generator.state = state
+    prob, lump, unseen = agent._transition_weights()  # the same draws
+    assert sorted(unseen[sp.counts.reshape(-1) > 0].tolist()) == [1.0, 2.0, 2.0]
+    v = np.zeros(S)
+    for k in range(H):
+        on_seen, expected = np.zeros(S * A), reward.copy()
+        np.add.at(on_seen, sp.src, v[sp.dst])
+        np.add.at(expected, sp.src, prob * v[sp.dst])
+        expected += np.where(unseen > 0, lump / np.maximum(unseen, 1), 0.0) * (v.sum() - on_seen)
+        np.testing.assert_allclose(q[k].reshape(-1), expected, rtol=1e-12)
+        v = expected.reshape(S, A).max(axis=1)
