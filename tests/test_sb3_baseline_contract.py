@@ -81,6 +81,7 @@ def test_sb3_baseline_attributes_seed_and_hyperparameters():
     assert baseline.params == sb3_module.SMALL_BUDGET_PARAMS["PPO"]
     assert (baseline.model.n_steps, baseline.model.n_epochs, baseline.model.ent_coef) == (128, 4, 0.01)
     assert baseline.model.observation_space == spaces.Box(0.0, 1.0, (5,), np.float32)
+    assert sb3_baseline("a2c", env).seed == 0
     tuned = sb3_baseline("ppo", env, seed=3, n_steps=64)
     assert tuned.seed == 3 and tuned.params["n_steps"] == 64 and tuned.model.n_steps == 64
 
