@@ -183,7 +183,10 @@ class MiniGridTabular(gym.Env):
 
     @staticmethod
     def _check_seeds(layout_seed: int | Sequence[int]) -> tuple[int, ...]:
-        seeds = (layout_seed,) if isinstance(layout_seed, int | np.integer) else tuple(layout_seed)
+        try:
+            seeds = (layout_seed,) if isinstance(layout_seed, int | np.integer) else tuple(layout_seed)
+        except TypeError:  # neither an int nor a sequence (1.5, None): refused below with the fix
+            seeds = ()
         if not seeds or any(not isinstance(s, int | np.integer) or s < 0 for s in seeds):
             raise ValueError(
                 f"layout_seed must be a non-negative int or a non-empty sequence of them, got {layout_seed!r}"

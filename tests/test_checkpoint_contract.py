@@ -236,3 +236,116 @@ def test_a_safetensors_file_without_metadata_is_written_unchanged_by_the_canonic
     n = int.from_bytes(with_metadata[:8], "little")
     header = json.loads(_canonical_header(with_metadata)[8 : 8 + n])
     assert list(header) == ["__metadata__", "w"] and list(header["__metadata__"]) == ["a", "b"]
+
+
+REMEDY = "re-download the checkpoint or retrain with `python -m icrl_agent.pretraining --config FILE`"
+
+
+@pytest.mark.parametrize("version", [2, "1", None, "missing"])
+def test_a_newer_or_non_integer_format_version_is_refused_with_upgrade_advice(tmp_path, version):
+    """Only integer format versions up to this release's are read; the message names the version found."""
+    save_checkpoint(tmp_path / "run", small_model(), {}, {})
+    card_path = tmp_path / "run.json"
+    card = json.loads(card_path.read_text())
+    if version == "missing":
+        del card["format_version"]
+    else:
+        card["format_version"] = version
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(ValueError) as err:
+        load_checkpoint(tmp_path / "run")
+    found = None if version == "missing" else version
+    assert str(err.value) == (
+        f"checkpoint {card_path} has format version {found!r}, this version reads up to 1: upgrade icrl_agent "
+        f"or {REMEDY}"
+    )
+
+
+def test_missing_weights_or_card_messages_name_the_path_and_the_fix(tmp_path):
+    with pytest.raises(FileNotFoundError) as err:
+        load_checkpoint(tmp_path / "nothing")
+    assert str(err.value) == (
+        f"no checkpoint weights at {tmp_path / 'nothing.safetensors'}: give a directory, a stem or the "
+        ".safetensors file"
+    )
+    weights = save_checkpoint(tmp_path / "run", small_model(), {}, {})
+    (tmp_path / "run.json").unlink()
+    with pytest.raises(ValueError) as err:
+        load_checkpoint(weights)
+    assert str(err.value) == f"checkpoint {weights} has no model card run.json next to it: {REMEDY}"
+
+
+def test_the_smallest_safetensors_files_pass_the_header_check(tmp_path):
+    """A header of 2 bytes (``{}``) and a header that fills the file (no tensor data) are valid
+    safetensors: the header check lets them through and the next problem, the missing card, is named."""
+    minimal = (2).to_bytes(8, "little") + b"{}"
+    no_tensors = safetensors.torch.save({}, metadata={"format": "icrl_agent-checkpoint"})
+    assert int.from_bytes(no_tensors[:8], "little") == len(no_tensors) - 8
+    for data in (minimal, no_tensors):
+        path = tmp_path / "w.safetensors"
+        path.write_bytes(data)
+        with pytest.raises(ValueError) as err:
+            load_checkpoint(path)
+        assert str(err.value) == f"checkpoint {path} has no model card w.json next to it: {REMEDY}"
+
+
+def test_a_header_length_past_the_end_of_the_file_is_refused_by_the_header_check(tmp_path):
+    path = tmp_path / "w.safetensors"
+    path.write_bytes((4).to_bytes(8, "little") + b"{}")  # says 4 header bytes, 2 follow
+    with pytest.raises(ValueError, match=re.escape("is not a safetensors file (unrecognized header)")):
+        load_checkpoint(path)
+
+
+def test_the_canonical_header_sorts_a_header_written_without_padding():
+    """safetensors pads its header to 8 bytes only when needed; a header already a multiple of 8 long has
+    no padding, and its metadata must be sorted all the same (same keys, same length)."""
+    from icrl_agent.checkpoint import _canonical_header
+
+    for width in range(8):  # a metadata value length that makes safetensors write no padding
+        data = safetensors.torch.save({"w": torch.zeros(2)}, metadata={"b": "x" * width, "a": "1"})
+        n = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8 : 8 + n])
+        if len(json.dumps(header, separators=(",", ":"))) == n:
+            break
+    else:
+        raise AssertionError("no metadata width gave an unpadded header")
+    unsorted = {"w": header["w"], "__metadata__": {"b": header["__metadata__"]["b"], "a": "1"}}
+    text = json.dumps(unsorted, separators=(",", ":")).encode()
+    assert len(text) == n
+    written = data[:8] + text + data[8 + n :]  # the writer's order, as a run may produce it
+    canonical = _canonical_header(written)
+    assert len(canonical) == len(written) and canonical[8 + n :] == data[8 + n :]
+    ordered = json.loads(canonical[8 : 8 + n])
+    assert list(ordered) == ["__metadata__", "w"] and list(ordered["__metadata__"]) == ["a", "b"]
+    assert safetensors.torch.load(canonical)["w"].tolist() == [0.0, 0.0]
+
+
+def test_a_checkpoint_mixing_float_dtypes_is_not_cast_to_one_of_them(tmp_path):
+    """One float dtype throughout: the model is loaded in it. Mixed dtypes name no single dtype: the model
+    keeps its own default (float32) and each tensor is converted into it."""
+    model = small_model()
+    state = model.state_dict()
+    names = sorted(k for k, v in state.items() if v.is_floating_point())
+    mixed = {k: v.to(torch.float64 if i % 2 else torch.bfloat16) if k in names else v
+             for i, (k, v) in enumerate(sorted(state.items()))}
+    save_checkpoint(tmp_path / "run", model, {}, {})
+    _rewrite(tmp_path / "run", mixed)
+    loaded, _ = load_checkpoint(tmp_path / "run")
+    assert {v.dtype for v in loaded.state_dict().values() if v.is_floating_point()} == {torch.float32}
+
+
+def test_checkpoint_paths_of_paths_that_do_not_exist_yet(tmp_path):
+    """A stem or a .safetensors / .json path names the pair; a dotted stem keeps its own suffix."""
+    for given, stem in (("run.safetensors", "run"), ("run.json", "run"), ("run", "run"), ("run.v1", "run.v1")):
+        assert checkpoint_paths(tmp_path / given) == (tmp_path / f"{stem}.safetensors", tmp_path / f"{stem}.json")
+
+
+def test_a_directorys_default_weights_win_over_its_only_other_pair(tmp_path):
+    """In a directory, ``model.safetensors`` is the checkpoint whenever it is there (its missing card is then
+    reported); the only complete pair is used only when there is no ``model.safetensors``."""
+    save_checkpoint(tmp_path / "run", small_model(), {}, {})
+    assert checkpoint_paths(tmp_path) == (tmp_path / "run.safetensors", tmp_path / "run.json")
+    (tmp_path / "model.safetensors").write_bytes((tmp_path / "run.safetensors").read_bytes())
+    assert checkpoint_paths(tmp_path) == (tmp_path / "model.safetensors", tmp_path / "model.json")
+    with pytest.raises(ValueError, match="has no model card model.json next to it"):
+        load_checkpoint(tmp_path)

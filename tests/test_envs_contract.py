@@ -3,7 +3,6 @@ step / reset / render return, sampling never picks an impossible successor, the 
 classic and grid-world envs and their text renderings, and the Gymnasium toy-text adapter's
 terminal-state model."""
 
-import re
 
 import gymnasium as gym
 import numpy as np
@@ -11,7 +10,20 @@ import pytest
 from gymnasium.error import ResetNeeded
 
 import icrl_agent  # noqa: F401  (registers the icrl/ envs)
-from icrl_agent.envs import Chain, DeepSea, FourRooms, GridWorld, OpenRoom, RiverSwim, SixArms, TabularEnv
+from icrl_agent.envs import (
+    TABULAR_ENV_IDS,
+    Chain,
+    DeepSea,
+    FourRooms,
+    FrozenLake,
+    GridWorld,
+    OpenRoom,
+    RiverSwim,
+    SixArms,
+    TabularEnv,
+    Taxi,
+    register_tabular_envs,
+)
 from icrl_agent.envs.gridworld import four_rooms_map, open_room_map
 from icrl_agent.envs.tabular import terminal_self_loops
 from icrl_agent.envs.toy_text import model_from_gymnasium, terminal_states
@@ -135,8 +147,9 @@ def test_spaces_sizes_and_copies_of_the_model():
 def test_reset_and_step_return_gymnasium_types():
     env = TabularEnv(**two_state(render_mode="ansi"))
     assert env.s is None and env.lastaction is None and env.render_mode == "ansi"
-    with pytest.raises(ResetNeeded, match=re.escape("call reset() before step()")):
+    with pytest.raises(ResetNeeded) as err:
         env.step(0)
+    assert str(err.value) == "call reset() before step()"
     obs, info = env.reset(seed=0)
     assert obs == 0 and type(obs) is int and info == {}
     assert env.render() == "state 0\n"
@@ -282,6 +295,14 @@ def test_deepsea_arguments_and_rendering():
     assert unrendered.render() == "..\n.$\n"
 
 
+def test_deepsea_action_mapping_is_an_integer_array_in_both_modes():
+    """``action_mapping`` is bsuite's 0/1 integer mapping, drawn or all ones: usable as an index either way."""
+    fixed, drawn = DeepSea(size=3, randomize_actions=False), DeepSea(size=3, mapping_seed=0)
+    for mapping in (fixed.action_mapping, drawn.action_mapping):
+        assert mapping.shape == (3, 3) and np.issubdtype(mapping.dtype, np.integer)
+    assert fixed.action_mapping.tolist() == [[1, 1, 1]] * 3
+
+
 # -- grid worlds ---------------------------------------------------------------------------------------
 
 
@@ -297,7 +318,7 @@ def test_grid_maps():
     assert str(err.value) == "four rooms need size >= 5, got 4"
 
 
-@pytest.mark.parametrize("desc", [[], ["S.", "..G"], ["S.x", "..G"], ["S.", "S G"]])
+@pytest.mark.parametrize("desc", [[], ["S.", "..G"], ["S.x", "..G"], ["S.X", "..G"], ["S.", "S G"]])
 def test_grid_map_characters_and_rows(desc):
     with pytest.raises(ValueError) as err:
         GridWorld(desc)
@@ -316,6 +337,30 @@ def test_grid_slip_in_unit_interval(slip):
     with pytest.raises(ValueError) as err:
         GridWorld(["SG"], slip=slip)
     assert str(err.value) == f"slip must be in [0, 1], got {slip}"
+
+
+def test_grid_slip_one_always_moves_perpendicular():
+    """slip = 1 is in [0, 1]: the intended move never happens, each perpendicular one half the time."""
+    env = GridWorld(["S..", "...", "..G"], slip=1.0)
+    P = env.transition_matrix()[0]
+    # from S, "right" (2): down to (1, 0) = state 3 or up (outside: stay), never right
+    assert P[0, 2].tolist() == [0.5, 0.0, 0.0, 0.5] + [0.0] * 5
+
+
+def test_grid_world_defaults_are_the_documented_ones():
+    """GridWorld's defaults (slip 0.1, no step cost, horizon 50) are those of the registered open room,
+    and each named layout's default size is its registered one (DeepSea's N as well)."""
+    plain, room = GridWorld(open_room_map(5)), OpenRoom()
+    assert plain.horizon == room.horizon == 50 and room.desc == open_room_map(5)
+    for mine, registered in zip(plain.transition_matrix(), room.transition_matrix(), strict=True):
+        assert np.array_equal(mine, registered)
+    assert plain.transition_matrix()[1][0].tolist() == [0.0] * 4  # no step cost away from the goal
+    assert plain.transition_matrix()[0][0, 2, 1] == pytest.approx(0.9)
+    for cls, env_id in ((OpenRoom, "icrl/GridWorld-Open-v0"), (FourRooms, "icrl/GridWorld-FourRooms-v0")):
+        direct, made = cls(), gym.make(env_id).unwrapped
+        assert direct.desc == made.desc and direct.n_states == made.n_states
+    assert FourRooms().desc == four_rooms_map(11) and FourRooms().n_states == 104
+    assert DeepSea().size == gym.make("icrl/DeepSea-v0").unwrapped.size == 10
 
 
 def test_grid_world_model_and_rendering():
@@ -394,3 +439,175 @@ def test_toy_text_adapter_keeps_gymnasiums_state_and_rendering():
     assert gym.make("icrl/FrozenLake4x4-v0").unwrapped.render() is None
     assert env.metadata["render_modes"] == env.gym_env.metadata["render_modes"]
     env.close()
+
+
+def test_toy_text_envs_pass_render_mode_and_gymnasium_arguments_on():
+    """CliffWalking and Taxi hand ``render_mode`` and Gymnasium's own keyword arguments (``is_slippery``,
+    ``is_rainy``) to the inner env: the rendering is Gymnasium's and the model is the varied task's."""
+    for env_id in ("icrl/CliffWalking-v0", "icrl/Taxi-v0"):
+        env = gym.make(env_id, render_mode="ansi").unwrapped
+        assert env.render_mode == "ansi" and env.gym_env.render_mode == "ansi"
+        env.reset(seed=0)
+        text = env.render()
+        assert isinstance(text, str) and text == env.gym_env.render()
+        assert gym.make(env_id).unwrapped.gym_env.render_mode is None
+    # the default tasks are deterministic; the slippery cliff and the rainy taxi are not
+    assert gym.make("icrl/CliffWalking-v0").unwrapped.transition_matrix()[0].max(-1).min() == 1.0
+    slippery = gym.make("icrl/CliffWalking-v0", is_slippery=True).unwrapped
+    assert slippery.gym_env.is_slippery and slippery.transition_matrix()[0].max(-1).min() == pytest.approx(1 / 3)
+    rainy = gym.make("icrl/Taxi-v0", is_rainy=True).unwrapped
+    assert rainy.transition_matrix()[0].max(-1).min() == pytest.approx(0.8)
+
+
+def test_taxi_refuses_a_fickle_passenger_and_says_what_to_use_instead():
+    with pytest.raises(ValueError) as err:
+        gym.make("icrl/Taxi-v0", fickle_passenger=True)
+    assert str(err.value) == (
+        "fickle_passenger=True changes the destination outside Taxi's P, so there is no exact model: "
+        "use gym.make('Taxi-v4', fickle_passenger=True) directly"
+    )
+
+
+def test_taxi_reset_draws_the_taxi_as_gymnasiums_own_reset_does():
+    """Gymnasium's Taxi turns the taxi picture with the last move and faces it south again on reset; the
+    adapter resets Gymnasium's state itself, so it must restore that orientation too."""
+    env = Taxi(render_mode="rgb_array")  # the class: its registered metadata lists "ansi" only
+    reference = gym.make("Taxi-v4", render_mode="rgb_array").unwrapped
+    reference.reset(seed=0)
+    env.reset(seed=0)
+    for action in (2, 3):  # east, west: the taxi now faces west
+        env.step(action)
+        env.render()
+    env.reset(seed=1)
+    reference.s, reference.lastaction = env.s, None
+    assert np.array_equal(env.render(), reference.render())
+    env.close()
+    reference.close()
+
+
+@pytest.mark.parametrize("render_mode", [None, "human"])
+def test_toy_text_render_without_a_frame_to_return_draws_nothing(render_mode):
+    """Gymnasium's render API: without a render mode ``render()`` returns None, and in ``"human"`` mode
+    reset and step draw the window themselves, so ``render()`` returns None without drawing again."""
+    env = FrozenLake(render_mode=render_mode)
+    drawn = []
+    env.gym_env.render = lambda: drawn.append(env.gym_env.s)
+    env.reset(seed=0)
+    env.step(2)
+    frames = len(drawn)
+    assert frames == (2 if render_mode == "human" else 0)
+    assert env.render() is None and len(drawn) == frames
+
+
+def test_register_tabular_envs_fills_an_emptied_registry_with_the_documented_specs():
+    """``register_tabular_envs()`` is public: after the icrl ids were removed (e.g. a test or a tool reset
+    Gymnasium's registry) it registers each id again with its entry point, time limit and kwargs."""
+    saved = {env_id: gym.registry.pop(env_id) for env_id in TABULAR_ENV_IDS}
+    try:
+        register_tabular_envs()
+        assert set(TABULAR_ENV_IDS) <= set(gym.registry)
+        for env_id, spec in saved.items():
+            assert gym.registry[env_id] is not spec
+            new = gym.spec(env_id)
+            assert (new.entry_point, new.max_episode_steps, new.kwargs) == (
+                spec.entry_point,
+                spec.max_episode_steps,
+                spec.kwargs,
+            )
+        deep_sea = gym.spec("icrl/DeepSea-v0")
+        assert deep_sea.entry_point == "icrl_agent.envs.classic:DeepSea"
+        assert deep_sea.max_episode_steps is None and deep_sea.kwargs == {"size": 10}
+        frozen = gym.spec("icrl/FrozenLake8x8-v0")
+        assert frozen.entry_point == "icrl_agent.envs.toy_text:FrozenLake"
+        assert frozen.max_episode_steps == 200 and frozen.kwargs == {"map_name": "8x8", "horizon": 200}
+        assert gym.spec("icrl/Chain-v0").max_episode_steps == 50
+        assert isinstance(gym.make("icrl/Chain-v0").unwrapped, Chain)
+    finally:
+        gym.registry.update(saved)
+
+
+def test_frozen_lake_defaults_and_gymnasium_arguments():
+    """FrozenLake() is the registered 4x4 task (horizon 100); other keyword arguments go to Gymnasium."""
+    lake, made = FrozenLake(), gym.make("icrl/FrozenLake4x4-v0").unwrapped
+    assert lake.horizon == made.horizon == 100 and lake.n_states == 16
+    for mine, registered in zip(lake.transition_matrix(), made.transition_matrix(), strict=True):
+        assert np.array_equal(mine, registered)
+    assert lake.transition_matrix()[0].max(-1).min() == pytest.approx(1 / 3)  # slippery by default
+    assert FrozenLake(is_slippery=False).transition_matrix()[0].max(-1).min() == 1.0
+
+
+def test_gymnasium_outcomes_keep_integer_successors_and_float_rewards():
+    """``model_from_gymnasium``'s outcome arrays index states: the successors are integer ids."""
+    P = {0: {0: [(0.5, 1, 1.0, False), (0.5, 0, 0.0, False)]}, 1: {0: [(1.0, 1, 0.0, False)]}}
+    _, _, _, outcomes = model_from_gymnasium(P, np.array([1.0, 0.0]), 1)
+    cdf, nexts, rewards = outcomes[0][0]
+    assert nexts.dtype.kind == "i" and nexts.tolist() == [1, 0]
+    assert rewards.dtype == np.float64 and cdf.tolist() == [0.5, 1.0]
+
+
+def test_integer_model_arrays_become_float64_copies():
+    """``transition_matrix()`` and ``initial_distribution()`` are float64 whatever the input's dtype."""
+    model = two_state()
+    env = TabularEnv(model["P"].astype(int), model["R"].astype(int), [0, 0], [1, 0], 5)
+    P, R, terminal = env.transition_matrix()
+    assert (P.dtype, R.dtype, terminal.dtype) == (np.float64, np.float64, bool)
+    assert env.initial_distribution().dtype == np.float64 and env.initial_distribution().tolist() == [1.0, 0.0]
+
+
+def test_a_one_state_one_action_model_is_accepted():
+    env = TabularEnv(np.ones((1, 1, 1)), np.full((1, 1), 2.0), np.zeros(1, bool), np.ones(1), 3)
+    assert env.reset(seed=0)[0] == 0 and env.step(0)[:2] == (0, 2.0)
+    assert env.optimal_value() == 6.0
+
+
+def test_the_reward_table_expectation_is_checked_to_1e_6():
+    """R may differ from the reward table's expectation by rounding (up to 1e-6), not more."""
+    table = np.zeros((2, 2, 2))
+    table[0, 1, 1] = table[1, 1, 0] = 1.0
+    R = two_state()["R"] + np.array([[5e-7, 0.0], [0.0, 0.0]])  # R[0, 0] is 0 in the table's expectation
+    env = TabularEnv(**two_state(R=R, reward_table=table))
+    assert env.transition_matrix()[1][0, 0] == 5e-7
+    refused(
+        "R must be the expected reward of reward_table: R[s, a] = sum_s' P * reward_table",
+        R=two_state()["R"] + np.array([[2e-6, 0.0], [0.0, 0.0]]),
+        reward_table=table,
+    )
+
+
+class _Draw:
+    """A stand-in generator whose every draw is ``u``: the ends of [0, 1)."""
+
+    def __init__(self, u):
+        self.u = u
+
+    def random(self):
+        return self.u
+
+
+def test_the_extreme_draws_never_land_on_an_impossible_state():
+    P = np.zeros((4, 1, 4))
+    P[:, 0] = [0.0, 0.5, 0.5, 0.0]
+    env = TabularEnv(P, np.zeros((4, 1)), np.zeros(4, bool), np.array([0.0, 0.3, 0.7, 0.0]), 3)
+    env.reset(seed=0)
+    env.np_random = _Draw(0.0)
+    assert env.reset()[0] == 1 and env.step(0)[0] == 1
+    env.np_random = _Draw(np.nextafter(1.0, 0.0))
+    assert env.reset()[0] == 2 and env.step(0)[0] == 2
+    # a row summing to just under 1 (within the tolerance): the top draw is scaled into it, not past it
+    P = np.zeros((3, 1, 3))
+    P[:, 0] = [0.5, 0.5 - 1e-9, 0.0]
+    env = TabularEnv(P, np.zeros((3, 1)), np.zeros(3, bool), np.array([1.0, 0.0, 0.0]), 3)
+    env.reset(seed=0)
+    env.np_random = _Draw(np.nextafter(1.0, 0.0))
+    assert env.step(0)[0] == 1
+
+
+def test_a_conflict_reached_only_through_a_zero_probability_outcome_is_ignored():
+    """Only states an episode can reach matter: an outcome of probability 0 reaches nothing."""
+    P = {
+        0: {0: [(1.0, 3, 0.0, False), (0.0, 2, 0.0, False)]},
+        1: {0: [(1.0, 1, 0.0, True)]},
+        2: {0: [(1.0, 1, 0.0, False)]},  # enters the terminal state 1 without ending: only via probability 0
+        3: {0: [(1.0, 1, 0.0, True)]},
+    }
+    assert terminal_states(P, np.array([1.0, 0.0, 0.0, 0.0])).tolist() == [False, True, False, False]

@@ -21,7 +21,7 @@ def empty():
     return MiniGridTabular("MiniGrid-Empty-6x6-v0", actions=NAV, max_steps=30)
 
 
-@pytest.mark.parametrize("seed", [-1, [], [0, -2], "0", [0, 1.0], ["a"]])
+@pytest.mark.parametrize("seed", [-1, [], [0, -2], "0", [0, 1.0], ["a"], 1.5, None])
 def test_bad_layout_seed_message(seed):
     with pytest.raises(ValueError) as err:
         MiniGridTabular("MiniGrid-Empty-6x6-v0", layout_seed=seed)
@@ -36,6 +36,11 @@ def test_layout_seeds_accepted_forms():
     env = MiniGridTabular("MiniGrid-Empty-6x6-v0", actions=NAV, layout_seed=(0, np.int32(2)))
     assert env.layout_seeds == (0, 2)
     assert MiniGridTabular("MiniGrid-Empty-6x6-v0", actions=NAV, layout_seed=0).layout_seeds == (0,)
+
+
+def test_the_default_layout_seed_is_0():
+    env = MiniGridTabular("MiniGrid-Empty-6x6-v0", actions=NAV)
+    assert env.layout_seeds == (0,) and env.reset(seed=3)[1] == {"layout_seed": 0}
 
 
 @pytest.mark.parametrize("actions", ["left", 3, (), []])
@@ -177,3 +182,207 @@ def test_register_passes_the_task_arguments():
         "max_steps": 50,
     }
     assert gym.spec("icrl/MiniGrid-Empty-6x6-v0").kwargs["actions"] == NAV
+
+
+def test_max_states_is_the_largest_number_of_states_allowed():
+    """max_states=N enumerates up to N states: Empty-6x6 with 3 actions has 62, so 61 is refused."""
+    with pytest.raises(ValueError) as err:
+        MiniGridTabular("MiniGrid-Empty-6x6-v0", actions=NAV, max_states=61)
+    assert str(err.value).startswith("MiniGrid-Empty-6x6-v0 has more than max_states=61 reachable states")
+
+
+def test_max_states_message_of_an_env_instance_without_a_spec():
+    """An env built directly (no Gymnasium spec) is named by Gymnasium's text for it, not by a spec id."""
+    from minigrid.envs import EmptyEnv
+
+    real = EmptyEnv(size=5)
+    assert real.spec is None
+    with pytest.raises(ValueError) as err:
+        MiniGridTabular(real, actions=NAV, max_states=3)
+    assert str(err.value) == (
+        "<EmptyEnv instance> has more than max_states=3 reachable states: fix the layout (layout_seed), drop "
+        "actions that multiply states (e.g. 'drop'), or raise max_states"
+    )
+
+
+def _box_room():
+    """A 3x2 room: the agent at (1, 1) facing east, a red box holding a yellow key at (3, 1), a goal below."""
+    from minigrid.core.grid import Grid
+    from minigrid.core.mission import MissionSpace
+    from minigrid.core.world_object import Box, Goal, Key
+    from minigrid.minigrid_env import MiniGridEnv
+
+    class BoxRoom(MiniGridEnv):
+        def __init__(self):
+            super().__init__(mission_space=MissionSpace(mission_func=lambda: "open the box"), width=5, height=4,
+                             max_steps=20)
+
+        def _gen_grid(self, width, height):
+            self.grid = Grid(width, height)
+            self.grid.wall_rect(0, 0, width, height)
+            self.grid.set(3, 1, Box("red", contains=Key("yellow")))
+            self.grid.set(3, 2, Goal())
+            self.agent_pos, self.agent_dir = (1, 1), 0
+
+    return BoxRoom()
+
+
+def test_what_a_box_holds_is_part_of_the_state():
+    """Box contents are state (the class docstring): toggling a box that holds a key leaves the key in its
+    cell, the key can then be carried, and set_state puts the box back with the key inside."""
+    env = MiniGridTabular(_box_room(), actions=("left", "right", "forward", "pickup", "toggle"))
+    nxt = env.successor_table()
+    start, _ = env.reset(seed=0)
+    facing_box, *_ = env.step(2)  # forward to (2, 1), the box in front
+    assert env.minigrid.grid.get(3, 1).type == "box"
+    opened, *_ = env.step(4)  # toggle: the box gives way to its key
+    assert opened != facing_box and opened == nxt[facing_box, 4]
+    assert env.minigrid.grid.get(3, 1).type == "key"
+    carrying, *_ = env.step(3)  # pickup
+    assert carrying == nxt[opened, 3] and env.minigrid.carrying.type == "key"
+    assert env.minigrid.grid.get(3, 1) is None
+    env.set_state(facing_box)
+    box = env.minigrid.grid.get(3, 1)
+    assert box.type == "box" and box.contains.type == "key" and env.minigrid.carrying is None
+    assert env.minigrid_state_id() == facing_box and nxt[facing_box, 4] == opened
+    env.close()
+
+
+def test_termination_that_is_not_a_function_of_the_state_is_refused_with_the_reason():
+    """A task whose 'done' ends the episode without changing the state has no terminal-state model."""
+    from minigrid.envs import EmptyEnv
+
+    class DoneEnds(EmptyEnv):
+        def step(self, action):
+            obs, reward, terminated, truncated, info = super().step(action)
+            return obs, reward, terminated or action == self.actions.done, truncated, info
+
+    with pytest.raises(RuntimeError) as err:
+        MiniGridTabular(DoneEnds(size=5), actions=("forward", "done"))
+    assert str(err.value) == (
+        "MiniGrid terminated on entering a state it also enters without terminating: termination depends on "
+        "more than the state (or the dynamics are random), so this env is not tabular"
+    )
+
+
+def test_register_minigrid_envs_fills_an_emptied_registry_with_the_documented_specs():
+    """``register_minigrid_envs()`` registers again every id removed from Gymnasium's registry, with the
+    MiniGridTabular entry point, the task's horizon as time limit and the task arguments, and leaves an id
+    still registered as it is (here the first one: the others after it are registered all the same)."""
+    from icrl_agent.envs.minigrid_tabular import MINIGRID_ENV_IDS
+
+    register_minigrid_envs()
+    kept = gym.registry[MINIGRID_ENV_IDS[0]]
+    saved = {env_id: gym.registry.pop(env_id) for env_id in MINIGRID_ENV_IDS[1:]}
+    try:
+        register_minigrid_envs()
+        assert gym.registry[MINIGRID_ENV_IDS[0]] is kept
+        expected = {
+            "icrl/MiniGrid-Empty-6x6-v0": ("MiniGrid-Empty-6x6-v0", 30, NAV),
+            "icrl/MiniGrid-DoorKey-5x5-v0": (
+                "MiniGrid-DoorKey-5x5-v0", 50, ("left", "right", "forward", "pickup", "toggle")
+            ),
+            "icrl/MiniGrid-FourRooms-v0": ("MiniGrid-FourRooms-v0", 100, NAV),
+        }
+        assert set(expected) == set(MINIGRID_ENV_IDS)
+        for env_id, (minigrid_id, horizon, actions) in expected.items():
+            spec = gym.registry[env_id]
+            assert spec is not saved.get(env_id)  # a new registration for each removed id
+            assert spec.entry_point == "icrl_agent.envs.minigrid_tabular:MiniGridTabular"
+            assert spec.max_episode_steps == horizon
+            assert spec.kwargs == {"env": minigrid_id, "actions": actions, "layout_seed": 0, "max_steps": horizon}
+        assert isinstance(gym.make("icrl/MiniGrid-Empty-6x6-v0").unwrapped, MiniGridTabular)
+    finally:
+        gym.registry.update(saved)
+
+
+def _variants():
+    """A 3x2 room whose reset seed's bits vary one kind of state each, the agent always at (1, 1) facing
+    east: bit 0 a wall at (1, 2) (the fixed background), bit 1 a red key carried from the start, bit 2 a
+    ball instead of a key in the box at (3, 1). A goal at (3, 2)."""
+    from minigrid.core.grid import Grid
+    from minigrid.core.mission import MissionSpace
+    from minigrid.core.world_object import Ball, Box, Goal, Key, Wall
+    from minigrid.minigrid_env import MiniGridEnv
+
+    class Variants(MiniGridEnv):
+        def __init__(self):
+            super().__init__(mission_space=MissionSpace(mission_func=lambda: "reach the goal"), width=5, height=4,
+                             max_steps=20)
+
+        def _gen_grid(self, width, height):
+            bits = self.np_random_seed
+            self.grid = Grid(width, height)
+            self.grid.wall_rect(0, 0, width, height)
+            self.grid.set(3, 1, Box("red", contains=Ball("blue") if bits & 4 else Key("yellow")))
+            self.grid.set(3, 2, Goal())
+            if bits & 1:
+                self.grid.set(1, 2, Wall())
+            self.agent_pos, self.agent_dir = (1, 1), 0
+
+        def reset(self, *, seed=None, options=None):
+            obs, info = super().reset(seed=seed, options=options)
+            if self.np_random_seed & 2:
+                self.carrying = Key("red")
+            return obs, info
+
+    return Variants()
+
+
+def test_layouts_that_differ_only_in_walls_carried_object_or_box_contents_are_distinct_states():
+    """A state is the fixed background, the agent pose, the carried object and every movable object with
+    what it contains (the class docstring): four layouts that differ in one of these each, with the agent in
+    the same pose, are four start states, each the start of its own layout."""
+    env = MiniGridTabular(_variants(), actions=("left", "right", "forward", "pickup", "toggle"),
+                          layout_seed=[0, 1, 2, 4])
+    mu = env.initial_distribution()
+    starts = np.flatnonzero(mu)
+    assert len(starts) == 4 and np.allclose(mu[starts], 0.25)
+    assert env.minigrid_state_id() == 0  # made: the real env waits in the first layout's start state
+    by_seed = {}
+    for seed in range(40):
+        state, info = env.reset(seed=seed)
+        by_seed[info["layout_seed"]] = state
+    assert sorted(by_seed) == [0, 1, 2, 4] and sorted(by_seed.values()) == starts.tolist()
+    for layout, start in by_seed.items():
+        env.set_state(start)
+        carried = env.minigrid.carrying
+        assert (carried is not None) == bool(layout & 2)
+        assert (env.minigrid.grid.get(1, 2) is not None) == bool(layout & 1)
+        assert env.minigrid.grid.get(3, 1).contains.type == ("ball" if layout & 4 else "key")
+    env.close()
+
+
+def test_render_mode_is_the_real_envs():
+    """``render_mode`` is MiniGrid's, as Gymnasium wrappers (e.g. RecordVideo) read it from the env."""
+    env = MiniGridTabular("MiniGrid-Empty-6x6-v0", actions=NAV, render_mode="rgb_array")
+    assert env.render_mode == "rgb_array" == env.minigrid.render_mode
+    assert MiniGridTabular("MiniGrid-Empty-6x6-v0", actions=NAV).render_mode is None
+
+
+def test_a_real_env_that_leaves_the_model_is_reported_by_step():
+    """step compares the real env's move with the extracted model: an env changed behind the wrapper's
+    back (here the agent turned) lands elsewhere, and step says so instead of returning a wrong state."""
+    env = MiniGridTabular("MiniGrid-Empty-6x6-v0", actions=NAV)
+    start, _ = env.reset(seed=0)
+    expected = int(env.successor_table()[start, 2])
+    env.minigrid.agent_dir = 1  # facing down instead of right: forward moves elsewhere
+    with pytest.raises(RuntimeError) as err:
+        env.step(2)
+    landed = env.minigrid_state_id()
+    assert landed != expected
+    assert str(err.value) == (
+        f"MiniGrid moved from state {start} with action 2 to {landed} (terminated=False), not as extracted: "
+        "its dynamics are not deterministic in the state"
+    )
+
+
+def test_without_minigrid_the_error_says_how_to_install(monkeypatch):
+    import sys
+
+    from gymnasium.error import DependencyNotInstalled
+
+    monkeypatch.setitem(sys.modules, "minigrid", None)  # import minigrid now raises ImportError
+    with pytest.raises(DependencyNotInstalled) as err:
+        MiniGridTabular("MiniGrid-Empty-6x6-v0")
+    assert str(err.value) == "minigrid is not installed, run pip install icrl-agent[minigrid]"

@@ -18,6 +18,16 @@ pyproject.toml. Results are kept in the stage between runs: `run` tests the muta
 (new, or of a function that changed: mutmut resets those) and re-tests the survivors (tests may have
 been added); a kill stands until its function changes. `run --all` re-tests every mutant of the groups.
 
+Focused groups: every test of the suite that calls a function runs against each of its mutants, and env
+constructors and baselines are called by nearly every test (the bench, the agent, the examples' checks), so
+with the whole suite these groups run at ~1-2 mutants/min on two cores. `--focused` runs a group against its
+own test files only (FOCUSED_TESTS), in its own stage (`build/mutation-focused-<group>`, so the whole-suite
+stage keeps its results): a kill there is a kill by the group's own tests, so the focused score is a lower
+bound of the whole suite's.
+
+    python tools/mutation.py run --focused envs      # or baselines, checkpoint, planning_agent, model
+    python tools/mutation.py score --focused envs
+
 Environment: MUTATION_MAX_CHILDREN (default 2) parallel mutant workers; MUTATION_DIR the stage.
 """
 
@@ -25,6 +35,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -45,6 +56,17 @@ GROUPS: dict[str, list[str]] = {
     "model": ["icrl_agent.model.xǁIcrlModelǁ_adjusted_mdp__mutmut_*", "icrl_agent.model.xǁIcrlModelǁ_plan__mutmut_*"],
     "envs": ["icrl_agent.envs.*"],
     "baselines": ["icrl_agent.baselines.*"],
+}
+
+# group -> its own test files (`--focused`)
+FOCUSED_TESTS: dict[str, list[str]] = {
+    "envs": ["tests/test_envs.py", "tests/test_envs_contract.py", "tests/test_env_models.py",
+             "tests/test_minigrid.py", "tests/test_minigrid_contract.py"],
+    "baselines": ["tests/test_baselines.py", "tests/test_baselines_behaviour.py", "tests/test_baselines_contract.py",
+                  "tests/test_rejected_inputs.py", "tests/test_bench.py"],  # the SB3 wrapper's tests are the bench's
+    "checkpoint": ["tests/test_checkpoint.py", "tests/test_checkpoint_contract.py"],
+    "planning_agent": ["tests/test_planning_agent_rule.py", "tests/test_agent.py", "tests/test_horizon.py"],
+    "model": ["tests/test_model_planning.py", "tests/test_model.py", "tests/test_reference_outputs.py"],
 }
 
 # (tree in the checkout, where it goes in the stage)
@@ -76,12 +98,38 @@ def _sync_tree(src: Path, dst: Path, keep: set[str]) -> None:
             shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
 
 
+def _focus(groups: list[str]) -> None:
+    """Point STAGE at the focused stage of ``groups`` and remember its test files (see the docstring)."""
+    global STAGE, _FOCUSED_FILES
+    missing = [g for g in groups if g not in FOCUSED_TESTS]
+    if len(groups) != 1 or missing:
+        raise SystemExit(f"--focused takes one group of {sorted(FOCUSED_TESTS)}, got {groups}")
+    STAGE = ROOT / "build" / f"mutation-focused-{groups[0]}"
+    _FOCUSED_FILES = FOCUSED_TESTS[groups[0]]
+
+
+_FOCUSED_FILES: list[str] = []
+
+
+def _select_focused_tests(pyproject: Path) -> None:
+    """Replace the stage's mutmut test selection by the focused group's test files."""
+    text = pyproject.read_text()
+    files = ", ".join(f'"{f}"' for f in _FOCUSED_FILES)
+    text, n = re.subn(r"pytest_add_cli_args_test_selection = \[.*?\]", f"pytest_add_cli_args_test_selection = [{files}]",
+                      text, flags=re.S)
+    if n != 1:
+        raise SystemExit("pyproject.toml: no [tool.mutmut] pytest_add_cli_args_test_selection to focus")
+    pyproject.write_text(text)
+
+
 def stage() -> None:
     for src, dst in LAYOUT:
         nested = {d.split("/", 1)[1] for s, d in LAYOUT if d.startswith(dst + "/")}
         _sync_tree(ROOT / src, STAGE / dst, keep=nested)
     for name in ("pyproject.toml", "setup.cfg"):
         shutil.copy2(ROOT / name, STAGE / name)
+    if _FOCUSED_FILES:
+        _select_focused_tests(STAGE / "pyproject.toml")
     # tests read these from the tests' parent (mutants/ in a run): the README's code, .gitignore, and
     # benchmarks/results (committed results)
     for where in (STAGE, STAGE / "mutants"):
@@ -175,6 +223,9 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 0
     command, rest = argv[0], argv[1:]
+    if "--focused" in rest:
+        rest = [a for a in rest if a != "--focused"]
+        _focus([a for a in rest if a != "--all" and "." not in a])  # names may follow the group
     if command == "score":
         return score(rest)
     stage()
