@@ -63,7 +63,7 @@ FOCUSED_TESTS: dict[str, list[str]] = {
     "envs": ["tests/test_envs.py", "tests/test_envs_contract.py", "tests/test_env_models.py",
              "tests/test_minigrid.py", "tests/test_minigrid_contract.py"],
     "baselines": ["tests/test_baselines.py", "tests/test_baselines_behaviour.py", "tests/test_baselines_contract.py",
-                  "tests/test_rejected_inputs.py", "tests/test_bench.py"],  # the SB3 wrapper's tests are the bench's
+                  "tests/test_rejected_inputs.py", "tests/test_bench.py", "tests/test_sb3_baseline_contract.py"],
     "checkpoint": ["tests/test_checkpoint.py", "tests/test_checkpoint_contract.py"],
     "planning_agent": ["tests/test_planning_agent_rule.py", "tests/test_agent.py", "tests/test_horizon.py"],
     "model": ["tests/test_model_planning.py", "tests/test_model.py", "tests/test_reference_outputs.py"],
