@@ -434,7 +434,8 @@ class IcrlModel(nn.Module):
     - ``scale >= 1`` the per-MDP estimate of how large unseen rewards may be;
     - with ``config.exploit_untried="floor"``, the exploitation plan values an untried pair at most
       ``k min(0, smallest normalized reward seen)`` (no higher than plain VI or VI-LCB would);
-    - with ``config.exploit_unknown="untried_only"``, the exploitation plan gives no unknown mass to a tried pair.
+    - with ``config.exploit_unknown="non_terminal"`` (icrl-v2.1), the exploitation plan takes a tried pair's
+      unknown mass from its non-terminal outcomes only (``"untried_only"``: a tried pair gets none).
 
     Every correction vanishes as ``N`` grows, so Q tends to plain VI on the empirical MDP.
 
