@@ -27,6 +27,7 @@ bound of the whole suite's.
 
     python tools/mutation.py run --focused envs      # or baselines, checkpoint, planning_agent, model
     python tools/mutation.py score --focused envs
+    python tools/mutation.py show --focused envs MUTANT_NAME
 
 Environment: MUTATION_MAX_CHILDREN (default 2) parallel mutant workers; MUTATION_DIR the stage.
 """
@@ -223,9 +224,11 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 0
     command, rest = argv[0], argv[1:]
+    focused_group: list[str] = []
     if "--focused" in rest:
         rest = [a for a in rest if a != "--focused"]
-        _focus([a for a in rest if a != "--all" and "." not in a])  # names may follow the group
+        focused_group = [a for a in rest if a != "--all" and "." not in a]  # names may follow the group
+        _focus(focused_group)
     if command == "score":
         return score(rest)
     stage()
@@ -250,7 +253,7 @@ def main(argv: list[str]) -> int:
         status = mutmut("run", "--max-children", children, *names)
         score(groups)
         return status
-    return mutmut(command, *rest)
+    return mutmut(command, *[a for a in rest if a not in focused_group])  # e.g. show --focused envs NAME
 
 
 if __name__ == "__main__":
