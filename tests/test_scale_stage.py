@@ -157,6 +157,51 @@ def test_every_scale_step_draws_fresh_mdps_and_the_seed_fixes_them(tmp_path, mon
     assert not any(a.shape == b.shape and torch.equal(a, b) for a, b in zip(first, other, strict=True))
 
 
+def _episodes_per_mdp(batch) -> torch.Tensor:
+    return batch.stats.initial_counts.sum(-1)
+
+
+def test_online_scale_examples_are_the_models_own_episodes_from_empty_statistics(tmp_path, monkeypatch):
+    train_module = importlib.import_module("icrl_agent.pretraining.train")
+    cfg = tiny_config(tmp_path, scale={"batch_size": 8, "online_prob": 0.25, "online_episodes": 2},
+                      data={"min_episodes": 20, "max_episodes": 32, "zero_data_prob": 0.0})
+    model = build_model(cfg, CPU)
+
+    def always_last_action(stats):  # a planner whose greedy action is the last one everywhere
+        b, s, a = stats.counts.shape
+        return torch.arange(a, dtype=torch.float32).expand(b, int(stats.horizon.max()), s, a).clone()
+
+    monkeypatch.setattr(train_module, "_greedy_planner", lambda m: always_last_action)
+    random_part, online = train_module.scale_batches(cfg, model, torch.Generator().manual_seed(0), CPU)
+    assert (random_part.mdps.batch_size, online.mdps.batch_size) == (6, 2)
+    assert bool((_episodes_per_mdp(random_part) >= 20).all())
+    episodes = _episodes_per_mdp(online)
+    assert bool(((episodes >= 1) & (episodes <= 2)).all())
+    last = online.mdps.action_mask.sum(-1) - 1  # every count sits on each MDP's last action
+    counts = online.stats.counts
+    on_last = counts.gather(2, last[:, None, None].expand(-1, counts.shape[1], 1)).sum((1, 2))
+    assert bool((on_last == counts.sum((1, 2))).all()) and bool((on_last > 0).all())
+
+
+def test_without_online_examples_the_scale_batches_are_the_uniform_epsilon_batch(tmp_path):
+    cfg = tiny_config(tmp_path, scale={"batch_size": 8})
+    (only,) = importlib.import_module("icrl_agent.pretraining.train").scale_batches(
+        cfg, build_model(cfg, CPU), torch.Generator().manual_seed(3), CPU)
+    expected = sample_training_batch(8, cfg.train_families, cfg.prior, cfg.data, torch.Generator().manual_seed(3), CPU)
+    assert torch.equal(only.mdps.R, expected.mdps.R) and torch.equal(only.stats.counts, expected.stats.counts)
+
+
+def test_the_scale_stage_with_online_examples_moves_only_the_scale_head(tmp_path):
+    cfg = tiny_config(tmp_path, scale={"steps": 3, "online_prob": 0.5, "online_episodes": 3})
+    fresh = build_model(cfg, CPU).state_dict()
+    result = train(cfg)
+    after = result["model"].state_dict()
+    changed = sorted(k for k in fresh if not torch.equal(fresh[k], after[k]))
+    assert changed and all(k.startswith("scale_head.") for k in changed), changed
+    card = json.loads(Path(result["weights"]).with_suffix(".json").read_text())
+    assert math.isfinite(card["training"]["metrics"]["scale/loss"])
+
+
 def _pooled_coverage_and_loss(model: IcrlModel, cfg: PretrainConfig, quantile: float) -> tuple[float, float]:
     batch = sample_training_batch(256, cfg.train_families, cfg.prior, cfg.data, torch.Generator().manual_seed(77))
     with torch.no_grad():
@@ -289,7 +334,8 @@ def test_v2_scale_config_is_icrl_v1_with_a_quantile_head_and_only_the_scale_stag
 def test_scale_section_rejects_unknown_keys_and_out_of_range_values():
     with pytest.raises(ValueError, match=r"scale\.mystery"):
         config_from_dict({"scale": {"mystery": 1}})
-    for key, value in (("quantile", 1.0), ("quantile", 0), ("steps", -1), ("lr", 0.0), ("batch_size", 0)):
+    for key, value in (("quantile", 1.0), ("quantile", 0), ("steps", -1), ("lr", 0.0), ("batch_size", 0),
+                       ("online_prob", 1.5), ("online_prob", -0.1), ("online_episodes", 0)):
         with pytest.raises(ValueError, match=rf"scale\.{key}"):
             config_from_dict({"scale": {key: value}})
     with pytest.raises(ValueError, match="init_from"):

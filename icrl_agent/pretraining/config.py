@@ -56,6 +56,10 @@ class ScaleStageConfig:
                                        # with model.scale_head "quantile" also stage 1's pinball quantile
     eval_interval: int = 100           # steps between coverage evaluations (and at the stage's end)
     eval_batch_size: int = 64          # MDPs per family in a coverage evaluation (a fixed set per run)
+    online_prob: float = 0.0           # share of each batch's MDPs whose data is the model's own online
+                                       # episodes from empty statistics (what a user's agent has seen), not
+                                       # uniform/epsilon data
+    online_episodes: int = 16          # those MDPs get 1..online_episodes episodes (uniform)
 
 
 @dataclass
@@ -164,12 +168,12 @@ _RULES: dict[str, tuple[str, ...]] = {
     "positive int": ("checkpoint_interval", "prior.max_states", "prior.max_actions", "prior.min_horizon",
                      "prior.max_horizon", "data.min_episodes", "data.dagger_episodes", "stage1.batch_size",
                      "stage1.eval_interval", "stage1.eval_batch_size", "scale.batch_size", "scale.eval_interval",
-                     "scale.eval_batch_size", "es.pairs", "es.mdps", "es.episodes", "es.max_horizon"),
+                     "scale.eval_batch_size", "scale.online_episodes", "es.pairs", "es.mdps", "es.episodes", "es.max_horizon"),
     "non-negative int": ("seed", "data.max_episodes", "data.dagger_start", "stage1.warmup_steps",
                          "stage1.steps", "scale.steps", "es.generations", "es.min_episodes", "es.noise_draws",
                          "prior.max_corridor"),
     "probability": ("prior.negate_prob", "prior.stochastic_reward_prob", "data.zero_data_prob",
-                    "data.epsilon_optimal_prob", "data.dagger_prob"),
+                    "data.epsilon_optimal_prob", "data.dagger_prob", "scale.online_prob"),
     "positive number": ("prior.reward_scale_min", "prior.reward_scale_max", "data.target_temperature",
                         "stage1.lr", "scale.lr", "es.sigma", "es.lr"),
     "non-negative number": ("stage1.weight_decay", "stage1.grad_clip", "stage1.scale_loss_weight",

@@ -18,7 +18,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -163,7 +163,10 @@ def scale_loss(reward_scale: torch.Tensor, batch: TrainingBatch, quantile: float
         the MDPs has its true maximum at or below the estimate
     :return: the mean over the MDPs that count (0 if none does)
     """
-    error, seen = _scale_log_error(reward_scale, batch)
+    return _mean_scale_loss(*_scale_log_error(reward_scale, batch), quantile)
+
+
+def _mean_scale_loss(error: torch.Tensor, seen: torch.Tensor, quantile: float | None) -> torch.Tensor:
     if quantile is None:
         loss = error.square()
     else:
@@ -327,6 +330,31 @@ def _greedy_planner(model: IcrlModel) -> Callable[[Any], torch.Tensor]:
     return plan
 
 
+def scale_batches(
+    cfg: PretrainConfig, model: IcrlModel, generator: torch.Generator, device: torch.device
+) -> list[TrainingBatch]:
+    """The scale stage's examples for one step: ``scale.batch_size`` fresh MDPs in one or two batches.
+
+    The first holds uniform/epsilon-optimal data (``cfg.data``, no DAgger); the second, a share
+    ``scale.online_prob`` of the MDPs, only the model's own greedy episodes on its optimistic plan from empty
+    statistics, 1..``scale.online_episodes`` of them: the statistics a user's agent holds while it explores,
+    which random data rarely resembles (one room of a hub visited over and over, the others tried once).
+
+    :return: the batches (the second only when it holds at least one MDP)
+    """
+    n_online = round(cfg.scale.online_prob * cfg.scale.batch_size)
+    n_random = cfg.scale.batch_size - n_online
+    batches = []
+    if n_random:
+        batches.append(sample_training_batch(n_random, cfg.train_families, cfg.prior, cfg.data, generator, device))
+    if n_online:
+        own = replace(cfg.data, max_episodes=0, epsilon_optimal_prob=0.0, dagger_prob=1.0,
+                                  dagger_episodes=cfg.scale.online_episodes)
+        batches.append(sample_training_batch(n_online, cfg.train_families, cfg.prior, own, generator, device,
+                                             planner=_greedy_planner(model)))
+    return batches
+
+
 def scale_parameters(model: IcrlModel) -> list[torch.nn.Parameter]:
     """What the scale stage trains: the scale head's parameters, nothing else."""
     return list(model.scale_head.parameters())
@@ -336,12 +364,17 @@ def scale_step(
     cfg: PretrainConfig, state: RunState, model: IcrlModel, optimizer: torch.optim.Optimizer,
     info: distributed.DistInfo,
 ) -> dict[str, float]:
-    """One scale-stage step: the pinball loss on a fresh batch (uniform/epsilon data, no DAgger), gradients
-    of the scale head only (the encoder runs without gradient), averaged over processes, one Adam step."""
+    """One scale-stage step: the pinball loss on a fresh batch (uniform/epsilon data, and a ``scale.online_prob``
+    share of MDPs with the model's own online episodes), gradients of the scale head only (the encoder runs
+    without gradient), averaged over processes, one Adam step."""
     g = derived_generator(cfg, info.device, "scale", state.scale_step, info.rank)
-    batch = sample_training_batch(cfg.scale.batch_size, cfg.train_families, cfg.prior, cfg.data, g, info.device)
+    errors, seen = [], []
+    for batch in scale_batches(cfg, model, g, info.device):
+        error, counts = _scale_log_error(model.reward_scale(batch.stats).float(), batch)
+        errors.append(error)
+        seen.append(counts)
     params = scale_parameters(model)
-    loss = scale_loss(model.reward_scale(batch.stats).float(), batch, cfg.scale.quantile)
+    loss = _mean_scale_loss(torch.cat(errors), torch.cat(seen), cfg.scale.quantile)
     grads = torch.autograd.grad(loss, params)  # nothing outside the scale head gets a gradient
     for p, grad in zip(params, grads, strict=True):
         p.grad = distributed.all_reduce_sum(grad.clone(), info) / info.world_size
