@@ -31,6 +31,7 @@ from icrl_agent.model_inputs import StatsBatch
 
 HEADS = ("vi", "gat_policy")
 SCALE_HEADS = ("gain", "quantile")
+SCALE_INPUTS = ("embedding", "embedding_and_features")
 ENCODERS = ("gat", "none")
 ES_SCOPES = ("constants", "heads")
 EXPLOIT_UNTRIED = ("known_mean", "floor")
@@ -72,6 +73,9 @@ class ModelConfig:
         ``"gain"`` (icrl-v1) ``1 + gain * softplus(linear(g))``; ``"quantile"`` ``exp(gain * softplus(mlp(g)))``,
         the MLP trained on a quantile of ``log(largest |R| / largest seen)`` (see
         :func:`icrl_agent.pretraining.train.scale_loss`); ``gain`` is the stage-2 constant ``log_scale_gain``
+    :param scale_inputs: what the scale head reads: ``"embedding"`` (the global embedding ``g``) or
+        ``"embedding_and_features"`` (``g`` and the global input features beside it: reward sizes met, the
+        share of pairs tried, counts, horizon; the raw statistics, before three rounds of attention mix them)
     """
 
     d_model: int = 64
@@ -85,6 +89,7 @@ class ModelConfig:
     init_kappa: float = 1.0
     min_temperature: float = 0.01
     scale_head: str = "gain"
+    scale_inputs: str = "embedding"
     encoder: str = "gat"
     exploit_untried: str = "known_mean"
     exploit_unknown: str = "all_pairs"
@@ -112,6 +117,8 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.encoder must be one of {ENCODERS}, got {self.encoder!r}")
         if self.scale_head not in SCALE_HEADS:
             raise ValueError(f"ModelConfig.scale_head must be one of {SCALE_HEADS}, got {self.scale_head!r}")
+        if self.scale_inputs not in SCALE_INPUTS:
+            raise ValueError(f"ModelConfig.scale_inputs must be one of {SCALE_INPUTS}, got {self.scale_inputs!r}")
         for name in ("max_pseudo_count", "init_bonus", "init_unknown_mass", "init_kappa", "min_temperature"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
@@ -450,7 +457,8 @@ class IcrlModel(nn.Module):
         self.embed_state = _mlp(_N_STATE + _N_GLOBAL, d, d)
         self.embed_global = _mlp(_N_GLOBAL, d, d)
         self.round = _Round(d, config.n_heads)
-        self.scale_head = nn.Linear(d, 1) if config.scale_head == "gain" else _mlp(d, d, 1)
+        d_scale = d + (_N_GLOBAL if config.scale_inputs == "embedding_and_features" else 0)
+        self.scale_head = nn.Linear(d_scale, 1) if config.scale_head == "gain" else _mlp(d_scale, d, 1)
         if config.head == "vi":
             self.sa_head = _mlp(3 * d, d, 4)  # reward pseudo-count, prior reward, bonus, unknown mass
             self.temperature_head = nn.Linear(2 * d, 1)
@@ -524,7 +532,7 @@ class IcrlModel(nn.Module):
         inp, graph = self._dense_inputs(batch)
         with torch.no_grad():
             _, _, g = self._encode(inp, graph)
-        return self._scale(g) * inp.c
+        return self._scale(g, inp) * inp.c
 
     def _dense_inputs(self, batch: StatsBatch) -> tuple[_Inputs, _DenseGraph]:
         self._check_batch(batch)
@@ -671,7 +679,7 @@ class IcrlModel(nn.Module):
     def _run(self, inp: _Inputs, graph: _Graph, optimism: bool, corrections: bool) -> ModelOutput:
         h_sa, h_s, g = self._encode(inp, graph)
         n_states, n_actions = h_sa.shape[1], h_sa.shape[2]
-        scale = self._scale(g)
+        scale = self._scale(g, inp)
         h_all = torch.cat(
             [
                 h_sa,
@@ -698,8 +706,10 @@ class IcrlModel(nn.Module):
             action_mask=inp.action_mask,
         )
 
-    def _scale(self, g: torch.Tensor) -> torch.Tensor:
+    def _scale(self, g: torch.Tensor, inp: _Inputs) -> torch.Tensor:
         """How large unseen rewards may be, in units of the largest seen (``c``): ``[B]``, >= 1."""
+        if self.config.scale_inputs == "embedding_and_features":
+            g = torch.cat([g, inp.global_feats], -1)
         raw = F.softplus(self.scale_head(g).squeeze(-1))  # (B,)
         gain = self.log_scale_gain.exp() if self.config.head == "vi" else raw.new_ones(())
         if self.config.scale_head == "quantile":

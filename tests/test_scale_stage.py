@@ -106,9 +106,10 @@ def test_stage1_uses_the_pinball_loss_only_for_a_quantile_head(tmp_path):
 # --- the model's scale alone ---
 
 @pytest.mark.parametrize("scale_head", ["gain", "quantile"])
-def test_reward_scale_alone_equals_the_forward_pass_and_only_reaches_the_scale_head(scale_head):
+@pytest.mark.parametrize("scale_inputs", ["embedding", "embedding_and_features"])
+def test_reward_scale_alone_equals_the_forward_pass_and_only_reaches_the_scale_head(scale_head, scale_inputs):
     torch.manual_seed(0)
-    model = IcrlModel(ModelConfig(d_model=16, n_heads=2, n_rounds=2, scale_head=scale_head))
+    model = IcrlModel(ModelConfig(d_model=16, n_heads=2, n_rounds=2, scale_head=scale_head, scale_inputs=scale_inputs))
     cfg = load_config(TINY)
     batch = sample_training_batch(8, cfg.train_families, cfg.prior, cfg.data, torch.Generator().manual_seed(5))
     alone = model.reward_scale(batch.stats)
@@ -117,6 +118,26 @@ def test_reward_scale_alone_equals_the_forward_pass_and_only_reaches_the_scale_h
     moved = {name for name, p in model.named_parameters() if p.grad is not None and bool(p.grad.abs().sum() > 0)}
     assert moved and moved <= {n for n, _ in model.named_parameters() if n.startswith("scale_head.")} | {
         "log_scale_gain"}
+
+
+def test_a_scale_head_reading_the_features_reads_them_beside_the_embedding():
+    torch.manual_seed(0)
+    both = IcrlModel(ModelConfig(d_model=16, n_heads=2, n_rounds=2, scale_head="quantile",
+                                 scale_inputs="embedding_and_features"))
+    embedding_only = IcrlModel(ModelConfig(d_model=16, n_heads=2, n_rounds=2, scale_head="quantile"))
+    weights = both.state_dict()
+    first = weights["scale_head.0.weight"]
+    assert first.shape == (16, 16 + 15)  # g, then the 15 global features
+    embedding_only.load_state_dict({**weights, "scale_head.0.weight": first[:, :16]})
+    cfg = load_config(TINY)
+    batch = sample_training_batch(8, cfg.train_families, cfg.prior, cfg.data, torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        assert not torch.allclose(both.reward_scale(batch.stats), embedding_only.reward_scale(batch.stats))
+        first[:, 16:] = 0.0  # without the features' weights the two heads agree
+        both.load_state_dict({**weights, "scale_head.0.weight": first})
+        assert torch.allclose(both.reward_scale(batch.stats), embedding_only.reward_scale(batch.stats), rtol=1e-6)
+    with pytest.raises(ValueError, match="scale_inputs"):
+        ModelConfig(scale_inputs="features")
 
 
 # --- the stage ---
