@@ -12,6 +12,7 @@ import pytest
 from icrl_agent.pretraining.__main__ import main as pretraining_main
 from icrl_agent.pretraining.evaluate.accuracy import REFERENCE, run_accuracy
 from icrl_agent.pretraining.evaluate.prior import prior_env, prior_spec_of, resolve_specs, run_prior
+from icrl_agent.pretraining.evaluate.scale import config_of, run_scale, score_scale
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -70,6 +71,33 @@ def test_accuracy_rejects_negative_amounts(tmp_path):
         run_accuracy([None], ["loop"], [-1], n_mdps=2, out_dir=tmp_path)
 
 
+def test_scale_scores_every_family_on_random_data_and_on_the_agents_own(tmp_path):
+    result = run_scale([""], ["arms", "loop"], n_mdps=6, episodes=2, out_dir=tmp_path)
+    rows = result["rows"]
+    assert [(r["family"], r["data"]) for r in rows] == [("arms", "random"), ("arms", "own"), ("loop", "random"),
+                                                        ("loop", "own")]
+    assert all(r["model"] == "icrl-v2.1" and 0 < r["n"] <= 6 and 0.0 <= r["coverage"] <= 1.0 for r in rows)
+    assert [r["held_out"] for r in rows] == [False, False, True, True]
+    saved = json.loads((tmp_path / "scale.json").read_text())
+    assert saved["rows"] == rows and (tmp_path / "scale.md").read_text().count("| arms |") == 2
+
+
+@pytest.mark.parametrize("factor, coverage, low_e", [(1e6, 1.0, 0.0), (1e-6, 0.0, 1.0)])
+def test_scale_metrics_read_an_estimate_too_high_and_too_low_the_right_way(factor, coverage, low_e, monkeypatch):
+    from icrl_agent.agent import shipped_weights_path
+    from icrl_agent.checkpoint import load_checkpoint
+
+    model = load_checkpoint(shipped_weights_path())[0].eval()
+    cfg = config_of(shipped_weights_path())
+    honest = model.reward_scale
+    monkeypatch.setattr(model, "reward_scale", lambda stats: honest(stats) * factor)
+    scores = score_scale(model, cfg, "garnet", "random", n_mdps=8, episodes=2, seed=0)
+    assert scores["n"] > 0 and scores["coverage"] == coverage and scores["low_e"] == low_e
+    assert (scores["median"] < 0) == (factor > 1)
+    with pytest.raises(ValueError, match="data kind"):
+        score_scale(model, cfg, "garnet", "mine", n_mdps=2, episodes=1, seed=0)
+
+
 def test_evaluate_verb_runs_prior_and_prints_the_command_that_reproduces_it(tmp_path, capsys):
     argv = ["evaluate", "prior", "--families", "loop", "--agents", "random", "--mdps", "1", "--episodes", "2",
             "--workers", "1", "--out", str(tmp_path / "p")]
@@ -100,6 +128,7 @@ def test_evaluate_speed_calls_the_throughput_measurement(tmp_path, monkeypatch, 
     (["evaluate", "prior", "--agents", "optvi-blnd"], "Did you mean"),
     (["evaluate", "prior", "--families", "tre"], "Did you mean 'tree'?"),
     (["evaluate", "accuracy", "--families", "gird"], "Did you mean 'grid'?"),
+    (["evaluate", "scale", "--families", "arm"], "Did you mean 'arms'?"),
 ])
 def test_evaluate_bad_names_are_usage_errors(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:

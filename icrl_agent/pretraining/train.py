@@ -139,9 +139,14 @@ def stage1_scale_quantile(cfg: PretrainConfig) -> float | None:
     return cfg.scale.quantile if cfg.model.scale_head == "quantile" else None
 
 
-def _scale_log_error(reward_scale: torch.Tensor, batch: TrainingBatch) -> tuple[torch.Tensor, torch.Tensor]:
+def scale_log_error(reward_scale: torch.Tensor, batch: TrainingBatch) -> tuple[torch.Tensor, torch.Tensor]:
     """``log(true max |R|) - log(reward_scale)`` per MDP (> 0: the estimate is too low), and which MDPs count
-    (their data holds a nonzero reward and their true rewards are not all 0)."""
+    (their data holds a nonzero reward and their true rewards are not all 0).
+
+    :param reward_scale: the model's estimate ``[B]``, in reward units
+    :param batch: the MDPs and their statistics
+    :return: ``(error [B], counts [B] bool)``
+    """
     mdps, stats = batch.mdps, batch.stats
     valid = mdps.state_mask[:, :, None] & mdps.action_mask[:, None, :]
     true_max = mdps.R.abs().masked_fill(~valid, 0.0).amax(dim=(1, 2)).float()
@@ -163,7 +168,7 @@ def scale_loss(reward_scale: torch.Tensor, batch: TrainingBatch, quantile: float
         the MDPs has its true maximum at or below the estimate
     :return: the mean over the MDPs that count (0 if none does)
     """
-    return _mean_scale_loss(*_scale_log_error(reward_scale, batch), quantile)
+    return _mean_scale_loss(*scale_log_error(reward_scale, batch), quantile)
 
 
 def _mean_scale_loss(error: torch.Tensor, seen: torch.Tensor, quantile: float | None) -> torch.Tensor:
@@ -179,7 +184,7 @@ def scale_coverage(reward_scale: torch.Tensor, batch: TrainingBatch) -> float:
 
     :return: the share, NaN when no MDP counts
     """
-    error, seen = _scale_log_error(reward_scale, batch)
+    error, seen = scale_log_error(reward_scale, batch)
     if not bool(seen.any()):
         return float("nan")
     return float(((error <= 0) & seen).sum() / seen.sum())
@@ -370,7 +375,7 @@ def scale_step(
     g = derived_generator(cfg, info.device, "scale", state.scale_step, info.rank)
     errors, seen = [], []
     for batch in scale_batches(cfg, model, g, info.device):
-        error, counts = _scale_log_error(model.reward_scale(batch.stats).float(), batch)
+        error, counts = scale_log_error(model.reward_scale(batch.stats).float(), batch)
         errors.append(error)
         seen.append(counts)
     params = scale_parameters(model)

@@ -1,4 +1,4 @@
-"""``python -m icrl_agent.pretraining evaluate {prior,accuracy,speed}``: diagnostics of pretrained weights.
+"""``python -m icrl_agent.pretraining evaluate {prior,accuracy,scale,speed}``: diagnostics of pretrained weights.
 
 Each prints its table (or JSON) preceded by the command that reproduces it. Without ``--out`` every run
 gets a new folder under ``runs/evaluate/``; a folder that already holds files (e.g. the committed
@@ -46,7 +46,7 @@ def _prior_agents(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The parser of the three diagnostics."""
+    """The parser of the four diagnostics."""
     formatter = DefaultsFormatter
     parser = argparse.ArgumentParser(prog=PROG, description=(__doc__ or "").split("\n")[0], formatter_class=formatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -69,6 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--families", type=_families, default="", help="prior families (default: all)")
     p.add_argument("--episodes", type=_ints, default=[0, 1, 4, 16, 64], help="episodes of data per MDP")
     p.add_argument("--mdps", type=_positive, default=128, help="MDPs per family and amount")
+    p.add_argument("--seed", type=int, default=0, help="seed of the MDP and data draws")
+    _output_options(p, progress=False)
+
+    p = sub.add_parser("scale", help="reward-scale estimate vs the true largest reward, random data and the agent's own",
+                       formatter_class=formatter)
+    p.add_argument("--weights", default="", help="comma-separated checkpoints (default: the shipped weights)")
+    p.add_argument("--families", type=_families, default="", help="prior families (default: all)")
+    p.add_argument("--mdps", type=_positive, default=64, help="MDPs per family and data kind")
+    p.add_argument("--episodes", type=_positive, default=4, help="most episodes of the agent's own data per MDP")
     p.add_argument("--seed", type=int, default=0, help="seed of the MDP and data draws")
     _output_options(p, progress=False)
 
@@ -96,6 +105,13 @@ def _run(args: argparse.Namespace, command: str) -> tuple[str, list[Any]]:
         families = [f for f in args.families.split(",") if f]
         result = run_accuracy(weights, families, args.episodes, args.mdps, args.seed, args.out, command,
                               force=args.force)
+        return result["markdown"], []
+    if args.command == "scale":
+        from icrl_agent.pretraining.evaluate.scale import run_scale
+
+        families = [f for f in args.families.split(",") if f]
+        result = run_scale(args.weights.split(","), families, args.mdps, args.episodes, args.seed, args.out,
+                           command, force=args.force)
         return result["markdown"], []
     from icrl_agent.bench.common import prepare_out
     from icrl_agent.bench.report import write_json
