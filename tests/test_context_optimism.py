@@ -151,6 +151,31 @@ def test_arms_family_is_a_hub_with_rare_rooms_paying_more():
     assert 0.65 < float((rarest == richest).double().mean()) < 0.95
 
 
+def _staying_actions(mdps) -> torch.Tensor:
+    """``[B, S-1, A]``: which actions keep each room (states 1..) with probability 1."""
+    rooms = torch.arange(1, mdps.P.shape[1])
+    return (mdps.P[:, rooms, :, rooms].transpose(0, 1) > 0.999) & mdps.action_mask[:, None, :]
+
+
+def test_arms_rooms_are_kept_by_one_to_arms_max_stay_actions_and_one_always_leaves():
+    from icrl_agent.pretraining.prior import _Draw, sample_arms
+
+    def draw(spec: PriorSpec):  # the family's own sampler: sample_mdps shuffles after the shared draws
+        return sample_arms(300, spec, _Draw(torch.Generator().manual_seed(2), torch.device("cpu")))
+
+    spec = PriorSpec(max_states=8, max_actions=6, **EXACT)
+    one, several = draw(spec), draw(dataclasses.replace(spec, arms_max_stay=4))
+    rooms = one.state_mask[:, 1:]
+    n_one, n_several = _staying_actions(one).sum(-1)[rooms], _staying_actions(several).sum(-1)[rooms]
+    assert bool((n_one == 1).all())
+    most = (one.action_mask.sum(1, keepdim=True) - 1).clamp(min=1, max=4).expand_as(rooms)[rooms]
+    assert bool(((n_several >= 1) & (n_several <= most)).all())
+    assert set(n_several.tolist()) == {1, 2, 3, 4}
+    # the room of the default draw keeps its staying action, and its reward; the hub is as before
+    assert bool((_staying_actions(several) >= _staying_actions(one)).all())
+    assert torch.equal(one.P[:, 0], several.P[:, 0]) and torch.allclose(one.R.amax(-1), several.R.amax(-1))
+
+
 @pytest.mark.parametrize("family", ["river", "distractor", "step_cost"])
 def test_small_reward_ratio_and_corridor_length_are_settable(family):
     spec = PriorSpec(max_states=40, small_reward_ratio_min=1e-4, small_reward_ratio_max=1e-3, max_corridor=30,
@@ -172,6 +197,7 @@ def test_small_reward_ratio_and_corridor_length_are_settable(family):
     ("es", {"worst_fifth_weight": -1}, "es.worst_fifth_weight"),
     ("prior", {"small_reward_ratio_min": 0.5, "small_reward_ratio_max": 0.1}, "prior.small_reward_ratio_min"),
     ("prior", {"max_corridor": 3}, "prior.max_corridor"),
+    ("prior", {"arms_max_stay": 0}, "prior.arms_max_stay"),
     ("model", {"encoder": "mlp"}, "encoder"),
     ("model", {"exploit_untried": "zero"}, "exploit_untried"),
 ])

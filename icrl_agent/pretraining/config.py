@@ -165,7 +165,7 @@ def nest_flat_config(values: dict[str, Any]) -> dict[str, Any]:
 # --- validation ---
 
 _RULES: dict[str, tuple[str, ...]] = {
-    "positive int": ("checkpoint_interval", "prior.max_states", "prior.max_actions", "prior.min_horizon",
+    "positive int": ("checkpoint_interval", "prior.arms_max_stay", "prior.max_states", "prior.max_actions", "prior.min_horizon",
                      "prior.max_horizon", "data.min_episodes", "data.dagger_episodes", "stage1.batch_size",
                      "stage1.eval_interval", "stage1.eval_batch_size", "scale.batch_size", "scale.eval_interval",
                      "scale.eval_batch_size", "scale.online_episodes", "es.pairs", "es.mdps", "es.episodes", "es.max_horizon"),

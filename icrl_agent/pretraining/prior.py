@@ -126,6 +126,8 @@ class PriorSpec:
     small_reward_ratio_min: float = 0.0
     small_reward_ratio_max: float = 0.0
     max_corridor: int = 0              # longest river / distractor / step_cost chain; 0: 40 / 32 / 24
+    arms_max_stay: int = 1             # arms: each room is kept by 1..arms_max_stay of its actions (at most
+                                       # A - 1, so one always leaves); 1 keeps every room's single staying action
 
     @property
     def train_families(self) -> dict[str, float]:
@@ -438,6 +440,12 @@ def sample_arms(n: int, spec: PriorSpec, d: _Draw) -> MDPBatch:
     hub[:, :, 0] += 1.0 - enter
     stay_action = (d.uniform(0, 1, n, S) * n_actions[:, None]).floor().long()
     stays = _one_hot(stay_action, A).bool()[..., None]  # [n, S, A, 1]
+    if spec.arms_max_stay > 1:  # more staying actions per room, drawn after the first (older draws unchanged)
+        most = (n_actions[:, None] - 1).clamp(min=1, max=spec.arms_max_stay).expand(n, S)
+        n_stay = d.integers(1, most.reshape(-1), n * S).view(n, S)
+        order = d.uniform(0, 1, n, S, A).masked_fill(~valid[:, None, :], 2.0)
+        order = order.masked_fill(stays[..., 0], -1.0).argsort(-1).argsort(-1)  # the first staying action first
+        stays = (order < n_stay[..., None])[..., None]
     in_room = torch.where(stays, torch.eye(S, device=d.device)[None, :, None, :], _one_hot(
         torch.zeros(n, S, dtype=torch.long, device=d.device), S)[:, :, None, :])
     P = torch.cat([hub[:, None], in_room[:, 1:]], dim=1)
