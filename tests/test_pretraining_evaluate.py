@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from icrl_agent.agent import SHIPPED_WEIGHTS
 from icrl_agent.pretraining.__main__ import main as pretraining_main
 from icrl_agent.pretraining.evaluate.accuracy import REFERENCE, run_accuracy
 from icrl_agent.pretraining.evaluate.prior import prior_env, prior_spec_of, resolve_specs, run_prior
@@ -76,7 +77,7 @@ def test_scale_scores_every_family_on_random_data_and_on_the_agents_own(tmp_path
     rows = result["rows"]
     assert [(r["family"], r["data"]) for r in rows] == [("arms", "random"), ("arms", "own"), ("loop", "random"),
                                                         ("loop", "own")]
-    assert all(r["model"] == "icrl-v2.1" and 0 < r["n"] <= 6 and 0.0 <= r["coverage"] <= 1.0 for r in rows)
+    assert all(r["model"] == SHIPPED_WEIGHTS and 0 < r["n"] <= 6 and 0.0 <= r["coverage"] <= 1.0 for r in rows)
     assert [r["held_out"] for r in rows] == [False, False, True, True]
     saved = json.loads((tmp_path / "scale.json").read_text())
     assert saved["rows"] == rows and (tmp_path / "scale.md").read_text().count("| arms |") == 2
