@@ -11,6 +11,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.envs.toy_text import CliffWalkingEnv, FrozenLakeEnv, TaxiEnv
 
 from icrl_agent.envs.tabular import TabularEnv, terminal_self_loops
 
@@ -162,6 +163,8 @@ class FrozenLake(GymnasiumToyText):
     * v0: initial version (Gymnasium ``FrozenLake-v1``)
     """
 
+    metadata = dict(FrozenLakeEnv.metadata)  # gym.make checks render_mode against the class's
+
     def __init__(
         self, map_name: str = "4x4", horizon: int = 100, render_mode: str | None = None, **gym_kwargs: Any
     ) -> None:
@@ -215,6 +218,8 @@ class CliffWalking(GymnasiumToyText):
     ## Version History
     * v0: initial version (Gymnasium ``CliffWalking-v1``)
     """
+
+    metadata = dict(CliffWalkingEnv.metadata)  # gym.make checks render_mode against the class's
 
     def __init__(self, horizon: int = 200, render_mode: str | None = None, **gym_kwargs: Any) -> None:
         """:param horizon: episode length
@@ -270,6 +275,8 @@ class Taxi(GymnasiumToyText):
     ## Version History
     * v0: initial version (Gymnasium ``Taxi-v4``)
     """
+
+    metadata = dict(TaxiEnv.metadata)  # gym.make checks render_mode against the class's
 
     def __init__(self, horizon: int = 200, render_mode: str | None = None, **gym_kwargs: Any) -> None:
         """:param horizon: episode length

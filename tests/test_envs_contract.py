@@ -471,7 +471,7 @@ def test_taxi_refuses_a_fickle_passenger_and_says_what_to_use_instead():
 def test_taxi_reset_draws_the_taxi_as_gymnasiums_own_reset_does():
     """Gymnasium's Taxi turns the taxi picture with the last move and faces it south again on reset; the
     adapter resets Gymnasium's state itself, so it must restore that orientation too."""
-    env = Taxi(render_mode="rgb_array")  # the class: its registered metadata lists "ansi" only
+    env = Taxi(render_mode="rgb_array")
     reference = gym.make("Taxi-v4", render_mode="rgb_array").unwrapped
     reference.reset(seed=0)
     env.reset(seed=0)
@@ -483,6 +483,21 @@ def test_taxi_reset_draws_the_taxi_as_gymnasiums_own_reset_does():
     assert np.array_equal(env.render(), reference.render())
     env.close()
     reference.close()
+
+
+@pytest.mark.parametrize("env_id, gymnasium_id", [("icrl/FrozenLake4x4-v0", "FrozenLake-v1"),
+                                                   ("icrl/CliffWalking-v0", "CliffWalking-v1"), ("icrl/Taxi-v0", "Taxi-v4")])
+def test_toy_text_envs_offer_gymnasiums_render_modes_without_a_warning(env_id, gymnasium_id):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # gym.make warns when render_mode is not in the class's metadata
+        env = gym.make(env_id, render_mode="rgb_array")
+    modes = gym.make(gymnasium_id).unwrapped.metadata["render_modes"]
+    assert type(env.unwrapped).metadata["render_modes"] == modes and "rgb_array" in modes
+    env.reset(seed=0)
+    assert env.render().ndim == 3
+    env.close()
 
 
 @pytest.mark.parametrize("render_mode", [None, "human"])
