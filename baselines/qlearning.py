@@ -19,8 +19,9 @@ class QLearning(TabularAgent):
       as it is discovered. The default ``optimism = 1`` (one best reward) measured best: with the
       return bound ``H r_hi`` the inflated values decay so slowly under ``1 / N^0.6`` that a 4x4 slippery
       grid stayed at random level after 300 episodes (0.02 vs 0.97 with ``optimism = 1``).
-    - **Learning rate** ``alpha = 1 / N(s, a) ** lr_exponent`` (Even-Dar & Mansour's polynomial rate; the
-      first visit overwrites the optimistic value), or the constant ``learning_rate`` if given.
+    - **Learning rate** ``alpha = 1 / N(s, a) ** lr_exponent`` (Even-Dar & Mansour's polynomial rate), or the
+      constant ``learning_rate`` if given; with either, a pair's first visit overwrites its optimistic value
+      (``alpha = 1``), since an optimistic guess is no sample to average with.
     - **Exploration**: epsilon-greedy with ``epsilon_k = epsilon / sqrt(k + 1)`` after ``k`` finished episodes.
     - Terminated transitions do not bootstrap; truncated ones do (the time limit is not part of the MDP).
     - ``act(obs, deterministic=True)``: greedy in ``Q`` with untried pairs worth 0 (no optimism, no epsilon).
