@@ -81,6 +81,8 @@ def test_scale_scores_every_family_on_random_data_and_on_the_agents_own(tmp_path
     assert [r["held_out"] for r in rows] == [False, False, True, True]
     saved = json.loads((tmp_path / "scale.json").read_text())
     assert saved["rows"] == rows and (tmp_path / "scale.md").read_text().count("| arms |") == 2
+    with pytest.raises(ValueError, match="same file name"):
+        run_scale(["", ""], ["arms"], n_mdps=2, episodes=1, out_dir=tmp_path / "twice")
 
 
 @pytest.mark.parametrize("factor, coverage, low_e", [(1e6, 1.0, 0.0), (1e-6, 0.0, 1.0)])

@@ -165,10 +165,11 @@ def nest_flat_config(values: dict[str, Any]) -> dict[str, Any]:
 # --- validation ---
 
 _RULES: dict[str, tuple[str, ...]] = {
-    "positive int": ("checkpoint_interval", "prior.arms_max_stay", "prior.max_states", "prior.max_actions", "prior.min_horizon",
-                     "prior.max_horizon", "data.min_episodes", "data.dagger_episodes", "stage1.batch_size",
-                     "stage1.eval_interval", "stage1.eval_batch_size", "scale.batch_size", "scale.eval_interval",
-                     "scale.eval_batch_size", "scale.online_episodes", "es.pairs", "es.mdps", "es.episodes", "es.max_horizon"),
+    "positive int": ("checkpoint_interval", "prior.max_states", "prior.max_actions", "prior.min_horizon",
+                     "prior.max_horizon", "prior.arms_max_stay", "data.min_episodes", "data.dagger_episodes",
+                     "stage1.batch_size", "stage1.eval_interval", "stage1.eval_batch_size", "scale.batch_size",
+                     "scale.eval_interval", "scale.eval_batch_size", "scale.online_episodes", "es.pairs", "es.mdps",
+                     "es.episodes", "es.max_horizon"),
     "non-negative int": ("seed", "data.max_episodes", "data.dagger_start", "stage1.warmup_steps",
                          "stage1.steps", "scale.steps", "es.generations", "es.min_episodes", "es.noise_draws",
                          "prior.max_corridor"),

@@ -354,7 +354,7 @@ def scale_batches(
         batches.append(sample_training_batch(n_random, cfg.train_families, cfg.prior, cfg.data, generator, device))
     if n_online:
         own = replace(cfg.data, max_episodes=0, epsilon_optimal_prob=0.0, dagger_prob=1.0,
-                                  dagger_episodes=cfg.scale.online_episodes)
+                      dagger_episodes=cfg.scale.online_episodes)
         batches.append(sample_training_batch(n_online, cfg.train_families, cfg.prior, own, generator, device,
                                              planner=_greedy_planner(model)))
     return batches

@@ -102,7 +102,10 @@ def run_scale(
     paths = [w or str(_shipped()) for w in weights]
     cfg = config_of(paths[0])
     out = Path(prepare_out(None if out_dir is None else str(out_dir), "scale", force, base=RUNS_DIR))
-    models = {Path(p).name.removesuffix(".safetensors"): load_checkpoint(p)[0].eval() for p in paths}
+    names = [Path(p).name.removesuffix(".safetensors") for p in paths]
+    if len(set(names)) < len(names):
+        raise ValueError(f"--weights names two checkpoints with the same file name ({names}): rename a copy")
+    models = {name: load_checkpoint(p)[0].eval() for name, p in zip(names, paths, strict=True)}
     rows = []
     for family in families or FAMILIES:
         for kind in DATA_KINDS:
