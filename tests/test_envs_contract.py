@@ -67,7 +67,8 @@ def test_model_arrays_of_the_wrong_shape():
 
 
 def test_transition_rows_must_be_distributions():
-    message = "P must be non-negative with every row P[s, a, :] summing to 1"
+    message = ("P must be non-negative with every row P[s, a, :] summing to 1 (within 1e-8; a float32 model loses "
+               "that: divide by the row sums in float64 first)")
     P = two_state()["P"]
     bad = P.copy()
     bad[0, 0] = [1.5, -0.5]  # sums to 1, but negative
@@ -78,6 +79,8 @@ def test_transition_rows_must_be_distributions():
     bad = P.copy()
     bad[1, 1] = [1.0, 1e-4]
     refused(message, P=bad)
+    bad[1, 1] = [1.0, 1e-6]  # a float32 rounding error: within numpy's default rtol, refused here
+    refused(message, P=bad)
     ok = P.copy()
     ok[1, 1] = [1.0, 1e-9]  # within the tolerance
     env = TabularEnv(**two_state(P=ok))
@@ -85,8 +88,9 @@ def test_transition_rows_must_be_distributions():
 
 
 def test_initial_distribution_checks():
-    message = "initial must be a distribution over S with no mass on terminal states"
+    message = "initial must be a distribution over S (summing to 1 within 1e-8) with no mass on terminal states"
     refused(message, initial=np.array([1.5, -0.5]))
+    refused(message, initial=np.array([1.0, 2e-6]))
     refused(message, initial=np.array([0.5, 0.4]))
     refused(message, initial=np.array([0.5, 0.5]), terminal=np.array([False, True]))
     env = TabularEnv(**two_state(initial=np.array([1.0, 1e-9]), terminal=np.array([False, False])))

@@ -56,10 +56,10 @@ def prior_env(family: str, index: int, seed: int, weights: str | None) -> gym.En
     S, A = int(mdp.state_mask[0].sum()), int(mdp.action_mask[0].sum())
     P = mdp.P[0, :S, :A, :S].double().numpy()
     P = P / P.sum(-1, keepdims=True)
+    initial = mdp.initial[0, :S].double().numpy()
     horizon = int(mdp.horizon[0])
     env = TabularEnv(
-        P, mdp.R[0, :S, :A].double().numpy(), mdp.terminal[0, :S].numpy(),
-        mdp.initial[0, :S].double().numpy() / float(mdp.initial[0, :S].sum()), horizon,
+        P, mdp.R[0, :S, :A].double().numpy(), mdp.terminal[0, :S].numpy(), initial / initial.sum(), horizon,
     )
     return gym.wrappers.TimeLimit(env, max_episode_steps=horizon)
 
