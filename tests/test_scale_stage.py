@@ -212,8 +212,9 @@ def test_without_online_examples_the_scale_batches_are_the_uniform_epsilon_batch
     assert torch.equal(only.mdps.R, expected.mdps.R) and torch.equal(only.stats.counts, expected.stats.counts)
 
 
-def test_the_scale_stage_with_online_examples_moves_only_the_scale_head(tmp_path):
-    cfg = tiny_config(tmp_path, scale={"steps": 3, "online_prob": 0.5, "online_episodes": 3})
+@pytest.mark.parametrize("online_prob", [0.5, 1.0])  # 1.0: the loss has nothing but the model's own episodes
+def test_the_scale_stage_with_online_examples_moves_only_the_scale_head(tmp_path, online_prob):
+    cfg = tiny_config(tmp_path, scale={"steps": 3, "online_prob": online_prob, "online_episodes": 3})
     fresh = build_model(cfg, CPU).state_dict()
     result = train(cfg)
     after = result["model"].state_dict()
