@@ -12,8 +12,14 @@ import pytest
 from icrl_agent.agent import SHIPPED_WEIGHTS
 from icrl_agent.pretraining.__main__ import main as pretraining_main
 from icrl_agent.pretraining.evaluate.accuracy import REFERENCE, run_accuracy
-from icrl_agent.pretraining.evaluate.prior import prior_env, prior_spec_of, resolve_specs, run_prior
-from icrl_agent.pretraining.evaluate.scale import config_of, run_scale, score_scale
+from icrl_agent.pretraining.evaluate.prior import (
+    config_of,
+    prior_env,
+    prior_spec_of,
+    resolve_specs,
+    run_prior,
+)
+from icrl_agent.pretraining.evaluate.scale import run_scale, score_scale
 
 REPO = Path(__file__).resolve().parents[1]
 

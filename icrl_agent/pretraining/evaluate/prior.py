@@ -24,14 +24,15 @@ import torch
 from icrl_agent.bench.agents import AgentSpec, parse_agents
 from icrl_agent.bench.common import prepare_out, run_episodes, run_tasks
 from icrl_agent.bench.report import bootstrap_ci, normalize
+from icrl_agent.pretraining.config import PretrainConfig
 from icrl_agent.pretraining.prior import PriorSpec
 
 BLIND_SUFFIX = "-blind"
 RUNS_DIR = "runs/evaluate"  # default home of new diagnostics runs (git-ignored)
 
 
-def prior_spec_of(weights: str | None) -> PriorSpec:
-    """The prior the weights were trained with (shipped weights by default), from their model card.
+def config_of(weights: str | Path | None) -> PretrainConfig:
+    """The run configuration recorded in a checkpoint's model card (shipped weights by default).
 
     Cards written before the config had sections (icrl-v1's) are read through
     :func:`~icrl_agent.pretraining.config.nest_flat_config`.
@@ -41,8 +42,12 @@ def prior_spec_of(weights: str | None) -> PriorSpec:
     from icrl_agent.pretraining.config import config_from_dict, nest_flat_config
 
     _, card_path = checkpoint_paths(weights or shipped_weights_path())
-    cfg = config_from_dict(nest_flat_config(json.loads(Path(card_path).read_text())["config"]))
-    return cfg.prior
+    return config_from_dict(nest_flat_config(json.loads(Path(card_path).read_text())["config"]))
+
+
+def prior_spec_of(weights: str | None) -> PriorSpec:
+    """The prior the weights were trained with (shipped weights by default), from their model card."""
+    return config_of(weights).prior
 
 
 def prior_env(family: str, index: int, seed: int, weights: str | None) -> gym.Env:

@@ -27,21 +27,16 @@ from typing import Any
 
 import torch
 
+from icrl_agent.agent import shipped_weights_path
 from icrl_agent.bench.common import prepare_out
-from icrl_agent.checkpoint import checkpoint_paths, load_checkpoint
+from icrl_agent.checkpoint import load_checkpoint
 from icrl_agent.model import IcrlModel
-from icrl_agent.pretraining.config import PretrainConfig, config_from_dict, nest_flat_config
-from icrl_agent.pretraining.evaluate.prior import RUNS_DIR
+from icrl_agent.pretraining.config import PretrainConfig
+from icrl_agent.pretraining.evaluate.prior import RUNS_DIR, config_of
 from icrl_agent.pretraining.prior import FAMILIES
 from icrl_agent.pretraining.train import scale_batches, scale_log_error
 
 DATA_KINDS = ("random", "own")
-
-
-def config_of(weights: str | Path) -> PretrainConfig:
-    """The run configuration recorded in a checkpoint's model card (flat cards of icrl-v1 included)."""
-    _, card_path = checkpoint_paths(weights)
-    return config_from_dict(nest_flat_config(json.loads(Path(card_path).read_text())["config"]))
 
 
 def _family_config(cfg: PretrainConfig, family: str, kind: str, n_mdps: int, episodes: int) -> PretrainConfig:
@@ -99,7 +94,7 @@ def run_scale(
     :param force: write into a non-empty ``out_dir``
     :return: ``{"rows": [...], "markdown": the table, "folder": out_dir}``
     """
-    paths = [w or str(_shipped()) for w in weights]
+    paths = [w or str(shipped_weights_path()) for w in weights]
     cfg = config_of(paths[0])
     out = Path(prepare_out(None if out_dir is None else str(out_dir), "scale", force, base=RUNS_DIR))
     names = [Path(p).name.removesuffix(".safetensors") for p in paths]
@@ -114,12 +109,6 @@ def run_scale(
                              "model": name, **score_scale(model, cfg, family, kind, n_mdps, episodes, seed)})
     markdown = _write(rows, command, out)
     return {"rows": rows, "markdown": markdown, "folder": str(out)}
-
-
-def _shipped() -> Path:
-    from icrl_agent.agent import shipped_weights_path
-
-    return shipped_weights_path()
 
 
 def _write(rows: list[dict[str, Any]], command: str, out: Path) -> str:
