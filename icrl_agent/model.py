@@ -69,6 +69,11 @@ class ModelConfig:
         (a tried pair's mass ``m`` is taken from its non-terminal outcomes only: with ``"all_pairs"`` an
         episode that ended still goes on with probability ``m``, so a goal that ends episodes pays again,
         values grow with the steps to go, and a long plan prefers loitering to entering the goal)
+    :param optimism_horizon: ``None`` (icrl-v1, v2): the unknown successor is worth ``kappa * scale`` per
+        step to go at any planning horizon ``H``, so a whole episode of it is worth ``kappa * scale * H``
+        and optimism grows with the episode length; an int ``H0``: per step it is worth
+        ``kappa * scale * H0 / H``, so a whole episode of it is worth the same at every horizon (kappa is
+        then read at ``H = H0``); the bonus is unchanged
     :param scale_head: how the reward-scale estimate (in units of the largest reward seen) is made:
         ``"gain"`` (icrl-v1) ``1 + gain * softplus(linear(g))``; ``"quantile"`` ``exp(gain * softplus(mlp(g)))``,
         the MLP trained on a quantile of ``log(largest |R| / largest seen)`` (see
@@ -93,8 +98,16 @@ class ModelConfig:
     encoder: str = "gat"
     exploit_untried: str = "known_mean"
     exploit_unknown: str = "all_pairs"
+    optimism_horizon: int | None = None
 
     def __post_init__(self) -> None:
+        if self.optimism_horizon is not None and (
+            not isinstance(self.optimism_horizon, int) or isinstance(self.optimism_horizon, bool)
+            or self.optimism_horizon < 1
+        ):
+            raise ValueError(
+                f"ModelConfig.optimism_horizon must be None or a positive int, got {self.optimism_horizon!r}"
+            )
         for name in ("d_model", "n_heads", "n_rounds", "max_horizon"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -757,7 +770,10 @@ class IcrlModel(nn.Module):
         base, slope = reward, bonus
         if optimism:
             # the unknown successor is reached after one step: it is worth kappa * scale * (k - 1)
-            worth = unknown_mass * F.softplus(self.kappa_raw) * scale[:, None, None]
+            per_step = F.softplus(self.kappa_raw) * scale
+            if self.config.optimism_horizon is not None:
+                per_step = per_step * self.config.optimism_horizon / inp.horizon.to(scale.dtype)
+            worth = unknown_mass * per_step[:, None, None]
             base, slope = reward - worth, bonus + worth
         neutral = corrections and not optimism
         if neutral and self.config.exploit_unknown == "untried_only":

@@ -117,6 +117,7 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
     an unvisited pair is worth at most ``k * min(0, smallest r̂ / c over the visited pairs)``. No optimism,
     ``unknown="untried_only"``: a visited pair has no unknown mass; ``"non_terminal"``: the mean of ``V_{k-1}``
     is reached with ``m (1 - t̂)`` only, ``t̂`` the pair's share of terminations (the rest of ``m`` ends).
+    With ``optimism_horizon`` ``H0`` set, kappa is multiplied by ``H0 / horizon``.
     """
     counts, reward_mean, p_hat, visited, c = empirical_mdp(stats)
     r_norm = reward_mean / c
@@ -134,6 +135,8 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
     bonus_coef = math.exp(model.log_bonus_gain.item()) * 2.0 * sigmoid(raw[..., 2])
     bonus = bonus_coef * scale / np.sqrt(counts + 1.0) if optimism else np.zeros_like(reward)
     kappa = softplus(model.kappa_raw.item())
+    if model.config.optimism_horizon is not None:
+        kappa *= model.config.optimism_horizon / horizon
     v, out = np.zeros(counts.shape[0]), []
     for k in range(1, horizon + 1):
         q = reward + k * bonus + (1.0 - m) * (p_hat @ v)
@@ -169,11 +172,13 @@ def to_batch(items: list[tuple[SufficientStats, int]]) -> StatsBatch:
     return StatsBatch(**arrays, state_mask=state_mask, action_mask=action_mask, horizon=horizon)
 
 
+@pytest.mark.parametrize("optimism_horizon", [None, 4])
 @pytest.mark.parametrize("optimism", [True, False])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_sparse_plan_is_backward_induction_on_the_adjusted_mdp(seed, optimism):
+def test_sparse_plan_is_backward_induction_on_the_adjusted_mdp(seed, optimism, optimism_horizon):
     stats, horizon = random_stats(seed)
     model = make_model(seed)
+    model.config = dataclasses.replace(model.config, optimism_horizon=optimism_horizon)
     capture = HeadCapture(model)
     with torch.no_grad():
         out = model.forward_sparse(stats.sparse(), horizon, optimism=optimism)
@@ -184,11 +189,15 @@ def test_sparse_plan_is_backward_induction_on_the_adjusted_mdp(seed, optimism):
     np.testing.assert_allclose(out.q[0].numpy(), expected, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("optimism_horizon", [None, 4])
 @pytest.mark.parametrize("optimism", [True, False])
-def test_dense_plan_is_backward_induction_on_the_adjusted_mdp_padding_included(optimism):
+def test_dense_plan_is_backward_induction_on_the_adjusted_mdp_padding_included(optimism, optimism_horizon):
+    """Each MDP of the batch is planned with its own horizon (and, with ``optimism_horizon``, its own
+    per-step worth of the unknown successor)."""
     items = [random_stats(3), random_stats(4, n_states=4, n_actions=2, steps=30), random_stats(5, steps=20)]
     items[1] = (items[1][0], 5)  # a shorter horizon than the others
     model = make_model(1)
+    model.config = dataclasses.replace(model.config, optimism_horizon=optimism_horizon)
     capture = HeadCapture(model)
     with torch.no_grad():
         out = model(to_batch(items), optimism=optimism)
@@ -320,6 +329,31 @@ def test_exploit_unknown_rules_match_the_numpy_backward_induction(seed, rule, fl
         explore.q[0].numpy(), adjusted_q(stats, raw, explore.reward_scale.item() / c, model, horizon, True),
         rtol=1e-9, atol=1e-9,
     )
+
+
+def test_optimism_horizon_keeps_a_whole_episode_of_the_unknown_worth_the_same_at_every_horizon():
+    """With ``optimism_horizon`` ``H0``, planning over ``H`` steps values an untried pair exactly as the
+    default model does with kappa scaled by ``H0 / H``; at ``H = H0`` the two models agree."""
+    stats, horizon = random_stats(0)
+    default = make_model(0)
+    scaled = make_model(0)
+    scaled.config = dataclasses.replace(scaled.config, optimism_horizon=4)
+    with torch.no_grad():
+        q_scaled = scaled.forward_sparse(stats.sparse(), horizon).q
+        q_same_horizon = scaled.forward_sparse(stats.sparse(), 4).q
+        kappa = torch.nn.functional.softplus(default.kappa_raw) * 4 / horizon
+        assert horizon != 4
+        q_at_h0 = default.forward_sparse(stats.sparse(), 4).q
+        default.kappa_raw.copy_(kappa + torch.log(-torch.expm1(-kappa)))  # softplus inverse
+        q_default = default.forward_sparse(stats.sparse(), horizon).q
+    np.testing.assert_allclose(q_scaled.numpy(), q_default.numpy(), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(q_same_horizon.numpy(), q_at_h0.numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("value", [0, -3, 2.5, True, "20"])
+def test_optimism_horizon_rejects_anything_but_none_or_a_positive_int(value):
+    with pytest.raises(ValueError, match="optimism_horizon must be None or a positive int"):
+        ModelConfig(optimism_horizon=value)
 
 
 def test_exploit_unknown_rejects_an_unknown_rule_by_name():
