@@ -1,0 +1,112 @@
+"""tools/override_constants.py: a checkpoint copy with optimism constants or planning options replaced."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import pathlib
+
+import numpy as np
+import pytest
+import torch
+
+from icrl_agent.checkpoint import checkpoint_sha256, load_checkpoint, save_checkpoint
+from icrl_agent.model import IcrlModel, ModelConfig
+from icrl_agent.stats import SufficientStats
+
+TOOL = pathlib.Path(__file__).resolve().parents[1] / "tools" / "override_constants.py"
+_spec = importlib.util.spec_from_file_location("override_constants", TOOL)
+assert _spec is not None and _spec.loader is not None
+tool = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(tool)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture
+def source(tmp_path) -> pathlib.Path:
+    torch.manual_seed(0)
+    model = IcrlModel(ModelConfig(d_model=16, n_heads=2, n_rounds=2, init_kappa=2.0, init_bonus=0.003))
+    config = {"seed": 0, "model": {"d_model": 16, "n_heads": 2, "n_rounds": 2}}
+    return save_checkpoint(tmp_path / "src", model, config, {"seed": 0})
+
+
+def explore_q(model: IcrlModel, horizon: int = 30) -> np.ndarray:
+    """The exploring plan after a few steps of play in a 3-state, 2-action world."""
+    from gymnasium import spaces
+
+    stats = SufficientStats(spaces.Discrete(3), spaces.Discrete(2))
+    for s, a, r, s2 in [(0, 0, 0.0, 1), (1, 0, 1.0, 2), (2, 1, 0.0, 0), (0, 1, 0.5, 0)]:
+        stats.update(s, a, r, s2, False, False)
+    with torch.no_grad():
+        return model.forward_sparse(stats.sparse(), horizon).q.numpy()
+
+
+def test_the_copy_has_the_new_constants_and_options_and_every_other_tensor(source, tmp_path):
+    before = checkpoint_sha256(source)
+    out = tool.override(source, tmp_path / "copy", {"kappa": 10.0, "bonus": 0.05}, {"optimism_horizon": 20})
+    original, _ = load_checkpoint(source)
+    copy, card = load_checkpoint(out)
+    after = tool.constants_of(copy)
+    assert after["kappa"] == pytest.approx(10.0, rel=1e-6)
+    assert after["bonus"] == pytest.approx(0.05, rel=1e-6)
+    kept = tool.constants_of(original)
+    assert after["unknown"] == kept["unknown"] and after["scale_gain"] == kept["scale_gain"]
+    assert copy.config.optimism_horizon == 20 and original.config.optimism_horizon is None
+    assert card["config"]["model"]["optimism_horizon"] == 20  # the run config stays in step
+    changed = {"log_bonus_gain", "kappa_raw"}
+    theirs = original.state_dict()
+    for name, tensor in copy.state_dict().items():
+        assert torch.equal(tensor, theirs[name]) != (name in changed), name
+    record = card["training"]["override"]
+    assert record["source_sha256"] == before and record["constants"] == {"kappa": 10.0, "bonus": 0.05}
+    assert record["model"] == {"optimism_horizon": 20}
+    assert checkpoint_sha256(source) == before  # the source is untouched
+    assert np.abs(explore_q(copy) - explore_q(original)).max() > 1e-3  # and the plan moves
+
+
+def test_no_override_gives_a_copy_that_plans_the_same(source, tmp_path):
+    copy, _ = load_checkpoint(tool.override(source, tmp_path / "copy", {}, {}))
+    original, _ = load_checkpoint(source)
+    np.testing.assert_array_equal(explore_q(copy), explore_q(original))
+
+
+def test_the_stored_kappa_is_softplus_inverse_and_the_gains_are_logs():
+    assert tool._raw("kappa", 3.0) == pytest.approx(math.log(math.expm1(3.0)))
+    assert tool._raw("bonus", 0.1) == pytest.approx(math.log(0.1))
+
+
+@pytest.mark.parametrize(
+    ("constants", "options", "message"),
+    [
+        ({"kapa": 1.0}, {}, "unknown constants \\['kapa'\\]"),
+        ({"kappa": 0.0}, {}, "--kappa must be > 0"),
+        ({"scale_gain": -1.0}, {}, "--scale-gain must be > 0"),
+        ({}, {"optimism_horizon": 0}, "optimism_horizon must be None or a positive int"),
+        ({}, {"optimism": 1}, "unknown ModelConfig keys \\['optimism'\\]"),
+    ],
+)
+def test_bad_overrides_are_refused_by_name_and_nothing_is_written(source, tmp_path, constants, options, message):
+    with pytest.raises(ValueError, match=message):
+        tool.override(source, tmp_path / "copy", constants, options)
+    assert not list(tmp_path.glob("copy*"))
+
+
+def test_writing_over_the_source_is_refused(source):
+    with pytest.raises(ValueError, match="is the source checkpoint"):
+        tool.override(source, source.with_suffix(""), {"kappa": 3.0}, {})
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [("optimism_horizon=20", ("optimism_horizon", 20)), ("optimism_horizon=null", ("optimism_horizon", None)),
+     ("exploit_unknown=non_terminal", ("exploit_unknown", "non_terminal"))],
+)
+def test_model_options_are_read_as_json_else_as_strings(text, parsed):
+    assert tool.parse_model_option(text) == parsed
+
+
+@pytest.mark.parametrize("text", ["optimism_horizon", "=3"])
+def test_a_model_option_without_key_and_value_is_refused(text):
+    with pytest.raises(ValueError, match="--model takes key=value"):
+        tool.parse_model_option(text)

@@ -1,0 +1,105 @@
+"""Write a copy of a checkpoint with its optimism constants or planning options replaced.
+
+    python tools/override_constants.py icrl_agent/weights/icrl-v2.1 runs/override/h20k10 \\
+        --kappa 10 --model optimism_horizon=20
+
+A diagnostic, not a way to make shipped weights: it answers "what would the pretrained network do online
+with kappa at 10" or "with the unknown successor's worth scaled by the horizon", for the tables in
+docs/pretraining.md. The network is loaded, the named constants (``IcrlModel.optimism_parameters``, given
+in their natural units) and ``model.*`` config keys are replaced, and the copy is saved with its card's
+``training.override`` recording the source, its sha256 and every replaced value. The source is not touched.
+Evaluate the copy like any checkpoint: ``python -m icrl_agent.bench online --agents icrl:weights=OUT ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from icrl_agent.checkpoint import checkpoint_paths, checkpoint_sha256, load_checkpoint, save_checkpoint
+from icrl_agent.model import IcrlModel, ModelConfig
+
+CONSTANTS = ("bonus", "unknown", "kappa", "scale_gain")
+"""The four optimism constants, as :meth:`IcrlModel.optimism_parameters` orders them."""
+
+
+def _raw(name: str, value: float) -> float:
+    """The stored parameter that gives ``value``: a log for the gains, softplus's inverse for kappa."""
+    if not value > 0:
+        raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {value}")
+    return value + math.log(-math.expm1(-value)) if name == "kappa" else math.log(value)
+
+
+def constants_of(model: IcrlModel) -> dict[str, float]:
+    """The four optimism constants of ``model`` in natural units."""
+    log_bonus, log_unknown, kappa_raw, log_scale = (float(p.detach()) for p in model.optimism_parameters())
+    return {"bonus": math.exp(log_bonus), "unknown": math.exp(log_unknown),
+            "kappa": float(torch.nn.functional.softplus(torch.tensor(kappa_raw))), "scale_gain": math.exp(log_scale)}
+
+
+def parse_model_option(text: str) -> tuple[str, Any]:
+    """``key=value`` with ``value`` read as JSON when it parses (``20``, ``null``), else as a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ValueError(f"--model takes key=value (e.g. optimism_horizon=20), got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def override(source: str | Path, out: str | Path, constants: dict[str, float], options: dict[str, Any]) -> Path:
+    """Save a copy of ``source`` at ``out`` with ``constants`` and config ``options`` replaced.
+
+    :param source: a checkpoint (directory, stem or ``.safetensors`` path)
+    :param out: where to write the copy (a stem); refused if it is the source
+    :param constants: natural-unit values keyed by :data:`CONSTANTS`
+    :param options: ``ModelConfig`` fields to replace (validated by ``ModelConfig``)
+    :return: the path of the written weights file
+    """
+    unknown = sorted(set(constants) - set(CONSTANTS))
+    if unknown:
+        raise ValueError(f"unknown constants {unknown}; known: {list(CONSTANTS)}")
+    if checkpoint_paths(out)[0].resolve() == checkpoint_paths(source)[0].resolve():
+        raise ValueError(f"out {out} is the source checkpoint; give another path so the source is kept")
+    loaded, card = load_checkpoint(source)
+    model = IcrlModel(ModelConfig.from_dict(dict(card["model_config"], **options)))
+    model.load_state_dict(loaded.state_dict())
+    params = dict(zip(CONSTANTS, model.optimism_parameters(), strict=True))
+    with torch.no_grad():
+        for name, value in constants.items():
+            params[name].fill_(_raw(name, value))
+    training = dict(card.get("training", {}))
+    training["override"] = {
+        "source": str(source), "source_sha256": checkpoint_sha256(source),
+        "constants": constants, "model": options, "constants_after": constants_of(model),
+    }
+    run_config = dict(card["config"])
+    if isinstance(run_config.get("model"), dict):  # a pretraining run's config: keep it in step
+        run_config["model"] = dict(run_config["model"], **options)
+    return save_checkpoint(out, model, run_config, training)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("source", help="checkpoint to copy (directory, stem or .safetensors)")
+    parser.add_argument("out", help="stem of the copy to write")
+    for name in CONSTANTS:
+        parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=None, help=f"new {name} (> 0)")
+    parser.add_argument("--model", action="append", default=[], metavar="KEY=VALUE",
+                        help="a ModelConfig field to replace, e.g. optimism_horizon=20 (repeatable)")
+    args = parser.parse_args()
+    constants = {n: getattr(args, n) for n in CONSTANTS if getattr(args, n) is not None}
+    options = dict(parse_model_option(text) for text in args.model)
+    path = override(args.source, args.out, constants, options)
+    after = constants_of(load_checkpoint(path)[0])
+    print(f"wrote {path}: " + ", ".join(f"{k} {v:.4g}" for k, v in after.items()) + (f"; model {options}" if options else ""))
+
+
+if __name__ == "__main__":
+    main()
