@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from icrl_agent.agent import shipped_weights_path
 from icrl_agent.bench.common import prepare_out
 from icrl_agent.checkpoint import load_checkpoint
 from icrl_agent.model import IcrlModel
@@ -74,7 +75,7 @@ def run_accuracy(
     held_out = prior.held_out
     out = Path(prepare_out(None if out_dir is None else str(out_dir), "accuracy", force, base=RUNS_DIR))
     families = list(families or FAMILIES)
-    models = {_label(w): load_checkpoint(w or _shipped())[0].eval() for w in weights}
+    models = {_label(w): load_checkpoint(w or shipped_weights_path())[0].eval() for w in weights}
     reference = next((m for m in models.values() if m.config.head == "vi"), None)
     rows = []
     for family in families:
@@ -89,12 +90,6 @@ def run_accuracy(
     names = list(models) + ([REFERENCE] if reference is not None else [])
     markdown = _write(rows, names, families, list(episodes), out, command)
     return {"rows": rows, "markdown": markdown, "folder": str(out)}
-
-
-def _shipped() -> Path:
-    from icrl_agent.agent import shipped_weights_path
-
-    return shipped_weights_path()
 
 
 def _label(weights: str | None) -> str:
