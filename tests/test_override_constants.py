@@ -110,3 +110,15 @@ def test_model_options_are_read_as_json_else_as_strings(text, parsed):
 def test_a_model_option_without_key_and_value_is_refused(text):
     with pytest.raises(ValueError, match="--model takes key=value"):
         tool.parse_model_option(text)
+
+
+def test_the_command_line_passes_every_constant_and_option(source, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "cli"
+    argv = ["override_constants.py", str(source), str(out), "--bonus", "0.02", "--unknown", "0.5", "--kappa", "4",
+            "--scale-gain", "1.5", "--model", "optimism_horizon=30", "--model", "exploit_unknown=non_terminal"]
+    monkeypatch.setattr("sys.argv", argv)
+    tool.main()
+    copy, card = load_checkpoint(out)
+    assert tool.constants_of(copy) == pytest.approx({"bonus": 0.02, "unknown": 0.5, "kappa": 4.0, "scale_gain": 1.5})
+    assert copy.config.optimism_horizon == 30 and copy.config.exploit_unknown == "non_terminal"
+    assert "kappa 4" in capsys.readouterr().out
