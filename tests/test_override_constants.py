@@ -61,6 +61,10 @@ def test_the_copy_has_the_new_constants_and_options_and_every_other_tensor(sourc
     record = card["training"]["override"]
     assert record["source_sha256"] == before and record["constants"] == {"kappa": 10.0, "bonus": 0.05}
     assert record["model"] == {"optimism_horizon": 20}
+    assert card["training"]["command"] == (
+        f"python tools/override_constants.py {source} {tmp_path / 'copy'} --kappa 10 --bonus 0.05 "
+        "--model optimism_horizon=20"
+    )
     assert checkpoint_sha256(source) == before  # the source is untouched
     assert np.abs(explore_q(copy) - explore_q(original)).max() > 1e-3  # and the plan moves
 

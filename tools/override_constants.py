@@ -75,10 +75,14 @@ def override(source: str | Path, out: str | Path, constants: dict[str, float], o
         for name, value in constants.items():
             params[name].fill_(_raw(name, value))
     training = dict(card.get("training", {}))
+    flags = [f"--{k.replace('_', '-')} {v:g}" for k, v in constants.items()]
+    flags += [f"--model {k}={json.dumps(v)}" for k, v in options.items()]
     training["override"] = {
         "source": str(source), "source_sha256": checkpoint_sha256(source),
+        "source_command": training.get("command"),  # what made the source; this copy had no training step
         "constants": constants, "model": options, "constants_after": constants_of(model),
     }
+    training["command"] = " ".join(["python tools/override_constants.py", str(source), str(out), *flags])
     run_config = dict(card["config"])
     if isinstance(run_config.get("model"), dict):  # a pretraining run's config: keep it in step
         run_config["model"] = dict(run_config["model"], **options)
