@@ -12,10 +12,12 @@ import pytest
 from icrl_agent.agent import SHIPPED_WEIGHTS
 from icrl_agent.pretraining.__main__ import main as pretraining_main
 from icrl_agent.pretraining.evaluate.accuracy import REFERENCE, run_accuracy
+from icrl_agent.pretraining.evaluate.cli import parse_prior_overrides
 from icrl_agent.pretraining.evaluate.prior import (
     config_of,
     prior_env,
     prior_spec_of,
+    prior_spec_with,
     resolve_specs,
     run_prior,
 )
@@ -31,6 +33,59 @@ def test_prior_env_is_a_valid_time_limited_tabular_env():
     assert env.spec is None or env.spec.max_episode_steps in (None, env.unwrapped.horizon)
     obs, _ = env.reset(seed=0)
     assert env.observation_space.contains(obs)
+
+
+def test_prior_overrides_and_horizon_change_the_drawn_env_and_nothing_else():
+    """``--prior`` draws from the weights' prior with some keys replaced; ``--horizon`` replaces the episode
+    length; without them the env is the weights' own draw."""
+    base = prior_env("arms", 3, seed=0, weights=None)
+    same = prior_env("arms", 3, seed=0, weights=None, prior=prior_spec_with(None, {}))
+    stay = prior_env("arms", 3, seed=0, weights=None, prior=prior_spec_with(None, {"arms_max_stay": 5}))
+    longer = prior_env("arms", 3, seed=0, weights=None, horizon=20)
+    P, R, _ = base.unwrapped.transition_matrix()
+    np.testing.assert_array_equal(same.unwrapped.transition_matrix()[0], P)
+    assert not np.array_equal(stay.unwrapped.transition_matrix()[0], P)  # more actions keep a room
+    assert prior_spec_with(None, {"arms_max_stay": 5}).arms_max_stay == 5
+    assert base.unwrapped.horizon != 20 and base._max_episode_steps == base.unwrapped.horizon
+    assert longer.unwrapped.horizon == 20 and longer._max_episode_steps == 20
+    np.testing.assert_array_equal(longer.unwrapped.transition_matrix()[0], P)
+    np.testing.assert_array_equal(longer.unwrapped.transition_matrix()[1], R)
+
+
+def test_run_prior_draws_every_mdp_with_the_overrides_and_horizon(tmp_path, monkeypatch):
+    from icrl_agent.pretraining.evaluate import prior as prior_module
+
+    seen = []
+    real = prior_module.prior_env
+
+    def recording(*args, **kwargs):
+        seen.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(prior_module, "prior_env", recording)
+    result = run_prior(["arms"], "random", n_mdps=2, episodes=1, workers=1, out_dir=tmp_path,
+                       prior_overrides={"arms_max_stay": 3}, horizon=7)
+    assert not result["errors"] and len(seen) == 2
+    assert all(k["prior"].arms_max_stay == 3 and k["horizon"] == 7 for k in seen)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [({"arms_max_sty": 5}, "unknown config key prior.arms_max_sty"),
+     ({"arms_max_stay": 0}, "arms_max_stay' = 0 is out of range")],
+)
+def test_a_bad_prior_override_is_refused_by_name_before_any_output(tmp_path, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        run_prior(["arms"], "random", n_mdps=1, episodes=1, workers=1, out_dir=tmp_path / "out",
+                  prior_overrides=overrides)
+    assert not (tmp_path / "out").exists()
+
+
+def test_prior_overrides_are_read_from_the_command_line_as_json_values():
+    assert parse_prior_overrides("arms_max_stay=5,small_reward_ratio_max=0.1,held_out=[\"tree\"]") == {
+        "arms_max_stay": 5, "small_reward_ratio_max": 0.1, "held_out": ["tree"]}
+    with pytest.raises(ValueError, match="--prior takes key=value"):
+        parse_prior_overrides("arms_max_stay")
 
 
 def test_the_prior_is_read_from_the_shipped_card_written_with_a_flat_config():

@@ -45,6 +45,29 @@ def _prior_agents(text: str) -> str:
     return text
 
 
+def parse_prior_overrides(text: str) -> dict[str, Any]:
+    """``key=value,key=value`` for ``--prior``: each value read as JSON when it parses (``5``, ``0.01``),
+    else kept as a string."""
+    overrides: dict[str, Any] = {}
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--prior takes key=value[,key=value...] (e.g. arms_max_stay=5), got {item!r}")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    return overrides
+
+
+def _prior_overrides(text: str) -> str:
+    try:
+        parse_prior_overrides(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of the four diagnostics."""
     formatter = DefaultsFormatter
@@ -61,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the MDP draws and the agents")
     p.add_argument("--weights", default=None, help="checkpoint of the icrl agent (default: shipped)")
     p.add_argument("--workers", type=_positive, default=2, help="parallel worker processes")
+    p.add_argument("--prior", type=_prior_overrides, default=None, metavar="KEY=VALUE[,KEY=VALUE...]",
+                   help="prior keys replaced before drawing, e.g. arms_max_stay=5,max_actions=6 (default: the "
+                        "weights' prior unchanged)")
+    p.add_argument("--horizon", type=_positive, default=None,
+                   help="episode length of every drawn MDP (default: each family's own)")
     _output_options(p)
 
     p = sub.add_parser("accuracy", help="policy accuracy vs the Boltzmann target, by family and data amount",
@@ -96,7 +124,9 @@ def _run(args: argparse.Namespace, command: str) -> tuple[str, list[Any]]:
         families = [f for f in args.families.split(",") if f]
         progress = False if args.no_progress else None
         result = run_prior(families, args.agents, args.mdps, args.episodes, args.seed, args.workers, args.weights,
-                           args.out, command, force=args.force, progress=progress)
+                           args.out, command, force=args.force, progress=progress,
+                           prior_overrides=parse_prior_overrides(args.prior) if args.prior else None,
+                           horizon=args.horizon)
         return result["markdown"], result["errors"]
     if args.command == "accuracy":
         from icrl_agent.pretraining.evaluate.accuracy import run_accuracy

@@ -50,19 +50,40 @@ def prior_spec_of(weights: str | None) -> PriorSpec:
     return config_of(weights).prior
 
 
-def prior_env(family: str, index: int, seed: int, weights: str | None) -> gym.Env:
-    """The ``index``-th MDP of ``family`` for ``seed``, as a time-limited Gymnasium env."""
+def prior_spec_with(weights: str | None, overrides: dict[str, Any]) -> PriorSpec:
+    """The weights' prior with some of its keys replaced, validated as a run config's ``prior:`` section.
+
+    :param weights: checkpoint whose prior is the base (shipped weights by default)
+    :param overrides: ``PriorSpec`` keys and values (``{"arms_max_stay": 3}``); an unknown key or an
+        out-of-range value raises ``ValueError`` naming it
+    """
+    from icrl_agent.pretraining.config import config_from_dict
+
+    values = config_of(weights).to_dict()
+    values["prior"] = {**values["prior"], **overrides}
+    return config_from_dict(values).prior
+
+
+def prior_env(
+    family: str, index: int, seed: int, weights: str | None, *, prior: PriorSpec | None = None,
+    horizon: int | None = None,
+) -> gym.Env:
+    """The ``index``-th MDP of ``family`` for ``seed``, as a time-limited Gymnasium env.
+
+    :param prior: the prior to draw from (default: the one ``weights`` were trained with)
+    :param horizon: episode length replacing the drawn MDP's (default: the drawn one)
+    """
     from icrl_agent.envs.tabular import TabularEnv
     from icrl_agent.pretraining.prior import sample_mdps
 
-    spec = prior_spec_of(weights)
+    spec = prior or prior_spec_of(weights)
     generator = torch.Generator().manual_seed(seed * 100_003 + index)
     mdp = sample_mdps(1, {family: 1.0}, spec, generator)
     S, A = int(mdp.state_mask[0].sum()), int(mdp.action_mask[0].sum())
     P = mdp.P[0, :S, :A, :S].double().numpy()
     P = P / P.sum(-1, keepdims=True)
     initial = mdp.initial[0, :S].double().numpy()
-    horizon = int(mdp.horizon[0])
+    horizon = int(mdp.horizon[0]) if horizon is None else horizon
     env = TabularEnv(
         P, mdp.R[0, :S, :A].double().numpy(), mdp.terminal[0, :S].numpy(), initial / initial.sum(), horizon,
     )
@@ -90,7 +111,8 @@ def prior_run(task: dict[str, Any]) -> dict[str, Any]:
     """One agent on one prior MDP (runs in a worker process)."""
     from icrl_agent.solvers import optimal_value, random_value
 
-    env = prior_env(task["family"], task["index"], task["seed"], task["weights"])
+    env = prior_env(task["family"], task["index"], task["seed"], task["weights"], prior=task.get("prior"),
+                    horizon=task.get("horizon"))
     model: Any = env.unwrapped
     optimal, random = optimal_value(model), random_value(model)
     identity = {k: task[k] for k in ("family", "index", "seed", "agent")}
@@ -113,6 +135,8 @@ def run_prior(
     command: str = "",
     force: bool = False,
     progress: bool | None = None,
+    prior_overrides: dict[str, Any] | None = None,
+    horizon: int | None = None,
 ) -> dict[str, Any]:
     """Mean normalized online return of each agent on ``n_mdps`` MDPs of each family.
 
@@ -128,13 +152,20 @@ def run_prior(
     :param command: the command line, written above the table
     :param force: write into a non-empty ``out_dir``
     :param progress: progress bar (``None``: only when stderr is a terminal)
+    :param prior_overrides: prior keys replaced before drawing (see :func:`prior_spec_with`): the same
+        families under other settings, e.g. ``{"arms_max_stay": 5}``
+    :param horizon: episode length of every drawn MDP instead of its family's (``None``: the family's)
     :return: ``{"rows": [...], "errors": [...], "markdown": the table, "folder": out_dir}``
     """
     held_out = prior_spec_of(weights).held_out
+    prior = prior_spec_with(weights, prior_overrides) if prior_overrides else None
+    if horizon is not None and not (isinstance(horizon, int) and horizon >= 1):
+        raise ValueError(f"horizon must be a positive int or None, got {horizon!r}")
     families = list(families or held_out)
     specs = resolve_specs(agents, weights)
     tasks = [
-        {"family": f, "index": i, "seed": seed, "agent": s.name, "spec": s, "episodes": episodes, "weights": weights}
+        {"family": f, "index": i, "seed": seed, "agent": s.name, "spec": s, "episodes": episodes, "weights": weights,
+         "prior": prior, "horizon": horizon}
         for f in families
         for i in range(n_mdps)
         for s in specs
