@@ -176,6 +176,25 @@ def test_arms_rooms_are_kept_by_one_to_arms_max_stay_actions_and_one_always_leav
     assert torch.equal(one.P[:, 0], several.P[:, 0]) and torch.allclose(one.R.amax(-1), several.R.amax(-1))
 
 
+def test_arms_min_enter_sets_the_rarest_room_and_the_default_keeps_the_draws():
+    from icrl_agent.pretraining.prior import _Draw, sample_arms
+
+    def draw(spec: PriorSpec):
+        return sample_arms(400, spec, _Draw(torch.Generator().manual_seed(3), torch.device("cpu")))
+
+    spec = PriorSpec(max_states=8, max_actions=6, **EXACT)
+    default, explicit = draw(spec), draw(dataclasses.replace(spec, arms_min_enter=0.02))
+    rare = draw(dataclasses.replace(spec, arms_min_enter=0.001))
+    assert torch.equal(default.P, explicit.P) and torch.equal(default.R, explicit.R)
+
+    def entry(mdps):  # probability of entering each room from the hub, over the rooms that exist
+        p = mdps.P[:, 0, :, 1:]  # [n, A, S-1]
+        return p.amax(-1)[mdps.action_mask & (p.amax(-1) < 1)]
+
+    assert entry(default).min() >= 0.02 * (1 - 1e-5) and entry(default).max() <= 0.5 * (1 + 1e-5)
+    assert entry(rare).min() < 0.01 and entry(rare).min() >= 0.001 * (1 - 1e-5)
+
+
 @pytest.mark.parametrize("family", ["river", "distractor", "step_cost"])
 def test_small_reward_ratio_and_corridor_length_are_settable(family):
     spec = PriorSpec(max_states=40, small_reward_ratio_min=1e-4, small_reward_ratio_max=1e-3, max_corridor=30,
@@ -198,6 +217,8 @@ def test_small_reward_ratio_and_corridor_length_are_settable(family):
     ("prior", {"small_reward_ratio_min": 0.5, "small_reward_ratio_max": 0.1}, "prior.small_reward_ratio_min"),
     ("prior", {"max_corridor": 3}, "prior.max_corridor"),
     ("prior", {"arms_max_stay": 0}, "prior.arms_max_stay"),
+    ("prior", {"arms_min_enter": 0.0}, "prior.arms_min_enter"),
+    ("prior", {"arms_min_enter": 0.5}, "prior.arms_min_enter"),
     ("model", {"encoder": "mlp"}, "encoder"),
     ("model", {"exploit_untried": "zero"}, "exploit_untried"),
 ])

@@ -25,7 +25,7 @@ flip, optional reward noise, and a horizon. Families (parameters drawn per MDP):
 - ``loop``: a ring of S states with moves +1, -1, a jump and "stay", slip 0-0.3, sparse rewards at a few
   random states; non-terminal.
 - ``arms``: SixArms-like: a hub and one room per action (2..max_actions); from the hub, action i enters
-  room i with probability p_i (1 for one arm, log-uniform 0.02-0.5 for the others), else stays; in room i
+  room i with probability p_i (1 for one arm, log-uniform arms_min_enter (0.02)-0.5 for the others), else stays; in room i
   one action stays and pays r_i, the others return to the hub. The rewards span a ratio of 10-1000; with
   probability 0.7 the rarer rooms pay more (the small sure reward hides the large rare one).
 
@@ -128,6 +128,8 @@ class PriorSpec:
     max_corridor: int = 0              # longest river / distractor / step_cost chain; 0: 40 / 32 / 24
     arms_max_stay: int = 1             # arms: each room is kept by 1..arms_max_stay of its actions (at most
                                        # A - 1, so one always leaves); 1 keeps every room's single staying action
+    arms_min_enter: float = 0.02       # arms: the other rooms are entered with probability log-uniform in
+                                       # [arms_min_enter, 0.5] (SixArms' rarest is 0.01); 0.02 keeps the draws
 
     @property
     def train_families(self) -> dict[str, float]:
@@ -426,7 +428,7 @@ def sample_arms(n: int, spec: PriorSpec, d: _Draw) -> MDPBatch:
     S, A = int(n_states.max()), int(n_actions.max())
     arm = torch.arange(A, device=d.device)[None, :]
     valid = arm < n_actions[:, None]
-    enter = torch.exp(d.uniform(math.log(0.02), math.log(0.5), n, A)).masked_fill(~valid, 0.0)
+    enter = torch.exp(d.uniform(math.log(spec.arms_min_enter), math.log(0.5), n, A)).masked_fill(~valid, 0.0)
     enter[:, 0] = 1.0  # the sure arm
     # rewards log-spaced over a random total ratio; by default the rarer the room, the larger its reward
     log_ratio = d.uniform(math.log(10.0), math.log(1000.0), n)[:, None]
