@@ -195,6 +195,31 @@ def test_arms_min_enter_sets_the_rarest_room_and_the_default_keeps_the_draws():
     assert entry(rare).min() < 0.01 and entry(rare).min() >= 0.001 * (1 - 1e-5)
 
 
+def test_arms_rare_pays_makes_a_try_pay_more_the_rarer_the_room_and_0_keeps_the_draws():
+    from icrl_agent.pretraining.prior import _Draw, sample_arms
+
+    def draw(spec: PriorSpec):
+        return sample_arms(300, spec, _Draw(torch.Generator().manual_seed(4), torch.device("cpu")))
+
+    spec = PriorSpec(max_states=8, max_actions=6, **EXACT)
+    default, explicit = draw(spec), draw(dataclasses.replace(spec, arms_rare_pays_prob=0.0))
+    assert torch.equal(default.P, explicit.P) and torch.equal(default.R, explicit.R)
+
+    def payoffs(mdps):  # [n, A]: per arm, P(enter) x the room's staying reward (0 for padded arms)
+        A = mdps.P.shape[2]
+        enter = torch.stack([mdps.P[:, 0, a, 1 + a] for a in range(A)], 1)
+        room_reward = torch.stack([mdps.R[:, 1 + a].amax(-1) for a in range(A)], 1)
+        return (enter * room_reward).masked_fill(~mdps.action_mask, float("nan")), enter
+
+    for mdps, rises in ((draw(dataclasses.replace(spec, arms_rare_pays_prob=1.0)), True), (default, False)):
+        payoff, enter = payoffs(mdps)
+        rarer = enter[:, :, None] < enter[:, None, :]  # arm i rarer than arm j
+        pays_more = payoff[:, :, None] >= payoff[:, None, :] * (1 - 1e-5)
+        valid = mdps.action_mask[:, :, None] & mdps.action_mask[:, None, :]
+        assert bool(pays_more[rarer & valid].all()) == rises
+    assert torch.equal(draw(dataclasses.replace(spec, arms_rare_pays_prob=1.0)).P, default.P)  # rewards only
+
+
 @pytest.mark.parametrize("family", ["river", "distractor", "step_cost"])
 def test_small_reward_ratio_and_corridor_length_are_settable(family):
     spec = PriorSpec(max_states=40, small_reward_ratio_min=1e-4, small_reward_ratio_max=1e-3, max_corridor=30,
@@ -219,6 +244,7 @@ def test_small_reward_ratio_and_corridor_length_are_settable(family):
     ("prior", {"arms_max_stay": 0}, "prior.arms_max_stay"),
     ("prior", {"arms_min_enter": 0.0}, "prior.arms_min_enter"),
     ("prior", {"arms_min_enter": 0.5}, "prior.arms_min_enter"),
+    ("prior", {"arms_rare_pays_prob": 1.5}, "prior.arms_rare_pays_prob"),
     ("model", {"encoder": "mlp"}, "encoder"),
     ("model", {"exploit_untried": "zero"}, "exploit_untried"),
 ])

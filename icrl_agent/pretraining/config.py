@@ -173,7 +173,7 @@ _RULES: dict[str, tuple[str, ...]] = {
     "non-negative int": ("seed", "data.max_episodes", "data.dagger_start", "stage1.warmup_steps",
                          "stage1.steps", "scale.steps", "es.generations", "es.min_episodes", "es.noise_draws",
                          "prior.max_corridor"),
-    "probability": ("prior.negate_prob", "prior.stochastic_reward_prob", "data.zero_data_prob",
+    "probability": ("prior.negate_prob", "prior.stochastic_reward_prob", "prior.arms_rare_pays_prob", "data.zero_data_prob",
                     "data.epsilon_optimal_prob", "data.dagger_prob", "scale.online_prob"),
     "positive number": ("prior.reward_scale_min", "prior.reward_scale_max", "data.target_temperature",
                         "stage1.lr", "scale.lr", "es.sigma", "es.lr"),

@@ -27,7 +27,9 @@ flip, optional reward noise, and a horizon. Families (parameters drawn per MDP):
 - ``arms``: SixArms-like: a hub and one room per action (2..max_actions); from the hub, action i enters
   room i with probability p_i (1 for one arm, log-uniform arms_min_enter (0.02)-0.5 for the others), else stays; in room i
   one action stays and pays r_i, the others return to the hub. The rewards span a ratio of 10-1000; with
-  probability 0.7 the rarer rooms pay more (the small sure reward hides the large rare one).
+  probability 0.7 the rarer rooms pay more (the small sure reward hides the large rare one). With
+  probability ``arms_rare_pays_prob`` (default 0) the rewards are ``(1 / p_i)^g`` instead, so that a try's
+  expected payoff ``p_i r_i`` rises with rarity, as in SixArms.
 
 Benchmarks (RiverSwim's exact parameters, FrozenLake's maps, ...) are not in any family on purpose.
 """
@@ -130,6 +132,9 @@ class PriorSpec:
                                        # A - 1, so one always leaves); 1 keeps every room's single staying action
     arms_min_enter: float = 0.02       # arms: the other rooms are entered with probability log-uniform in
                                        # [arms_min_enter, 0.5] (SixArms' rarest is 0.01); 0.02 keeps the draws
+    arms_rare_pays_prob: float = 0.0   # arms: share of MDPs whose room rewards are (1 / p_i)^g, g uniform in
+                                       # [1, 1.3], so a try's expected payoff p_i r_i rises with rarity (as in
+                                       # SixArms); 0 keeps the draws
 
     @property
     def train_families(self) -> dict[str, float]:
@@ -448,6 +453,11 @@ def sample_arms(n: int, spec: PriorSpec, d: _Draw) -> MDPBatch:
         order = d.uniform(0, 1, n, S, A).masked_fill(~valid[:, None, :], 2.0)
         order = order.masked_fill(stays[..., 0], -1.0).argsort(-1).argsort(-1)  # the first staying action first
         stays = (order < n_stay[..., None])[..., None]
+    if spec.arms_rare_pays_prob > 0:  # drawn after everything else: older draws unchanged
+        pays = d.bernoulli(spec.arms_rare_pays_prob, n)[:, None]
+        gain = d.uniform(1.0, 1.3, n)[:, None]
+        payoff = enter.clamp_min(1e-6).pow(-gain).masked_fill(~valid, 0.0)
+        reward = torch.where(pays, payoff / payoff.amax(1, keepdim=True), reward)
     in_room = torch.where(stays, torch.eye(S, device=d.device)[None, :, None, :], _one_hot(
         torch.zeros(n, S, dtype=torch.long, device=d.device), S)[:, :, None, :])
     P = torch.cat([hub[:, None], in_room[:, 1:]], dim=1)
