@@ -220,6 +220,20 @@ def test_arms_rare_pays_makes_a_try_pay_more_the_rarer_the_room_and_0_keeps_the_
     assert torch.equal(draw(dataclasses.replace(spec, arms_rare_pays_prob=1.0)).P, default.P)  # rewards only
 
 
+def test_arms_hub_pays_false_pays_only_for_staying_in_a_room_and_true_keeps_the_draws():
+    from icrl_agent.pretraining.prior import _Draw, sample_arms
+
+    def draw(spec: PriorSpec):
+        return sample_arms(200, spec, _Draw(torch.Generator().manual_seed(5), torch.device("cpu")))
+
+    spec = PriorSpec(max_states=8, max_actions=6, **EXACT)
+    default, explicit = draw(spec), draw(dataclasses.replace(spec, arms_hub_pays=True))
+    quiet = draw(dataclasses.replace(spec, arms_hub_pays=False))
+    assert torch.equal(default.P, explicit.P) and torch.equal(default.R, explicit.R)
+    assert bool((default.R[:, 0] > 0).any()) and bool((quiet.R[:, 0] == 0).all())  # the hub's tries
+    assert torch.equal(quiet.P, default.P) and torch.equal(quiet.R[:, 1:], default.R[:, 1:])  # rooms unchanged
+
+
 @pytest.mark.parametrize("family", ["river", "distractor", "step_cost"])
 def test_small_reward_ratio_and_corridor_length_are_settable(family):
     spec = PriorSpec(max_states=40, small_reward_ratio_min=1e-4, small_reward_ratio_max=1e-3, max_corridor=30,
@@ -245,6 +259,7 @@ def test_small_reward_ratio_and_corridor_length_are_settable(family):
     ("prior", {"arms_min_enter": 0.0}, "prior.arms_min_enter"),
     ("prior", {"arms_min_enter": 0.5}, "prior.arms_min_enter"),
     ("prior", {"arms_rare_pays_prob": 1.5}, "prior.arms_rare_pays_prob"),
+    ("prior", {"arms_hub_pays": "no"}, "prior.arms_hub_pays"),
     ("model", {"encoder": "mlp"}, "encoder"),
     ("model", {"exploit_untried": "zero"}, "exploit_untried"),
 ])

@@ -250,6 +250,8 @@ def _validate_ranges(cfg: PretrainConfig) -> None:
               f"0 < small_reward_ratio_min <= small_reward_ratio_max ({prior.small_reward_ratio_max}), or both 0")
     if prior.max_corridor and not 4 <= prior.max_corridor <= prior.max_states:
         _fail("prior.max_corridor", prior.max_corridor, f"0 or 4 <= max_corridor <= max_states ({prior.max_states})")
+    if not isinstance(prior.arms_hub_pays, bool):
+        _fail("prior.arms_hub_pays", prior.arms_hub_pays, "true or false")
     if not 0 < prior.arms_min_enter < 0.5:
         _fail("prior.arms_min_enter", prior.arms_min_enter, "0 < arms_min_enter < 0.5")
     if cfg.es.min_episodes > cfg.es.episodes:

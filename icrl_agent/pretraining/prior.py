@@ -29,7 +29,9 @@ flip, optional reward noise, and a horizon. Families (parameters drawn per MDP):
   one action stays and pays r_i, the others return to the hub. The rewards span a ratio of 10-1000; with
   probability 0.7 the rarer rooms pay more (the small sure reward hides the large rare one). With
   probability ``arms_rare_pays_prob`` (default 0) the rewards are ``(1 / p_i)^g`` instead, so that a try's
-  expected payoff ``p_i r_i`` rises with rarity, as in SixArms.
+  expected payoff ``p_i r_i`` rises with rarity, as in SixArms. Rewards are paid on entering a state, so a try
+  from the hub pays ``p_i r_i`` in expectation (the statistics show a room's worth before it is entered);
+  with ``arms_hub_pays: false`` only staying pays, as in SixArms.
 
 Benchmarks (RiverSwim's exact parameters, FrozenLake's maps, ...) are not in any family on purpose.
 """
@@ -135,6 +137,9 @@ class PriorSpec:
     arms_rare_pays_prob: float = 0.0   # arms: share of MDPs whose room rewards are (1 / p_i)^g, g uniform in
                                        # [1, 1.3], so a try's expected payoff p_i r_i rises with rarity (as in
                                        # SixArms); 0 keeps the draws
+    arms_hub_pays: bool = True         # arms: a try from the hub pays the expected reward of the room it enters
+                                       # (the draws so far: the try shows p_i r_i at once); False: only staying
+                                       # in a room pays, so a room's worth shows once it is entered (SixArms)
 
     @property
     def train_families(self) -> dict[str, float]:
@@ -463,6 +468,8 @@ def sample_arms(n: int, spec: PriorSpec, d: _Draw) -> MDPBatch:
     P = torch.cat([hub[:, None], in_room[:, 1:]], dim=1)
     entry = torch.cat([torch.zeros(n, 1, device=d.device), reward], dim=1)[:, :S]
     R = _entry_rewards(P, entry)
+    if not spec.arms_hub_pays:
+        R[:, 0] = 0.0  # entering a room pays nothing; staying does
     terminal = torch.zeros(n, S, dtype=torch.bool, device=d.device)
     start = _one_hot(torch.zeros_like(n_states), S)
     return _finish(P, R, terminal, start, n_states, n_actions, torch.full_like(n_states, 10), "arms")
