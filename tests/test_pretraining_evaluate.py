@@ -67,6 +67,9 @@ def test_run_prior_draws_every_mdp_with_the_overrides_and_horizon(tmp_path, monk
                        prior_overrides={"arms_max_stay": 3}, horizon=7)
     assert not result["errors"] and len(seen) == 2
     assert all(k["prior"].arms_max_stay == 3 and k["horizon"] == 7 for k in seen)
+    relabelled = run_prior(["arms"], "random", n_mdps=1, episodes=1, workers=1, out_dir=tmp_path / "b",
+                           prior_overrides={"held_out": ["arms"]})
+    assert relabelled["rows"][0]["held_out"] and not result["rows"][0]["held_out"]  # labels follow the overrides
 
 
 @pytest.mark.parametrize(

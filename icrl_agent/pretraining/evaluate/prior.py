@@ -76,7 +76,7 @@ def prior_env(
     from icrl_agent.envs.tabular import TabularEnv
     from icrl_agent.pretraining.prior import sample_mdps
 
-    spec = prior or prior_spec_of(weights)
+    spec = prior if prior is not None else prior_spec_of(weights)
     generator = torch.Generator().manual_seed(seed * 100_003 + index)
     mdp = sample_mdps(1, {family: 1.0}, spec, generator)
     S, A = int(mdp.state_mask[0].sum()), int(mdp.action_mask[0].sum())
@@ -157,8 +157,8 @@ def run_prior(
     :param horizon: episode length of every drawn MDP instead of its family's (``None``: the family's)
     :return: ``{"rows": [...], "errors": [...], "markdown": the table, "folder": out_dir}``
     """
-    held_out = prior_spec_of(weights).held_out
     prior = prior_spec_with(weights, prior_overrides) if prior_overrides else None
+    held_out = (prior if prior is not None else prior_spec_of(weights)).held_out
     if horizon is not None and not (isinstance(horizon, int) and horizon >= 1):
         raise ValueError(f"horizon must be a positive int or None, got {horizon!r}")
     families = list(families or held_out)
