@@ -35,21 +35,29 @@ def test_prior_env_is_a_valid_time_limited_tabular_env():
     assert env.observation_space.contains(obs)
 
 
-def test_prior_overrides_and_horizon_change_the_drawn_env_and_nothing_else():
+@pytest.mark.parametrize("seed", [0, 1])
+def test_prior_overrides_and_horizon_change_the_drawn_env_and_nothing_else(seed):
     """``--prior`` draws from the weights' prior with some keys replaced; ``--horizon`` replaces the episode
     length; without them the env is the weights' own draw."""
-    base = prior_env("arms", 3, seed=0, weights=None)
-    same = prior_env("arms", 3, seed=0, weights=None, prior=prior_spec_with(None, {}))
-    stay = prior_env("arms", 3, seed=0, weights=None, prior=prior_spec_with(None, {"arms_max_stay": 5}))
-    longer = prior_env("arms", 3, seed=0, weights=None, horizon=20)
-    P, R, _ = base.unwrapped.transition_matrix()
-    np.testing.assert_array_equal(same.unwrapped.transition_matrix()[0], P)
-    assert not np.array_equal(stay.unwrapped.transition_matrix()[0], P)  # more actions keep a room
-    assert prior_spec_with(None, {"arms_max_stay": 5}).arms_max_stay == 5
-    assert base.unwrapped.horizon != 20 and base._max_episode_steps == base.unwrapped.horizon
-    assert longer.unwrapped.horizon == 20 and longer._max_episode_steps == 20
-    np.testing.assert_array_equal(longer.unwrapped.transition_matrix()[0], P)
-    np.testing.assert_array_equal(longer.unwrapped.transition_matrix()[1], R)
+    more_stays = prior_spec_with(None, {"arms_max_stay": 5})
+    assert more_stays.arms_max_stay == 5
+    changed = 0
+    for index in range(8):
+        base = prior_env("arms", index, seed=seed, weights=None)
+        same = prior_env("arms", index, seed=seed, weights=None, prior=prior_spec_with(None, {}))
+        stay = prior_env("arms", index, seed=seed, weights=None, prior=more_stays)
+        longer_horizon = base.unwrapped.horizon + 7
+        longer = prior_env("arms", index, seed=seed, weights=None, horizon=longer_horizon)
+        P, R, _ = base.unwrapped.transition_matrix()
+        np.testing.assert_array_equal(same.unwrapped.transition_matrix()[0], P)
+        if R.shape[1] >= 3:  # with 2 actions a room is kept by its one staying action whatever the key says
+            assert not np.array_equal(stay.unwrapped.transition_matrix()[0], P)  # more actions keep a room
+            changed += 1
+        assert base._max_episode_steps == base.unwrapped.horizon
+        assert longer.unwrapped.horizon == longer_horizon and longer._max_episode_steps == longer_horizon
+        np.testing.assert_array_equal(longer.unwrapped.transition_matrix()[0], P)
+        np.testing.assert_array_equal(longer.unwrapped.transition_matrix()[1], R)
+    assert changed >= 3
 
 
 def test_run_prior_draws_every_mdp_with_the_overrides_and_horizon(tmp_path, monkeypatch):

@@ -23,6 +23,7 @@ import torch
 
 from icrl_agent.checkpoint import checkpoint_paths, checkpoint_sha256, load_checkpoint, save_checkpoint
 from icrl_agent.model import IcrlModel, ModelConfig
+from icrl_agent.pretraining.evaluate.cli import parse_key_value
 
 CONSTANTS = ("bonus", "unknown", "kappa", "scale_gain")
 """The four optimism constants, as :meth:`IcrlModel.optimism_parameters` orders them."""
@@ -44,13 +45,7 @@ def constants_of(model: IcrlModel) -> dict[str, float]:
 
 def parse_model_option(text: str) -> tuple[str, Any]:
     """``key=value`` with ``value`` read as JSON when it parses (``20``, ``null``), else as a string."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise ValueError(f"--model takes key=value (e.g. optimism_horizon=20), got {text!r}")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
+    return parse_key_value(text, "--model takes key=value (e.g. optimism_horizon=20)")
 
 
 def override(source: str | Path, out: str | Path, constants: dict[str, float], options: dict[str, Any]) -> Path:
@@ -102,7 +97,8 @@ def main() -> None:
     options = dict(parse_model_option(text) for text in args.model)
     path = override(args.source, args.out, constants, options)
     after = constants_of(load_checkpoint(path)[0])
-    print(f"wrote {path}: " + ", ".join(f"{k} {v:.4g}" for k, v in after.items()) + (f"; model {options}" if options else ""))
+    described = ", ".join(f"{k} {v:.4g}" for k, v in after.items())
+    print(f"wrote {path}: {described}" + (f"; model {options}" if options else ""))
 
 
 if __name__ == "__main__":

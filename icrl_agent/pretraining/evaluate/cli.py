@@ -45,19 +45,24 @@ def _prior_agents(text: str) -> str:
     return text
 
 
+def parse_key_value(text: str, usage: str) -> tuple[str, Any]:
+    """``key=value`` with ``value`` read as JSON when it parses (``5``, ``0.01``, ``null``), else a string.
+
+    :param usage: what the error says the flag takes, e.g. ``"--prior takes key=value"``
+    """
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ValueError(f"{usage}, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
 def parse_prior_overrides(text: str) -> dict[str, Any]:
-    """``key=value,key=value`` for ``--prior``: each value read as JSON when it parses (``5``, ``0.01``),
-    else kept as a string."""
-    overrides: dict[str, Any] = {}
-    for item in text.split(","):
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--prior takes key=value[,key=value...] (e.g. arms_max_stay=5), got {item!r}")
-        try:
-            overrides[key] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key] = value
-    return overrides
+    """``key=value,key=value`` for ``--prior`` (each read by :func:`parse_key_value`)."""
+    usage = "--prior takes key=value[,key=value...] (e.g. arms_max_stay=5)"
+    return dict(parse_key_value(item, usage) for item in text.split(","))
 
 
 def _prior_overrides(text: str) -> str:
