@@ -106,7 +106,9 @@ class Agent(PlanningAgent):
 
     def _make_plan(self, horizon: int, optimistic: bool) -> np.ndarray:
         with torch.no_grad():
-            out = self.model.forward_sparse(self.stats.sparse(), horizon, optimism=optimistic)
+            out = self.model.forward_sparse(
+                self.stats.sparse(), horizon, optimism=optimistic, horizon_known=self.horizon_known
+            )
         return out.q[0].to(dtype=torch.float64, device="cpu").numpy()
 
     # ------------------------------------------------------------------ save / load

@@ -353,6 +353,12 @@ class TabularAgent:
         return min(_HORIZON_FACTOR * self._longest[1], MAX_HORIZON)
 
     @property
+    def horizon_known(self) -> bool:
+        """Whether :attr:`horizon` rests on something seen: the hint, or an episode that ended (before that
+        it is the guess :data:`DEFAULT_HORIZON`)."""
+        return self.horizon_hint is not None or self.stats.n_episodes > 0
+
+    @property
     def reward_scale(self) -> float:
         """Largest reward magnitude to plan with: the ``reward_max`` hint, else the largest ``|r|`` seen (or 0)."""
         if self.reward_max_hint is not None:

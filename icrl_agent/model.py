@@ -73,7 +73,9 @@ class ModelConfig:
         step to go at any planning horizon ``H``, so a whole episode of it is worth ``kappa * scale * H``
         and optimism grows with the episode length; an int ``H0``: per step it is worth
         ``kappa * scale * H0 / H``, so a whole episode of it is worth the same at every horizon (kappa is
-        then read at ``H = H0``); the bonus is unchanged
+        then read at ``H = H0``); the bonus is unchanged. While the horizon is a guess (an agent before its
+        first episode ends, ``forward_sparse(..., horizon_known=False)``) the worth stays ``kappa * scale``
+        per step: a guessed horizon must not make the first episode less optimistic than the later ones
     :param scale_head: how the reward-scale estimate (in units of the largest reward seen) is made:
         ``"gain"`` (icrl-v1) ``1 + gain * softplus(linear(g))``; ``"quantile"`` ``exp(gain * softplus(mlp(g)))``,
         the MLP trained on a quantile of ``log(largest |R| / largest seen)`` (see
@@ -321,6 +323,8 @@ class _Inputs:
     horizon: torch.Tensor
     c: torch.Tensor  # [B] largest |reward| seen (|mean| + std over visited pairs), 1 if none
     terminal_counts: torch.Tensor
+    # False while the horizon is a guess (no episode has ended): see ModelConfig.optimism_horizon
+    horizon_known: bool = True
     # filled by _features: [B, S, A, _N_SA], [B, S, _N_STATE], [B, _N_GLOBAL]
     sa_feats: torch.Tensor = field(default_factory=lambda: torch.empty(0))
     state_feats: torch.Tensor = field(default_factory=lambda: torch.empty(0))
@@ -570,7 +574,12 @@ class IcrlModel(nn.Module):
         return self._inputs(f, state_mask, action_mask, batch.horizon.to(device).long(), graph), graph
 
     def forward_sparse(
-        self, stats: SparseStatsLike, horizon: int, optimism: bool = True, corrections: bool = True
+        self,
+        stats: SparseStatsLike,
+        horizon: int,
+        optimism: bool = True,
+        corrections: bool = True,
+        horizon_known: bool = True,
     ) -> ModelOutput:
         """The same model on one MDP's observed transitions only (B = 1, every state and action real).
 
@@ -579,6 +588,9 @@ class IcrlModel(nn.Module):
         :param horizon: planning horizon (>= 1)
         :param optimism: as in :meth:`forward`
         :param corrections: as in :meth:`forward`
+        :param horizon_known: False when ``horizon`` is a guess (no episode has ended and no hint was
+            given): horizon-aware optimism (:attr:`ModelConfig.optimism_horizon`) then keeps the unknown
+            successor's per-step worth at ``kappa * scale``, as if the horizon were ``optimism_horizon``
         :return: the :class:`ModelOutput` with ``B = 1``
         """
         dtype, device = self._dtype_device()
@@ -598,6 +610,7 @@ class IcrlModel(nn.Module):
         horizon_t = torch.tensor([int(horizon)], device=device)
         self._check_horizon(horizon_t)
         inp = self._inputs(f, state_mask, action_mask, horizon_t, graph)
+        inp.horizon_known = bool(horizon_known)
         return self._run(inp, graph, optimism, corrections)
 
     def _dtype_device(self) -> tuple[torch.dtype, torch.device]:
@@ -771,7 +784,7 @@ class IcrlModel(nn.Module):
         if optimism:
             # the unknown successor is reached after one step: it is worth kappa * scale * (k - 1)
             per_step = F.softplus(self.kappa_raw) * scale
-            if self.config.optimism_horizon is not None:
+            if self.config.optimism_horizon is not None and inp.horizon_known:
                 per_step = per_step * self.config.optimism_horizon / inp.horizon.to(scale.dtype)
             worth = unknown_mass * per_step[:, None, None]
             base, slope = reward - worth, bonus + worth

@@ -26,8 +26,10 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 class PlainVIModel(IcrlModel):
     """The network with every correction off: its Q is exact VI on the empirical MDP."""
 
-    def forward_sparse(self, stats, horizon, optimism=True, corrections=True):
-        return super().forward_sparse(stats, horizon, optimism=optimism, corrections=False)
+    def forward_sparse(self, stats, horizon, optimism=True, corrections=True, horizon_known=True):
+        return super().forward_sparse(
+            stats, horizon, optimism=optimism, corrections=False, horizon_known=horizon_known
+        )
 
 
 def make(name: str, n_states: int = 5, **kwargs):
@@ -128,3 +130,44 @@ def test_plans_use_the_refreshed_horizon(name):
         np.testing.assert_array_equal(agent.policy(step=t, deterministic=True).argmax(-1), expected, err_msg=str(t))
     if name == "Agent":
         assert agent.act(0) == 1
+
+
+@pytest.mark.parametrize("name", AGENTS)
+def test_the_horizon_is_known_once_an_episode_ended_or_hinted(name):
+    agent = make(name)
+    assert not agent.horizon_known
+    episode(agent, 3, "open")
+    agent.reset_episode()  # abandoned: not an episode that ended
+    assert not agent.horizon_known
+    episode(agent, 4, "terminated")
+    assert agent.horizon_known
+    assert make(name, horizon=9).horizon_known
+
+
+class RecordingModel(IcrlModel):
+    """Records the horizon and whether it is known, at each plan the agent makes."""
+
+    calls: list[tuple[int, bool]]
+
+    def forward_sparse(self, stats, horizon, optimism=True, corrections=True, horizon_known=True):
+        self.calls.append((horizon, horizon_known))
+        return super().forward_sparse(stats, horizon, optimism=optimism, corrections=corrections,
+                                      horizon_known=horizon_known)
+
+
+@pytest.mark.parametrize("hint", [None, 9])
+def test_the_agent_tells_its_model_when_the_horizon_is_a_guess(hint):
+    """Horizon-aware optimism (``ModelConfig.optimism_horizon``) must not read the guessed horizon as
+    the episode length: before an episode ends, the agent plans with ``horizon_known=False``."""
+    torch.manual_seed(0)
+    model = RecordingModel(ModelConfig(d_model=16, n_heads=2, n_rounds=2, optimism_horizon=4)).double()
+    model.calls = []
+    agent = Agent(spaces.Discrete(5), spaces.Discrete(2), seed=0, model=model, horizon=hint)
+    episode(agent, 3, "open")
+    agent.act(1)
+    agent.act(1, deterministic=True)
+    guessed = [(DEFAULT_HORIZON, False)] if hint is None else [(hint, True)]
+    assert model.calls == guessed * 2
+    episode(agent, 3, "truncated", start=3)  # ends the open episode: 6 steps, truncated
+    agent.act(0)
+    assert model.calls[-1] == (6 if hint is None else hint, True)

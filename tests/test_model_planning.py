@@ -228,8 +228,10 @@ def test_without_corrections_q_is_exact_vi_of_the_empirical_mdp(seed, optimism):
 class PlainVIModel(IcrlModel):
     """The network with every correction off: its Q is exact VI on the empirical MDP."""
 
-    def forward_sparse(self, stats, horizon, optimism=True, corrections=True):
-        return super().forward_sparse(stats, horizon, optimism=optimism, corrections=False)
+    def forward_sparse(self, stats, horizon, optimism=True, corrections=True, horizon_known=True):
+        return super().forward_sparse(
+            stats, horizon, optimism=optimism, corrections=False, horizon_known=horizon_known
+        )
 
 
 def chain_step(s: int, a: int) -> tuple[float, int]:
@@ -348,6 +350,26 @@ def test_optimism_horizon_keeps_a_whole_episode_of_the_unknown_worth_the_same_at
         q_default = default.forward_sparse(stats.sparse(), horizon).q
     np.testing.assert_allclose(q_scaled.numpy(), q_default.numpy(), rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(q_same_horizon.numpy(), q_at_h0.numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("optimism", [True, False])
+def test_a_guessed_horizon_keeps_the_unknown_worth_per_step_of_the_default_model(optimism):
+    """``horizon_known=False`` (no episode has ended): the per-step worth of the unknown successor is not
+    scaled by ``H0 / H``, so the plan is the default model's at the same horizon; known, it is scaled."""
+    stats, horizon = random_stats(1)
+    default = make_model(2)
+    scaled = make_model(2)
+    scaled.config = dataclasses.replace(scaled.config, optimism_horizon=4)
+    assert horizon != 4
+    with torch.no_grad():
+        guessed = scaled.forward_sparse(stats.sparse(), horizon, optimism=optimism, horizon_known=False).q
+        known = scaled.forward_sparse(stats.sparse(), horizon, optimism=optimism).q
+        plain = default.forward_sparse(stats.sparse(), horizon, optimism=optimism).q
+    np.testing.assert_allclose(guessed.numpy(), plain.numpy(), rtol=1e-12, atol=1e-12)
+    if optimism:  # only the exploring plan has an unknown successor worth kappa * scale
+        assert not np.allclose(known.numpy(), plain.numpy(), rtol=1e-6, atol=1e-6)
+    else:
+        np.testing.assert_allclose(known.numpy(), plain.numpy(), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("value", [0, -3, 2.5, True, "20"])
