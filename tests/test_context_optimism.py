@@ -79,6 +79,31 @@ def test_an_es_generation_with_heads_moves_the_heads_and_leaves_the_encoder():
     assert math.isfinite(scalars["fitness_mean"]) and scalars["fitness_spread"] >= 0
 
 
+def test_adam_es_steps_each_parameter_by_lr_up_the_same_gradient_estimate():
+    """``es.optimizer: adam``'s first step moves every ES parameter by ``lr`` (Adam's first step is
+    ``lr * sign(g)``), in the direction the plain step takes: up the fitness gradient estimate."""
+    plain_cfg = tiny_config(parameters="heads", sigma=0.5, mdps=8, lr=1.0)
+    adam_cfg = dataclasses.replace(plain_cfg, es=dataclasses.replace(plain_cfg.es, optimizer="adam", lr=0.01))
+    plain, adam = IcrlModel(plain_cfg.model), IcrlModel(plain_cfg.model)
+    adam.load_state_dict(plain.state_dict())
+    theta = parameters_to_vector(plain.es_parameters("heads")).detach().clone()
+    plain_step = es_generation(plain_cfg, RunState(), plain, _single_process())
+    optimizer = torch.optim.Adam(adam.es_parameters("heads"), lr=0.01)
+    adam_step = es_generation(adam_cfg, RunState(), adam, _single_process(), optimizer)
+    up = parameters_to_vector(plain.es_parameters("heads")).detach() - theta
+    moved = parameters_to_vector(adam.es_parameters("heads")).detach() - theta
+    assert up.abs().min() > 0  # every parameter has a gradient here
+    torch.testing.assert_close(moved, 0.01 * torch.sign(up), rtol=1e-4, atol=1e-7)
+    assert plain_step["step_norm"] == pytest.approx(float(up.norm()), rel=1e-6)
+    assert adam_step["step_norm"] == pytest.approx(0.01 * math.sqrt(theta.numel()), rel=1e-4)
+    assert adam_step["fitness_mean"] == plain_step["fitness_mean"]  # the same population and draws
+
+
+def test_es_optimizer_is_checked_by_name():
+    with pytest.raises(ValueError, match=r"es\.optimizer.*sgd, adam"):
+        tiny_config(optimizer="rmsprop")
+
+
 def _single_process():
     from icrl_agent.pretraining import distributed
 

@@ -308,6 +308,19 @@ def test_resume_equals_uninterrupted_run(tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_resume_keeps_the_es_adam_state(tmp_path):
+    """With ``es.optimizer: adam`` a run stopped between generations and resumed ends with the weights of
+    an uninterrupted run: Adam's moments are saved in the checkpoint (a fresh Adam would step differently)."""
+    sections = {"stage1": {"steps": 0}, "es": {"generations": 3, "optimizer": "adam", "lr": 0.01}}
+    straight = tiny_config(tmp_path / "a", **sections)
+    train(straight)
+    interrupted = tiny_config(tmp_path / "b", **sections)
+    assert train(interrupted, stop_after=2)["generation"] == 2
+    assert train(interrupted, resume=True)["finished"]
+    a, b = saved_weights(straight.checkpoint_dir), saved_weights(interrupted.checkpoint_dir)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_resume_refuses_a_different_config(tmp_path):
     cfg = tiny_config(tmp_path)
     train(cfg, stop_after=2)

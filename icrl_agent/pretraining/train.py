@@ -458,9 +458,15 @@ def es_evaluate(cfg: PretrainConfig, model: IcrlModel, draw: ESDraw, device: tor
 
 
 def es_generation(
-    cfg: PretrainConfig, state: RunState, model: IcrlModel, info: distributed.DistInfo
+    cfg: PretrainConfig, state: RunState, model: IcrlModel, info: distributed.DistInfo,
+    optimizer: torch.optim.Optimizer | None = None,
 ) -> dict[str, float]:
-    """One ES generation: antithetic perturbations of the ES parameters, shared out by rank."""
+    """One ES generation: antithetic perturbations of the ES parameters, shared out by rank.
+
+    :param optimizer: ``es.optimizer: adam``'s optimizer over ``model.es_parameters(es.parameters)``, which
+        then takes the step on the estimate; ``None`` (``sgd``) adds ``es.lr`` times the estimate
+    :return: the population's fitness mean, max and spread, and ``step_norm``, the L2 size of the update
+    """
     device, es = info.device, cfg.es
     params = model.es_parameters(es.parameters)
     theta = parameters_to_vector(params).detach().clone()
@@ -477,9 +483,24 @@ def es_generation(
     diff = (fitness[: es.pairs] - fitness[es.pairs:]).to(theta.dtype)
     gradient = (diff[:, None] * noise).sum(dim=0) / (2 * es.pairs * es.sigma)
     gradient = gradient / (fitness.std().to(theta.dtype) + 1e-8)
-    vector_to_parameters(theta + es.lr * gradient, params)
+    vector_to_parameters(theta.clone(), params)  # a copy: the parameters become views of what they are given
+    if optimizer is None:
+        vector_to_parameters(theta + es.lr * gradient, params)
+    else:
+        _adam_ascent(optimizer, params, gradient)
+    step_norm = float((parameters_to_vector(params).detach() - theta).norm())
     return {"fitness_mean": float(fitness.mean()), "fitness_max": float(fitness.max()),
-            "fitness_spread": float(fitness.std())}
+            "fitness_spread": float(fitness.std()), "step_norm": step_norm}
+
+
+def _adam_ascent(optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter], gradient: torch.Tensor) -> None:
+    """One optimizer step up the fitness gradient estimate (``gradient`` is flat, in ``params``' order)."""
+    offset = 0
+    for p in params:
+        p.grad = -gradient[offset:offset + p.numel()].view_as(p).to(p.dtype)
+        offset += p.numel()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
 
 
 def es_fitness_noise(cfg: PretrainConfig, model: IcrlModel, device: torch.device) -> dict[str, float]:
@@ -503,6 +524,7 @@ class TrainingRun:
     model: IcrlModel
     optimizer: torch.optim.Optimizer
     scale_optimizer: torch.optim.Optimizer  # the scale stage's Adam over the scale head
+    es_optimizer: torch.optim.Optimizer | None  # es.optimizer "adam": its Adam over the ES parameters
     loss_module: torch.nn.Module
     state: RunState
     writer: Any
@@ -521,9 +543,15 @@ class TrainingRun:
             meta = {"step": state.step, "generation": state.generation, "scale_step": state.scale_step,
                     "config": self.cfg.to_dict(), "wall_time": state.wall_time + time.time() - self.start_time,
                     "metrics": state.metrics, "init_from": self.init_report}
-            save_train_state(self.cfg.checkpoint_dir, self.model, self.optimizer, meta,
-                             {"scale": self.scale_optimizer})
+            save_train_state(self.cfg.checkpoint_dir, self.model, self.optimizer, meta, self.extra_optimizers())
         distributed.barrier(self.info)
+
+    def extra_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """The optimizers saved beside stage 1's, by name."""
+        extra = {"scale": self.scale_optimizer}
+        if self.es_optimizer is not None:
+            extra["es"] = self.es_optimizer
+        return extra
 
     def log(self, prefix: str, scalars: dict[str, float], counter: int) -> None:
         """Record the scalars in the metrics and TensorBoard under ``prefix/``."""
@@ -543,9 +571,15 @@ def _start(cfg: PretrainConfig, resume: bool, stop_after: int | None) -> Trainin
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.stage1.lr, weight_decay=cfg.stage1.weight_decay)
     scale_optimizer = torch.optim.Adam(scale_parameters(model), lr=cfg.scale.lr)
+    es_optimizer: torch.optim.Optimizer | None = None
+    if cfg.es.optimizer == "adam":
+        es_optimizer = torch.optim.Adam(model.es_parameters(cfg.es.parameters), lr=cfg.es.lr)
+    extra: dict[str, torch.optim.Optimizer] = {"scale": scale_optimizer}
+    if es_optimizer is not None:
+        extra["es"] = es_optimizer
     state, init_report = RunState(), None
     if resume and has_train_state(cfg.checkpoint_dir):
-        meta = load_train_state(cfg.checkpoint_dir, model, optimizer, {"scale": scale_optimizer})
+        meta = load_train_state(cfg.checkpoint_dir, model, optimizer, extra)
         _check_resumable(cfg, meta["config"])
         state = RunState(meta["step"], meta["generation"], meta.get("scale_step", 0), meta["wall_time"],
                          meta["metrics"])
@@ -563,7 +597,8 @@ def _start(cfg: PretrainConfig, resume: bool, stop_after: int | None) -> Trainin
     if writer is not None and init_report is not None:
         writer.add_text("init_from", _init_summary(init_report))
     budget = float(stop_after) if stop_after is not None else float("inf")
-    return TrainingRun(cfg, info, model, optimizer, scale_optimizer, loss_module, state, writer, budget, init_report)
+    return TrainingRun(cfg, info, model, optimizer, scale_optimizer, es_optimizer, loss_module, state, writer, budget,
+                       init_report)
 
 
 def train(
@@ -679,7 +714,7 @@ def run_stage2(run: TrainingRun) -> None:
     bar = _progress(cfg, run.info, cfg.es.generations, state.generation, "stage 2 (ES)")
     while ready and state.generation < cfg.es.generations and run.budget > 0:
         t0 = time.time()
-        scalars = es_generation(cfg, state, run.model, run.info)
+        scalars = es_generation(cfg, state, run.model, run.info, run.es_optimizer)
         scalars["generations_per_s"] = 1.0 / (time.time() - t0)
         state.generation += 1
         run.spend()
