@@ -457,24 +457,23 @@ def es_evaluate(cfg: PretrainConfig, model: IcrlModel, draw: ESDraw, device: tor
     return float(es_fitness(returns, draw.budgets, draw.v_opt, draw.v_rand, cfg.es.worst_fifth_weight))
 
 
-def es_generation(
-    cfg: PretrainConfig, state: RunState, model: IcrlModel, info: distributed.DistInfo,
-    optimizer: torch.optim.Optimizer | None = None,
-) -> dict[str, float]:
-    """One ES generation: antithetic perturbations of the ES parameters, shared out by rank.
+def es_gradient(
+    cfg: PretrainConfig, model: IcrlModel, generation: int, info: distributed.DistInfo
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ES estimate of the fitness gradient at the model's ES parameters, from the antithetic population
+    and the draw of ``generation`` (members shared out by rank); the parameters are left as they were.
 
-    :param optimizer: ``es.optimizer: adam``'s optimizer over ``model.es_parameters(es.parameters)``, which
-        then takes the step on the estimate; ``None`` (``sgd``) adds ``es.lr`` times the estimate
-    :return: the population's fitness mean, max and spread, and ``step_norm``, the L2 size of the update
+    :return: ``(gradient, fitness)``: the estimate divided by the population's fitness std (flat, in
+        ``model.es_parameters(es.parameters)``'s order) and every member's fitness, ``[2 * es.pairs]``
     """
     device, es = info.device, cfg.es
     params = model.es_parameters(es.parameters)
     theta = parameters_to_vector(params).detach().clone()
-    g = derived_generator(cfg, device, "es", state.generation)
+    g = derived_generator(cfg, device, "es", generation)
     noise = torch.randn(es.pairs, theta.numel(), generator=g, device=device)
     members = torch.cat([theta + es.sigma * noise, theta - es.sigma * noise])
     fitness = torch.zeros(members.shape[0], device=device, dtype=torch.float64)
-    draw = es_draw(cfg, g, device, "es-episodes", state.generation)
+    draw = es_draw(cfg, g, device, "es-episodes", generation)
     for i in range(info.rank, members.shape[0], info.world_size):
         vector_to_parameters(members[i], params)
         # common random numbers: every member meets the same MDPs and the same episode randomness
@@ -482,10 +481,25 @@ def es_generation(
     distributed.all_reduce_sum(fitness, info)
     diff = (fitness[: es.pairs] - fitness[es.pairs:]).to(theta.dtype)
     gradient = (diff[:, None] * noise).sum(dim=0) / (2 * es.pairs * es.sigma)
-    gradient = gradient / (fitness.std().to(theta.dtype) + 1e-8)
     vector_to_parameters(theta.clone(), params)  # a copy: the parameters become views of what they are given
+    return gradient / (fitness.std().to(theta.dtype) + 1e-8), fitness
+
+
+def es_generation(
+    cfg: PretrainConfig, state: RunState, model: IcrlModel, info: distributed.DistInfo,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> dict[str, float]:
+    """One ES generation: :func:`es_gradient`, then a step up it.
+
+    :param optimizer: ``es.optimizer: adam``'s optimizer over ``model.es_parameters(es.parameters)``, which
+        then takes the step on the estimate; ``None`` (``sgd``) adds ``es.lr`` times the estimate
+    :return: the population's fitness mean, max and spread, and ``step_norm``, the L2 size of the update
+    """
+    params = model.es_parameters(cfg.es.parameters)
+    theta = parameters_to_vector(params).detach().clone()
+    gradient, fitness = es_gradient(cfg, model, state.generation, info)
     if optimizer is None:
-        vector_to_parameters(theta + es.lr * gradient, params)
+        vector_to_parameters(theta + cfg.es.lr * gradient, params)
     else:
         _adam_ascent(optimizer, params, gradient)
     step_norm = float((parameters_to_vector(params).detach() - theta).norm())
