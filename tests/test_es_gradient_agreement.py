@@ -74,9 +74,10 @@ def test_estimates_come_from_independent_draws_and_leave_the_weights(config):
 
 
 def test_the_cli_reports_json_and_refuses_one_estimate(config, capsys):
-    tool.main(["--config", str(config), "--estimates", "2", "--pairs", "3"])
+    tool.main(["--config", str(config), "--estimates", "2", "--pairs", "3", "--sigma", "0.2"])
     report = json.loads(capsys.readouterr().out)
-    assert report["pairs"] == 3 and report["estimates"] == 2 and -1.0 <= report["cosine_mean"] <= 1.0
+    assert report["pairs"] == 3 and report["sigma"] == 0.2 and report["mdps"] == 4 and report["estimates"] == 2
+    assert -1.0 <= report["cosine_mean"] <= 1.0
     with pytest.raises(SystemExit):
         tool.main(["--config", str(config), "--estimates", "1"])
     assert "--estimates must be at least 2" in capsys.readouterr().err

@@ -5,8 +5,8 @@
 A diagnostic for stage 2 (:func:`icrl_agent.pretraining.train.es_gradient`): it builds the config's model with
 its ``init_from`` weights and, without moving them, makes ``--estimates`` gradient estimates from independent
 draws (MDPs, budgets, episode seeds and perturbations of generations 0, 1, ...), each from ``--pairs`` antithetic
-pairs (default: the config's ``es.pairs``). If the estimates were the true gradient plus independent noise,
-the mean cosine between two of them is ``|g|^2 / (|g|^2 + noise^2)``: near 0 means a generation's step is
+pairs (default: the config's ``es.pairs``; ``--mdps`` and ``--sigma`` likewise). If the estimates were the true
+gradient plus independent noise, the mean cosine between two of them is ``|g|^2 / (|g|^2 + noise^2)``: near 0 means a generation's step is
 mostly noise, and more pairs or MDPs per generation are needed before ES can climb.
 """
 
@@ -58,15 +58,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--estimates", type=int, default=6, help="independent estimates to compare (>= 2)")
     parser.add_argument("--pairs", type=int, default=None, help="antithetic pairs per estimate (default es.pairs)")
     parser.add_argument("--mdps", type=int, default=None, help="MDPs per estimate (default es.mdps)")
+    parser.add_argument("--sigma", type=float, default=None, help="perturbation scale (default es.sigma)")
     args = parser.parse_args(argv)
     if args.estimates < 2:
         parser.error(f"--estimates must be at least 2, got {args.estimates}")
     cfg = load_config(args.config)
-    es = replace(cfg.es, pairs=args.pairs or cfg.es.pairs, mdps=args.mdps or cfg.es.mdps)
+    es = replace(cfg.es, pairs=args.pairs or cfg.es.pairs, mdps=args.mdps or cfg.es.mdps,
+                 sigma=args.sigma or cfg.es.sigma)
     cfg = replace(cfg, es=es)
     grads = gradient_estimates(cfg, args.estimates)
     report = {"config": args.config, "init_from": cfg.init_from, "parameters": es.parameters, "pairs": es.pairs,
-              "mdps": es.mdps, "estimates": args.estimates, **agreement(grads)}
+              "mdps": es.mdps, "sigma": es.sigma, "estimates": args.estimates, **agreement(grads)}
     print(json.dumps(report, indent=1))
 
 
