@@ -6,8 +6,8 @@ A diagnostic for stage 2 (:func:`icrl_agent.pretraining.train.es_gradient`): it 
 its ``init_from`` weights and, without moving them, makes ``--estimates`` gradient estimates from independent
 draws (MDPs, budgets, episode seeds and perturbations of generations 0, 1, ...), each from ``--pairs`` antithetic
 pairs (default: the config's ``es.pairs``; ``--mdps`` and ``--sigma`` likewise). If the estimates were the true
-gradient plus independent noise, the mean cosine between two of them is ``|g|^2 / (|g|^2 + noise^2)``: near 0 means a generation's step is
-mostly noise, and more pairs or MDPs per generation are needed before ES can climb.
+gradient plus independent noise, the mean cosine between two of them is ``|g|^2 / (|g|^2 + noise^2)``: near 0
+means a generation's step is mostly noise, and ES cannot climb at that budget.
 """
 
 from __future__ import annotations
