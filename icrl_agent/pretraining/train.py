@@ -507,7 +507,9 @@ def es_generation(
             "fitness_spread": float(fitness.std()), "step_norm": step_norm}
 
 
-def _adam_ascent(optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter], gradient: torch.Tensor) -> None:
+def _adam_ascent(
+    optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter], gradient: torch.Tensor
+) -> None:
     """One optimizer step up the fitness gradient estimate (``gradient`` is flat, in ``params``' order)."""
     offset = 0
     for p in params:
@@ -562,10 +564,7 @@ class TrainingRun:
 
     def extra_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """The optimizers saved beside stage 1's, by name."""
-        extra = {"scale": self.scale_optimizer}
-        if self.es_optimizer is not None:
-            extra["es"] = self.es_optimizer
-        return extra
+        return _extra_optimizers(self.scale_optimizer, self.es_optimizer)
 
     def log(self, prefix: str, scalars: dict[str, float], counter: int) -> None:
         """Record the scalars in the metrics and TensorBoard under ``prefix/``."""
@@ -573,6 +572,16 @@ class TrainingRun:
         if self.writer is not None:
             for k, v in scalars.items():
                 self.writer.add_scalar(f"{prefix}/{k}", v, counter)
+
+
+def _extra_optimizers(
+    scale_optimizer: torch.optim.Optimizer, es_optimizer: torch.optim.Optimizer | None
+) -> dict[str, torch.optim.Optimizer]:
+    """The optimizers a checkpoint holds beside stage 1's, by name (``es`` only with ``es.optimizer: adam``)."""
+    extra = {"scale": scale_optimizer}
+    if es_optimizer is not None:
+        extra["es"] = es_optimizer
+    return extra
 
 
 def _start(cfg: PretrainConfig, resume: bool, stop_after: int | None) -> TrainingRun:
@@ -588,12 +597,9 @@ def _start(cfg: PretrainConfig, resume: bool, stop_after: int | None) -> Trainin
     es_optimizer: torch.optim.Optimizer | None = None
     if cfg.es.optimizer == "adam":
         es_optimizer = torch.optim.Adam(model.es_parameters(cfg.es.parameters), lr=cfg.es.lr)
-    extra: dict[str, torch.optim.Optimizer] = {"scale": scale_optimizer}
-    if es_optimizer is not None:
-        extra["es"] = es_optimizer
     state, init_report = RunState(), None
     if resume and has_train_state(cfg.checkpoint_dir):
-        meta = load_train_state(cfg.checkpoint_dir, model, optimizer, extra)
+        meta = load_train_state(cfg.checkpoint_dir, model, optimizer, _extra_optimizers(scale_optimizer, es_optimizer))
         _check_resumable(cfg, meta["config"])
         state = RunState(meta["step"], meta["generation"], meta.get("scale_step", 0), meta["wall_time"],
                          meta["metrics"])
