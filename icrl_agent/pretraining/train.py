@@ -599,7 +599,8 @@ def _start(cfg: PretrainConfig, resume: bool, stop_after: int | None) -> Trainin
         es_optimizer = torch.optim.Adam(model.es_parameters(cfg.es.parameters), lr=cfg.es.lr)
     state, init_report = RunState(), None
     if resume and has_train_state(cfg.checkpoint_dir):
-        meta = load_train_state(cfg.checkpoint_dir, model, optimizer, _extra_optimizers(scale_optimizer, es_optimizer))
+        extra = _extra_optimizers(scale_optimizer, es_optimizer)
+        meta = load_train_state(cfg.checkpoint_dir, model, optimizer, extra)
         _check_resumable(cfg, meta["config"])
         state = RunState(meta["step"], meta["generation"], meta.get("scale_step", 0), meta["wall_time"],
                          meta["metrics"])
