@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import pathlib
@@ -10,16 +9,14 @@ import pathlib
 import pytest
 import torch
 import yaml
+from conftest import load_script
 
 from icrl_agent.pretraining import distributed
 from icrl_agent.pretraining.config import load_config
 from icrl_agent.pretraining.train import build_model, es_gradient
 
 TOOL = pathlib.Path(__file__).resolve().parents[1] / "tools" / "es_gradient_agreement.py"
-_spec = importlib.util.spec_from_file_location("es_gradient_agreement", TOOL)
-assert _spec is not None and _spec.loader is not None
-tool = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(tool)
+tool = load_script(TOOL)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

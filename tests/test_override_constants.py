@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import pathlib
 
 import numpy as np
 import pytest
 import torch
+from conftest import load_script
 
 from icrl_agent.checkpoint import checkpoint_sha256, load_checkpoint, save_checkpoint
 from icrl_agent.model import IcrlModel, ModelConfig
 from icrl_agent.stats import SufficientStats
 
 TOOL = pathlib.Path(__file__).resolve().parents[1] / "tools" / "override_constants.py"
-_spec = importlib.util.spec_from_file_location("override_constants", TOOL)
-assert _spec is not None and _spec.loader is not None
-tool = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(tool)
+tool = load_script(TOOL)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -8,13 +8,13 @@ only for an intended change of outputs.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import load_script
 
 from icrl_agent.checkpoint import checkpoint_sha256
 from icrl_agent.model_inputs import StatsBatch
@@ -23,14 +23,7 @@ REFERENCE_DIR = Path(__file__).with_name("reference")
 RTOL, ATOL = 1e-5, 1e-6
 
 
-def _load_maker():
-    spec = importlib.util.spec_from_file_location("make_reference_outputs", REFERENCE_DIR / "make_reference_outputs.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-maker = _load_maker()
+maker = load_script(REFERENCE_DIR / "make_reference_outputs.py")
 NAMES = sorted(p.stem for p in maker.weights_path(maker.SHIPPED_WEIGHTS).parent.glob("*.safetensors"))
 REFERENCES = {name: json.loads(maker.output_path(name).read_text()) for name in NAMES}
 HINT = f"if this change of the shipped model's outputs is intended, regenerate them with `{maker.COMMAND} NAME`"
