@@ -107,7 +107,7 @@ def test_es_optimizer_is_checked_by_name():
 def _single_process():
     from icrl_agent.pretraining import distributed
 
-    return distributed.DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    return distributed.DistInfo()  # one process, on the CPU
 
 
 # ----------------------------------------------------------------------------- the fitness

@@ -26,8 +26,8 @@ from icrl_agent.pretraining.train import build_model, es_gradient, init_from_che
 
 def gradient_estimates(cfg: PretrainConfig, estimates: int) -> torch.Tensor:
     """``[estimates, n]``: ES gradient estimates at the config's starting weights, from independent draws."""
-    info = distributed.DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
-    model = build_model(replace(cfg, device="cpu"), info.device)
+    info = distributed.DistInfo()  # one process, on the CPU
+    model = build_model(cfg, info.device)
     if cfg.init_from:
         init_from_checkpoint(model, cfg.init_from)
     model.eval()
