@@ -36,6 +36,9 @@ ENCODERS = ("gat", "none")
 ES_SCOPES = ("constants", "heads")
 EXPLOIT_UNTRIED = ("known_mean", "floor")
 EXPLOIT_UNKNOWN = ("all_pairs", "untried_only", "non_terminal")
+EXPLORE_UNKNOWN = ("all_pairs", "untried_only")
+OPTIMISM_CONSTANTS = ("bonus", "unknown", "kappa", "scale_gain")
+"""Natural-unit names of :meth:`IcrlModel.optimism_parameters`, in their order."""
 _MAX_LOG_SCALE = 16.0  # unseen rewards up to e^16 ~ 9e6 times those seen: keeps exp() finite
 _N_SA, _N_STATE, _N_GLOBAL = 8, 4, 15
 _GAP_FLOOR = 1e-3  # temperature floor relative to the reward scale, for states whose actions tie
@@ -76,6 +79,11 @@ class ModelConfig:
         then read at ``H = H0``); the bonus is unchanged. While the horizon is a guess (an agent before its
         first episode ends, ``forward_sparse(..., horizon_known=False)``) the worth stays ``kappa * scale``
         per step: a guessed horizon must not make the first episode less optimistic than the later ones
+    :param explore_unknown: which pairs keep their unknown-successor mass in the exploring plan:
+        ``"all_pairs"`` (icrl-v1, v2: a tried pair keeps ``m = w / (N + w)``, worth ``kappa * scale`` per step,
+        so a large MDP whose pairs were each tried a few times still lures the agent away from a reward it
+        found) or ``"untried_only"`` (as optimistic VI: only an untried pair reaches the unknown successor;
+        a tried one follows ``P̂`` and keeps its count bonus)
     :param scale_head: how the reward-scale estimate (in units of the largest reward seen) is made:
         ``"gain"`` (icrl-v1) ``1 + gain * softplus(linear(g))``; ``"quantile"`` ``exp(gain * softplus(mlp(g)))``,
         the MLP trained on a quantile of ``log(largest |R| / largest seen)`` (see
@@ -101,6 +109,7 @@ class ModelConfig:
     exploit_untried: str = "known_mean"
     exploit_unknown: str = "all_pairs"
     optimism_horizon: int | None = None
+    explore_unknown: str = "all_pairs"
 
     def __post_init__(self) -> None:
         if self.optimism_horizon is not None and (
@@ -127,6 +136,10 @@ class ModelConfig:
         if self.exploit_unknown not in EXPLOIT_UNKNOWN:
             raise ValueError(
                 f"ModelConfig.exploit_unknown must be one of {EXPLOIT_UNKNOWN}, got {self.exploit_unknown!r}"
+            )
+        if self.explore_unknown not in EXPLORE_UNKNOWN:
+            raise ValueError(
+                f"ModelConfig.explore_unknown must be one of {EXPLORE_UNKNOWN}, got {self.explore_unknown!r}"
             )
         if self.encoder not in ENCODERS:
             raise ValueError(f"ModelConfig.encoder must be one of {ENCODERS}, got {self.encoder!r}")
@@ -458,6 +471,8 @@ class IcrlModel(nn.Module):
     - ``scale >= 1`` the per-MDP estimate of how large unseen rewards may be;
     - with ``config.exploit_untried="floor"``, the exploitation plan values an untried pair at most
       ``k min(0, smallest normalized reward seen)`` (no higher than plain VI or VI-LCB would);
+    - with ``config.explore_unknown="untried_only"``, the exploring plan gives only untried pairs the mass ``m``
+      (as optimistic VI does); a tried pair follows ``P̂`` plus its bonus;
     - with ``config.exploit_unknown="non_terminal"`` (icrl-v2.1), the exploitation plan takes a tried pair's
       unknown mass from its non-terminal outcomes only (``"untried_only"``: a tried pair gets none).
 
@@ -523,6 +538,40 @@ class IcrlModel(nn.Module):
                 weights = [layer.bias] if self.config.encoder == "none" else [layer.weight, layer.bias]
                 params += cast(list[nn.Parameter], weights)
         return params
+
+    def optimism_constants(self) -> dict[str, float]:
+        """The four optimism constants in natural units, keyed by :data:`OPTIMISM_CONSTANTS`: the bonus and
+        unknown-mass gains, kappa, and the scale gain (``exp`` of the log gains, ``softplus`` of kappa's raw value).
+
+        :return: ``{"bonus", "unknown", "kappa", "scale_gain"}``; empty for ``head="gat_policy"``
+        """
+        values = [float(p.detach()) for p in self.optimism_parameters()]
+        if not values:
+            return {}
+        log_bonus, log_unknown, kappa_raw, log_scale = values
+        kappa = float(F.softplus(torch.tensor(kappa_raw, dtype=torch.float64)))
+        return {"bonus": math.exp(log_bonus), "unknown": math.exp(log_unknown), "kappa": kappa,
+                "scale_gain": math.exp(log_scale)}
+
+    def set_optimism_constants(self, values: dict[str, float]) -> None:
+        """Set some of the optimism constants, given in natural units (see :meth:`optimism_constants`).
+
+        :param values: new values (> 0) keyed by names in :data:`OPTIMISM_CONSTANTS`
+        :raises ValueError: an unknown name, a value that is not > 0, or a model without the constants
+        """
+        unknown = sorted(set(values) - set(OPTIMISM_CONSTANTS))
+        if unknown:
+            raise ValueError(f"unknown optimism constants {unknown}; known: {list(OPTIMISM_CONSTANTS)}")
+        params = dict(zip(OPTIMISM_CONSTANTS, self.optimism_parameters(), strict=False))
+        if values and not params:
+            raise ValueError(f"a head={self.config.head!r} model has no optimism constants to set")
+        for name, value in values.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"optimism constant {name} must be a number > 0, got {value!r}")
+        with torch.no_grad():
+            for name, value in values.items():
+                raw = _softplus_inverse(float(value)) if name == "kappa" else math.log(value)
+                params[name].fill_(raw)
 
     def forward(self, batch: StatsBatch, optimism: bool = True, corrections: bool = True) -> ModelOutput:
         """Q, temperatures and reward scale for a dense padded batch.
@@ -781,6 +830,8 @@ class IcrlModel(nn.Module):
         else:
             reward, bonus, unknown_mass = inp.reward_norm, zeros, zeros
         base, slope = reward, bonus
+        if corrections and optimism and self.config.explore_unknown == "untried_only":
+            unknown_mass = unknown_mass.masked_fill(inp.counts > 0, 0.0)
         if optimism:
             # the unknown successor is reached after one step: it is worth kappa * scale * (k - 1)
             per_step = F.softplus(self.kappa_raw) * scale

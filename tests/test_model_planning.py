@@ -107,7 +107,8 @@ def exact_q(p_hat: np.ndarray, reward: np.ndarray, horizon: int) -> np.ndarray:
 
 
 def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: IcrlModel, horizon: int,
-               optimism: bool, floor: bool = False, unknown: str = "all_pairs") -> np.ndarray:
+               optimism: bool, floor: bool = False, unknown: str = "all_pairs",
+               explore: str = "all_pairs") -> np.ndarray:
     """Q of the adjusted MDP the model describes, in input units, by backward induction ``[H, S, A]``.
 
     Per (s, a) with ``N`` visits, ``k`` steps to go, normalized rewards ``r̂ / c``:
@@ -117,7 +118,8 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
     an unvisited pair is worth at most ``k * min(0, smallest r̂ / c over the visited pairs)``. No optimism,
     ``unknown="untried_only"``: a visited pair has no unknown mass; ``"non_terminal"``: the mean of ``V_{k-1}``
     is reached with ``m (1 - t̂)`` only, ``t̂`` the pair's share of terminations (the rest of ``m`` ends).
-    With ``optimism_horizon`` ``H0`` set, kappa is multiplied by ``H0 / horizon``.
+    With ``optimism_horizon`` ``H0`` set, kappa is multiplied by ``H0 / horizon``. With optimism and
+    ``explore="untried_only"``, a visited pair has no unknown mass.
     """
     counts, reward_mean, p_hat, visited, c = empirical_mdp(stats)
     r_norm = reward_mean / c
@@ -127,7 +129,7 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
     reward = r_norm + w_r / (counts + w_r) * (prior - r_norm)
     w = math.exp(model.log_unknown_gain.item()) * 2.0 * sigmoid(raw[..., 3])
     m = w / (counts + w)
-    if not optimism and unknown == "untried_only":
+    if (not optimism and unknown == "untried_only") or (optimism and explore == "untried_only"):
         m = np.where(visited, 0.0, m)
     continuing = m
     if not optimism and unknown == "non_terminal":
@@ -376,6 +378,31 @@ def test_a_guessed_horizon_keeps_the_unknown_worth_per_step_of_the_default_model
 def test_optimism_horizon_rejects_anything_but_none_or_a_positive_int(value):
     with pytest.raises(ValueError, match="optimism_horizon must be None or a positive int"):
         ModelConfig(optimism_horizon=value)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_explore_unknown_untried_only_gives_tried_pairs_no_unknown_mass_in_the_exploring_plan(seed):
+    """``explore_unknown="untried_only"``: in the exploring plan a tried pair follows ``P̂`` (plus its bonus), an
+    untried one reaches the unknown successor; the exploitation plan is unchanged."""
+    stats, horizon = random_stats(seed)
+    model = make_model(seed)
+    default_exploit = model.forward_sparse(stats.sparse(), horizon, optimism=False).q.detach()
+    model.config = dataclasses.replace(model.config, explore_unknown="untried_only")
+    capture = HeadCapture(model)
+    with torch.no_grad():
+        explore = model.forward_sparse(stats.sparse(), horizon, optimism=True)
+        exploit = model.forward_sparse(stats.sparse(), horizon, optimism=False)
+    c = empirical_mdp(stats)[4]
+    raw, scale = capture.last()[0], explore.reward_scale.item() / c
+    expected = adjusted_q(stats, raw, scale, model, horizon, True, explore="untried_only")
+    np.testing.assert_allclose(explore.q[0].numpy(), expected, rtol=1e-9, atol=1e-9)
+    assert np.abs(expected - adjusted_q(stats, raw, scale, model, horizon, True)).max() > 1e-6
+    np.testing.assert_allclose(exploit.q.numpy(), default_exploit.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_explore_unknown_rejects_an_unknown_rule_by_name():
+    with pytest.raises(ValueError, match="explore_unknown must be one of"):
+        ModelConfig(explore_unknown="none")
 
 
 def test_exploit_unknown_rejects_an_unknown_rule_by_name():

@@ -44,10 +44,10 @@ def test_the_copy_has_the_new_constants_and_options_and_every_other_tensor(sourc
     out = tool.override(source, tmp_path / "copy", {"kappa": 10.0, "bonus": 0.05}, {"optimism_horizon": 20})
     original, _ = load_checkpoint(source)
     copy, card = load_checkpoint(out)
-    after = tool.constants_of(copy)
+    after = copy.optimism_constants()
     assert after["kappa"] == pytest.approx(10.0, rel=1e-6)
     assert after["bonus"] == pytest.approx(0.05, rel=1e-6)
-    kept = tool.constants_of(original)
+    kept = original.optimism_constants()
     assert after["unknown"] == kept["unknown"] and after["scale_gain"] == kept["scale_gain"]
     assert copy.config.optimism_horizon == 20 and original.config.optimism_horizon is None
     assert card["config"]["model"]["optimism_horizon"] == 20  # the run config stays in step
@@ -72,17 +72,23 @@ def test_no_override_gives_a_copy_that_plans_the_same(source, tmp_path):
     np.testing.assert_array_equal(explore_q(copy), explore_q(original))
 
 
-def test_the_stored_kappa_is_softplus_inverse_and_the_gains_are_logs():
-    assert tool._raw("kappa", 3.0) == pytest.approx(math.log(math.expm1(3.0)))
-    assert tool._raw("bonus", 0.1) == pytest.approx(math.log(0.1))
+def test_the_stored_kappa_is_softplus_inverse_and_the_gains_are_logs(source):
+    model, _ = load_checkpoint(source)
+    model.set_optimism_constants({"kappa": 3.0, "bonus": 0.1, "scale_gain": 8.0})
+    assert model.kappa_raw.item() == pytest.approx(math.log(math.expm1(3.0)))
+    assert model.log_bonus_gain.item() == pytest.approx(math.log(0.1))
+    assert model.log_scale_gain.item() == pytest.approx(math.log(8.0))
+    assert model.optimism_constants() == pytest.approx(
+        {"bonus": 0.1, "unknown": math.exp(model.log_unknown_gain.item()), "kappa": 3.0, "scale_gain": 8.0}
+    )
 
 
 @pytest.mark.parametrize(
     ("constants", "options", "message"),
     [
-        ({"kapa": 1.0}, {}, "unknown constants \\['kapa'\\]"),
-        ({"kappa": 0.0}, {}, "--kappa must be > 0"),
-        ({"scale_gain": -1.0}, {}, "--scale-gain must be > 0"),
+        ({"kapa": 1.0}, {}, "unknown optimism constants \\['kapa'\\]"),
+        ({"kappa": 0.0}, {}, "optimism constant kappa must be a number > 0"),
+        ({"scale_gain": -1.0}, {}, "optimism constant scale_gain must be a number > 0"),
         ({}, {"optimism_horizon": 0}, "optimism_horizon must be None or a positive int"),
         ({}, {"optimism": 1}, "unknown ModelConfig keys \\['optimism'\\]"),
     ],
@@ -120,6 +126,6 @@ def test_the_command_line_passes_every_constant_and_option(source, tmp_path, mon
     monkeypatch.setattr("sys.argv", argv)
     tool.main()
     copy, card = load_checkpoint(out)
-    assert tool.constants_of(copy) == pytest.approx({"bonus": 0.02, "unknown": 0.5, "kappa": 4.0, "scale_gain": 1.5})
+    assert copy.optimism_constants() == pytest.approx({"bonus": 0.02, "unknown": 0.5, "kappa": 4.0, "scale_gain": 1.5})
     assert copy.config.optimism_horizon == 30 and copy.config.exploit_unknown == "non_terminal"
     assert "kappa 4" in capsys.readouterr().out

@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from icrl_agent.checkpoint import load_checkpoint
+from icrl_agent.checkpoint import load_checkpoint, save_checkpoint
 from icrl_agent.model import ModelConfig
 from icrl_agent.pretraining.config import (
     FLAT_KEY_MOVES,
@@ -33,7 +33,7 @@ from icrl_agent.pretraining.rollouts import (
     online_returns,
     optimal_q_to_go,
 )
-from icrl_agent.pretraining.train import scale_loss, train
+from icrl_agent.pretraining.train import build_model, scale_loss, train
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "configs" / "tiny.yaml"
@@ -319,6 +319,43 @@ def test_resume_keeps_the_es_adam_state(tmp_path):
     assert train(interrupted, resume=True)["finished"]
     a, b = saved_weights(straight.checkpoint_dir), saved_weights(interrupted.checkpoint_dir)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_init_constants_are_set_after_init_from_and_kept_across_resume(tmp_path):
+    """``init_constants`` overwrite the named optimism constants of the ``init_from`` weights on a fresh start;
+    a resumed run keeps what training made of them (setting them again would undo the first step; stage 1
+    moves them here, with ``stage1.optimism`` on)."""
+    source_cfg = tiny_config(tmp_path / "src")
+    source = build_model(replace(source_cfg, seed=5), torch.device("cpu"))
+    save_checkpoint(tmp_path / "src" / "w", source, source_cfg.to_dict(), {})
+    constants = {"kappa": 3.0, "scale_gain": 8.0}
+
+    def config(name: str, steps: int) -> PretrainConfig:
+        sections = {"stage1": {"steps": steps, "optimism": True}, "es": {"generations": 0}}
+        return replace(tiny_config(tmp_path / name, **sections), init_from=str(tmp_path / "src" / "w"),
+                       init_constants=constants, checkpoint_interval=1)
+
+    model = train(config("set", 0))["model"]
+    assert model.optimism_constants() == pytest.approx(
+        dict(source.optimism_constants(), **constants), rel=1e-6
+    )
+    assert torch.equal(model.round.query.weight, source.round.query.weight)
+    straight, interrupted = config("a", 2), config("b", 2)
+    train(straight)
+    assert train(interrupted, stop_after=1)["step"] == 1
+    assert train(interrupted, resume=True)["finished"]
+    a, b = saved_weights(straight.checkpoint_dir), saved_weights(interrupted.checkpoint_dir)
+    assert not torch.equal(a["model.kappa_raw"], model.kappa_raw.detach())  # stage 1 moved kappa
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("constants, message", [
+    ({"kapa": 1.0}, r"init_constants\.kapa"), ({"kappa": 0}, r"init_constants\.kappa"),
+    ({"bonus": True}, r"init_constants\.bonus"), ([1.0], "init_constants"),
+])
+def test_init_constants_are_checked_by_name(constants, message):
+    with pytest.raises(ValueError, match=message):
+        config_from_dict({"init_constants": constants})
 
 
 def test_resume_refuses_a_different_config(tmp_path):

@@ -15,32 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from icrl_agent.checkpoint import checkpoint_paths, checkpoint_sha256, load_checkpoint, save_checkpoint
-from icrl_agent.model import IcrlModel, ModelConfig
+from icrl_agent.model import OPTIMISM_CONSTANTS, IcrlModel, ModelConfig
 from icrl_agent.pretraining.evaluate.cli import parse_key_value
-
-CONSTANTS = ("bonus", "unknown", "kappa", "scale_gain")
-"""The four optimism constants, as :meth:`IcrlModel.optimism_parameters` orders them."""
-
-
-def _raw(name: str, value: float) -> float:
-    """The stored parameter that gives ``value``: a log for the gains, softplus's inverse for kappa."""
-    if not value > 0:
-        raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {value}")
-    return value + math.log(-math.expm1(-value)) if name == "kappa" else math.log(value)
-
-
-def constants_of(model: IcrlModel) -> dict[str, float]:
-    """The four optimism constants of ``model`` in natural units."""
-    log_bonus, log_unknown, kappa_raw, log_scale = (float(p.detach()) for p in model.optimism_parameters())
-    return {"bonus": math.exp(log_bonus), "unknown": math.exp(log_unknown),
-            "kappa": float(torch.nn.functional.softplus(torch.tensor(kappa_raw))), "scale_gain": math.exp(log_scale)}
 
 
 def parse_model_option(text: str) -> tuple[str, Any]:
@@ -53,29 +33,23 @@ def override(source: str | Path, out: str | Path, constants: dict[str, float], o
 
     :param source: a checkpoint (directory, stem or ``.safetensors`` path)
     :param out: where to write the copy (a stem); refused if it is the source
-    :param constants: natural-unit values keyed by :data:`CONSTANTS`
+    :param constants: natural-unit values keyed by :data:`icrl_agent.model.OPTIMISM_CONSTANTS`
     :param options: ``ModelConfig`` fields to replace (validated by ``ModelConfig``)
     :return: the path of the written weights file
     """
-    unknown = sorted(set(constants) - set(CONSTANTS))
-    if unknown:
-        raise ValueError(f"unknown constants {unknown}; known: {list(CONSTANTS)}")
     if checkpoint_paths(out)[0].resolve() == checkpoint_paths(source)[0].resolve():
         raise ValueError(f"out {out} is the source checkpoint; give another path so the source is kept")
     loaded, card = load_checkpoint(source)
     model = IcrlModel(ModelConfig.from_dict(dict(card["model_config"], **options)))
     model.load_state_dict(loaded.state_dict())
-    params = dict(zip(CONSTANTS, model.optimism_parameters(), strict=True))
-    with torch.no_grad():
-        for name, value in constants.items():
-            params[name].fill_(_raw(name, value))
+    model.set_optimism_constants(constants)
     training = dict(card.get("training", {}))
     flags = [f"--{k.replace('_', '-')} {v:g}" for k, v in constants.items()]
     flags += [f"--model {k}={json.dumps(v)}" for k, v in options.items()]
     training["override"] = {
         "source": str(source), "source_sha256": checkpoint_sha256(source),
         "source_command": training.get("command"),  # what made the source; this copy had no training step
-        "constants": constants, "model": options, "constants_after": constants_of(model),
+        "constants": constants, "model": options, "constants_after": model.optimism_constants(),
     }
     training["command"] = " ".join(["python tools/override_constants.py", str(source), str(out), *flags])
     run_config = dict(card["config"])
@@ -88,15 +62,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("source", help="checkpoint to copy (directory, stem or .safetensors)")
     parser.add_argument("out", help="stem of the copy to write")
-    for name in CONSTANTS:
+    for name in OPTIMISM_CONSTANTS:
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=None, help=f"new {name} (> 0)")
     parser.add_argument("--model", action="append", default=[], metavar="KEY=VALUE",
                         help="a ModelConfig field to replace, e.g. optimism_horizon=20 (repeatable)")
     args = parser.parse_args()
-    constants = {n: getattr(args, n) for n in CONSTANTS if getattr(args, n) is not None}
+    constants = {n: getattr(args, n) for n in OPTIMISM_CONSTANTS if getattr(args, n) is not None}
     options = dict(parse_model_option(text) for text in args.model)
     path = override(args.source, args.out, constants, options)
-    after = constants_of(load_checkpoint(path)[0])
+    after = load_checkpoint(path)[0].optimism_constants()
     described = ", ".join(f"{k} {v:.4g}" for k, v in after.items())
     print(f"wrote {path}: {described}" + (f"; model {options}" if options else ""))
 

@@ -1,6 +1,7 @@
 """One dataclass fixes a pretraining run (nanoGPT-style), nested where the parts are separate.
 
-    PretrainConfig            run keys: seed, device, output folders, checkpoints, progress
+    PretrainConfig            run keys: seed, device, output folders, checkpoints, progress, init_from,
+                              init_constants
       .model   ModelConfig    the network (icrl_agent.model)
       .prior   PriorSpec      the MDP families and their ranges (pretraining/prior.py)
       .data    DataSpec       how much data of which behaviour, DAgger, targets (pretraining/data.py)
@@ -22,7 +23,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from icrl_agent.model import ES_SCOPES, ModelConfig
+from icrl_agent.model import ES_SCOPES, OPTIMISM_CONSTANTS, ModelConfig
 from icrl_agent.pretraining.data import DataSpec
 from icrl_agent.pretraining.prior import FAMILIES, PriorSpec, default_family_weights
 
@@ -103,6 +104,9 @@ class PretrainConfig:
     init_from: str = ""                # "" (fresh init), a checkpoint (dir, stem or .safetensors of
                                        # save_checkpoint) or "shipped" (the default weights): every parameter whose name and
                                        # shape match is copied; see train.init_from_checkpoint
+    init_constants: dict[str, float] = field(default_factory=dict)  # optimism constants set on a fresh start,
+                                       # after init_from, in natural units: {bonus, unknown, kappa, scale_gain}
+                                       # (IcrlModel.set_optimism_constants); stage 2 may move them further
 
     # --- the parts ---
     model: ModelConfig = field(default_factory=ModelConfig)  # the network (icrl_agent.model.ModelConfig)
@@ -230,12 +234,26 @@ def validate(cfg: PretrainConfig) -> None:
     quantile = cfg.scale.quantile
     if not (isinstance(quantile, (int, float)) and not isinstance(quantile, bool) and 0.0 < quantile < 1.0):
         _fail("scale.quantile", quantile, "a number strictly between 0 and 1")
+    _validate_init_constants(cfg)
     if not isinstance(cfg.init_from, str):
         _fail("init_from", cfg.init_from, "a checkpoint path, 'shipped', or '' (fresh init)")
     if not cfg.weights_name or "/" in cfg.weights_name:
         _fail("weights_name", cfg.weights_name, "a non-empty file name without '/'")
     if not (cfg.device == "cpu" or cfg.device.startswith("cuda")):
         _fail("device", cfg.device, "'cpu' or 'cuda[:N]'")
+
+
+def _validate_init_constants(cfg: PretrainConfig) -> None:
+    values = cfg.init_constants
+    if not isinstance(values, dict):
+        _fail("init_constants", values, f"a mapping of optimism constants ({', '.join(OPTIMISM_CONSTANTS)}) to numbers")
+    for name, value in values.items():
+        if name not in OPTIMISM_CONSTANTS:
+            _fail(f"init_constants.{name}", value, f"a constant among {', '.join(OPTIMISM_CONSTANTS)}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            _fail(f"init_constants.{name}", value, "a number > 0")
+    if values and cfg.model.head != "vi":
+        _fail("init_constants", values, f"{{}} with model.head {cfg.model.head!r} (it has no optimism constants)")
 
 
 def _validate_ranges(cfg: PretrainConfig) -> None:

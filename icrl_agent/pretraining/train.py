@@ -605,10 +605,12 @@ def _start(cfg: PretrainConfig, resume: bool, stop_after: int | None) -> Trainin
         state = RunState(meta["step"], meta["generation"], meta.get("scale_step", 0), meta["wall_time"],
                          meta["metrics"])
         init_report = meta.get("init_from")
-    elif cfg.init_from:
-        init_report = init_from_checkpoint(model, cfg.init_from)
-        if info.is_main:
-            print(_init_summary(init_report), file=sys.stderr)
+    else:
+        if cfg.init_from:
+            init_report = init_from_checkpoint(model, cfg.init_from)
+            if info.is_main:
+                print(_init_summary(init_report), file=sys.stderr)
+        model.set_optimism_constants(cfg.init_constants)  # a resumed run holds them in its checkpoint
     loss_module: torch.nn.Module = Stage1Loss(model, cfg.stage1.optimism, cfg.stage1.scale_loss_weight,
                                               stage1_scale_quantile(cfg))
     if info.enabled:
