@@ -358,6 +358,12 @@ def test_init_constants_are_checked_by_name(constants, message):
         config_from_dict({"init_constants": constants})
 
 
+def test_init_constants_need_a_model_with_optimism_constants():
+    with pytest.raises(ValueError, match="init_constants.*gat_policy"):
+        config_from_dict({"init_constants": {"kappa": 2.0}, "model": {"head": "gat_policy"}})
+    assert config_from_dict({"model": {"head": "gat_policy"}}).init_constants == {}
+
+
 def test_resume_refuses_a_different_config(tmp_path):
     cfg = tiny_config(tmp_path)
     train(cfg, stop_after=2)
