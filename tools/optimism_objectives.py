@@ -44,9 +44,9 @@ from icrl_agent.checkpoint import load_checkpoint, save_checkpoint
 from icrl_agent.model import IcrlModel
 from icrl_agent.model_inputs import StatsBatch
 from icrl_agent.pretraining.config import PretrainConfig, config_from_dict, nest_flat_config
-from icrl_agent.pretraining.data import TrainingBatch, boltzmann_targets, sample_training_batch
+from icrl_agent.pretraining.data import TrainingBatch, boltzmann_targets
 from icrl_agent.pretraining.rollouts import optimal_q_to_go
-from icrl_agent.pretraining.train import _greedy_planner, derived_generator, policy_loss
+from icrl_agent.pretraining.train import derived_generator, policy_loss, scale_batches
 
 OBJECTIVES = ("q", "v", "start", "teacher")
 BONUS_ROW = 2  # the per-(s, a) head's outputs: reward pseudo-count, prior reward, bonus, unknown mass
@@ -142,22 +142,14 @@ def objective_loss(model: IcrlModel, batch: TrainingBatch, objective: str, quant
     return _pinball(u, weight, quantile), float(((u <= 0).float() * weight).sum() / weight.sum())
 
 
-def batches(cfg: PretrainConfig, model: IcrlModel, size: int, online_episodes: int,
-            generator: torch.Generator) -> list[TrainingBatch]:
-    """Half uniform/epsilon-optimal data, half the model's own online episodes from empty statistics."""
-    own = replace(cfg.data, max_episodes=0, epsilon_optimal_prob=0.0, dagger_prob=1.0, dagger_episodes=online_episodes)
-    cpu = torch.device("cpu")
-    return [sample_training_batch(size - size // 2, cfg.train_families, cfg.prior, cfg.data, generator, cpu),
-            sample_training_batch(size // 2, cfg.train_families, cfg.prior, own, generator, cpu,
-                                  planner=_greedy_planner(model))]
-
-
 def gradient(model: IcrlModel, cfg: PretrainConfig, args: argparse.Namespace, params: list[torch.nn.Parameter],
              tag: object) -> tuple[list[torch.Tensor], float, list[float]]:
     """The masked gradient of the objective on fresh batches drawn from ``tag``, the loss and diagnostics."""
     generator = derived_generator(cfg, torch.device("cpu"), "optimism-objective", tag)
+    # the scale stage's batches: half uniform/epsilon-optimal data, half the model's own online episodes
+    half_own = replace(cfg.scale, batch_size=args.batch, online_prob=0.5, online_episodes=args.online_episodes)
     losses, diagnostics = [], []
-    for batch in batches(cfg, model, args.batch, args.online_episodes, generator):
+    for batch in scale_batches(replace(cfg, scale=half_own), model, generator, torch.device("cpu")):
         loss, diagnostic = objective_loss(model, batch, args.objective, args.quantile, cfg.data.target_temperature)
         losses.append(loss)
         diagnostics.append(diagnostic)
