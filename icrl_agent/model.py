@@ -37,6 +37,7 @@ ES_SCOPES = ("constants", "heads")
 EXPLOIT_UNTRIED = ("known_mean", "floor")
 EXPLOIT_UNKNOWN = ("all_pairs", "untried_only", "non_terminal")
 EXPLORE_UNKNOWN = ("all_pairs", "untried_only")
+BONUS_FORMS = ("count", "variance")
 OPTIMISM_CONSTANTS = ("bonus", "unknown", "kappa", "scale_gain")
 """Natural-unit names of :meth:`IcrlModel.optimism_parameters`, in their order."""
 _MAX_LOG_SCALE = 16.0  # unseen rewards up to e^16 ~ 9e6 times those seen: keeps exp() finite
@@ -84,6 +85,11 @@ class ModelConfig:
         so a large MDP whose pairs were each tried a few times still lures the agent away from a reward it
         found) or ``"untried_only"`` (as optimistic VI: only an untried pair reaches the unknown successor;
         a tried one follows ``P̂`` and keeps its count bonus)
+    :param bonus_form: the exploring plan's bonus on a tried pair with ``k`` steps to go: ``"count"``
+        (icrl-v1, v2: ``c * k * scale / sqrt(N + 1)``, the same for a deterministic move and a coin flip) or
+        ``"variance"`` (``c * sqrt(Var_P̂[V_{k-1}] / (N + 1))``, the spread of the successors' values under
+        the empirical transitions, as UCB-VI's Bernstein bonus: a pair whose outcomes all led to the same
+        state, or to states worth the same, gets none; it needs no reward scale, the values carry it)
     :param scale_head: how the reward-scale estimate (in units of the largest reward seen) is made:
         ``"gain"`` (icrl-v1) ``1 + gain * softplus(linear(g))``; ``"quantile"`` ``exp(gain * softplus(mlp(g)))``,
         the MLP trained on a quantile of ``log(largest |R| / largest seen)`` (see
@@ -110,6 +116,7 @@ class ModelConfig:
     exploit_unknown: str = "all_pairs"
     optimism_horizon: int | None = None
     explore_unknown: str = "all_pairs"
+    bonus_form: str = "count"
 
     def __post_init__(self) -> None:
         if self.optimism_horizon is not None and (
@@ -141,6 +148,8 @@ class ModelConfig:
             raise ValueError(
                 f"ModelConfig.explore_unknown must be one of {EXPLORE_UNKNOWN}, got {self.explore_unknown!r}"
             )
+        if self.bonus_form not in BONUS_FORMS:
+            raise ValueError(f"ModelConfig.bonus_form must be one of {BONUS_FORMS}, got {self.bonus_form!r}")
         if self.encoder not in ENCODERS:
             raise ValueError(f"ModelConfig.encoder must be one of {ENCODERS}, got {self.encoder!r}")
         if self.scale_head not in SCALE_HEADS:
@@ -465,7 +474,8 @@ class IcrlModel(nn.Module):
     The adjusted MDP, per (s, a) with ``N`` visits and ``k`` steps to go (normalized units):
 
     - reward ``(N r̂ + w_r r0) / (N + w_r)``, ``0 <= w_r <= max_pseudo_count``, prior ``r0`` in [-1, 1];
-    - bonus ``c_b k scale / sqrt(N + 1)`` (optimism only), ``c_b <= 2 exp(log_bonus_gain)``;
+    - bonus ``c_b k scale / sqrt(N + 1)`` (optimism only), ``c_b <= 2 exp(log_bonus_gain)``; with
+      ``config.bonus_form="variance"`` it is ``c_b sqrt(Var_P̂[V_{k-1}] / (N + 1))`` instead;
     - a mass ``m = w / (N + w)`` goes to an unknown successor worth ``kappa scale (k - 1)`` (optimism) or
       the mean value of the known states (exploitation); the rest follows ``P̂``; terminal mass is worth 0;
     - ``scale >= 1`` the per-MDP estimate of how large unseen rewards may be;
@@ -804,7 +814,9 @@ class IcrlModel(nn.Module):
         bonus = torch.zeros_like(reward)
         if optimism:
             coef = self.log_bonus_gain.exp() * 2.0 * torch.sigmoid(raw[..., 2])
-            bonus = coef * scale[:, None, None] * torch.rsqrt(n + 1.0)
+            bonus = coef * torch.rsqrt(n + 1.0)
+            if self.config.bonus_form == "count":
+                bonus = bonus * scale[:, None, None]
         return reward, bonus, unknown_mass
 
     def _plan(
@@ -830,6 +842,9 @@ class IcrlModel(nn.Module):
         else:
             reward, bonus, unknown_mass = inp.reward_norm, zeros, zeros
         base, slope = reward, bonus
+        spread_bonus = None
+        if self.config.bonus_form == "variance" and corrections and optimism:
+            slope, spread_bonus = zeros, bonus
         if corrections and optimism and self.config.explore_unknown == "untried_only":
             unknown_mass = unknown_mass.masked_fill(inp.counts > 0, 0.0)
         if optimism:
@@ -838,7 +853,7 @@ class IcrlModel(nn.Module):
             if self.config.optimism_horizon is not None and inp.horizon_known:
                 per_step = per_step * self.config.optimism_horizon / inp.horizon.to(scale.dtype)
             worth = unknown_mass * per_step[:, None, None]
-            base, slope = reward - worth, bonus + worth
+            base, slope = base - worth, slope + worth
         neutral = corrections and not optimism
         if neutral and self.config.exploit_unknown == "untried_only":
             unknown_mass = unknown_mass.masked_fill(inp.counts > 0, 0.0)
@@ -858,6 +873,8 @@ class IcrlModel(nn.Module):
 
         def backup(k: int, v: torch.Tensor) -> torch.Tensor:  # (B, S) -> (B, S, A)
             q_k = known.expect(v, torch.add(base, slope, alpha=k))
+            if spread_bonus is not None:
+                q_k = q_k + spread_bonus * _successor_spread(graph.transitions, v)
             if neutral:
                 q_k = q_k + continuing * _masked_mean(v, inp.state_mask, (1,))[:, None, None]
             if floor is not None:
@@ -882,6 +899,14 @@ class IcrlModel(nn.Module):
             self.temperature_head(torch.cat([h_s, g[:, None].expand_as(h_s)], -1)).squeeze(-1)
         )
         return factor * gap * inp.c[:, None]
+
+
+def _successor_spread(transitions: solvers.Transitions, v: torch.Tensor) -> torch.Tensor:
+    """``sqrt(Var_P̂[v])`` per pair (a terminal outcome counts as worth 0; an untried pair gets 0)."""
+    mean = transitions.expect(v)
+    second = transitions.expect(v * v)
+    # the floor keeps sqrt's gradient finite where every outcome is worth the same
+    return torch.sqrt((second - mean * mean).clamp_min(1e-12))
 
 
 def _last_linear(module: nn.Module) -> nn.Module:
