@@ -37,7 +37,6 @@ ES_SCOPES = ("constants", "heads")
 EXPLOIT_UNTRIED = ("known_mean", "floor")
 EXPLOIT_UNKNOWN = ("all_pairs", "untried_only", "non_terminal")
 EXPLORE_UNKNOWN = ("all_pairs", "untried_only")
-BONUS_FORMS = ("count", "variance")
 OPTIMISM_CONSTANTS = ("bonus", "unknown", "kappa", "scale_gain")
 """Natural-unit names of :meth:`IcrlModel.optimism_parameters`, in their order."""
 _MAX_LOG_SCALE = 16.0  # unseen rewards up to e^16 ~ 9e6 times those seen: keeps exp() finite
@@ -85,11 +84,12 @@ class ModelConfig:
         so a large MDP whose pairs were each tried a few times still lures the agent away from a reward it
         found) or ``"untried_only"`` (as optimistic VI: only an untried pair reaches the unknown successor;
         a tried one follows ``P̂`` and keeps its count bonus)
-    :param bonus_form: the exploring plan's bonus on a tried pair with ``k`` steps to go: ``"count"``
-        (icrl-v1, v2: ``c * k * scale / sqrt(N + 1)``, the same for a deterministic move and a coin flip) or
-        ``"variance"`` (``c * sqrt(Var_P̂[V_{k-1}] / (N + 1))``, the spread of the successors' values under
-        the empirical transitions, as UCB-VI's Bernstein bonus: a pair whose outcomes all led to the same
-        state, or to states worth the same, gets none; it needs no reward scale, the values carry it)
+    :param spread_bonus: ``c_v >= 0``; the exploring plan adds ``c_v f sqrt(Var_P̂[V_{k-1}] / (N + 1))`` to a
+        tried pair's count bonus (``f = 2 sigmoid(.)`` the per-pair bonus output): the spread of its successors'
+        values under the empirical transitions, as in UCB-VI's Bernstein bonus. A pair whose outcomes all led
+        to one state (a deterministic move) or to states worth the same gets none; a slippery one keeps it
+        while its outcome frequencies are uncertain. It needs no reward scale: the values carry it.
+        ``0`` (icrl-v1, v2) leaves it out
     :param scale_head: how the reward-scale estimate (in units of the largest reward seen) is made:
         ``"gain"`` (icrl-v1) ``1 + gain * softplus(linear(g))``; ``"quantile"`` ``exp(gain * softplus(mlp(g)))``,
         the MLP trained on a quantile of ``log(largest |R| / largest seen)`` (see
@@ -116,7 +116,7 @@ class ModelConfig:
     exploit_unknown: str = "all_pairs"
     optimism_horizon: int | None = None
     explore_unknown: str = "all_pairs"
-    bonus_form: str = "count"
+    spread_bonus: float = 0.0
 
     def __post_init__(self) -> None:
         if self.optimism_horizon is not None and (
@@ -148,8 +148,10 @@ class ModelConfig:
             raise ValueError(
                 f"ModelConfig.explore_unknown must be one of {EXPLORE_UNKNOWN}, got {self.explore_unknown!r}"
             )
-        if self.bonus_form not in BONUS_FORMS:
-            raise ValueError(f"ModelConfig.bonus_form must be one of {BONUS_FORMS}, got {self.bonus_form!r}")
+        if isinstance(self.spread_bonus, bool) or not isinstance(self.spread_bonus, (int, float)) or not (
+            self.spread_bonus >= 0
+        ):
+            raise ValueError(f"ModelConfig.spread_bonus must be a number >= 0, got {self.spread_bonus!r}")
         if self.encoder not in ENCODERS:
             raise ValueError(f"ModelConfig.encoder must be one of {ENCODERS}, got {self.encoder!r}")
         if self.scale_head not in SCALE_HEADS:
@@ -475,7 +477,7 @@ class IcrlModel(nn.Module):
 
     - reward ``(N r̂ + w_r r0) / (N + w_r)``, ``0 <= w_r <= max_pseudo_count``, prior ``r0`` in [-1, 1];
     - bonus ``c_b k scale / sqrt(N + 1)`` (optimism only), ``c_b <= 2 exp(log_bonus_gain)``; with
-      ``config.bonus_form="variance"`` it is ``c_b sqrt(Var_P̂[V_{k-1}] / (N + 1))`` instead;
+      ``config.spread_bonus`` ``c_v > 0``, plus ``c_v f sqrt(Var_P̂[V_{k-1}] / (N + 1))``, ``f <= 2`` per pair;
     - a mass ``m = w / (N + w)`` goes to an unknown successor worth ``kappa scale (k - 1)`` (optimism) or
       the mean value of the known states (exploitation); the rest follows ``P̂``; terminal mass is worth 0;
     - ``scale >= 1`` the per-MDP estimate of how large unseen rewards may be;
@@ -803,21 +805,20 @@ class IcrlModel(nn.Module):
 
     def _adjusted_mdp(
         self, inp: _Inputs, raw: torch.Tensor, scale: torch.Tensor, optimism: bool
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Corrected reward, per-step bonus, and unknown-successor mass of every (s, a)."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Corrected reward, per-step bonus, unknown-successor mass, and spread-bonus factor of every (s, a)."""
         n = inp.counts
         w_r = self.config.max_pseudo_count * torch.sigmoid(raw[..., 0])
         prior_reward = torch.tanh(raw[..., 1])
         reward = inp.reward_norm + w_r / (n + w_r) * (prior_reward - inp.reward_norm)
         w = self.log_unknown_gain.exp() * 2.0 * torch.sigmoid(raw[..., 3])
         unknown_mass = w / (n + w)
-        bonus = torch.zeros_like(reward)
+        bonus = spread = torch.zeros_like(reward)
         if optimism:
-            coef = self.log_bonus_gain.exp() * 2.0 * torch.sigmoid(raw[..., 2])
-            bonus = coef * torch.rsqrt(n + 1.0)
-            if self.config.bonus_form == "count":
-                bonus = bonus * scale[:, None, None]
-        return reward, bonus, unknown_mass
+            factor = 2.0 * torch.sigmoid(raw[..., 2])
+            bonus = self.log_bonus_gain.exp() * factor * scale[:, None, None] * torch.rsqrt(n + 1.0)
+            spread = self.config.spread_bonus * factor * torch.rsqrt(n + 1.0)
+        return reward, bonus, unknown_mass, spread
 
     def _plan(
         self,
@@ -838,13 +839,11 @@ class IcrlModel(nn.Module):
         """
         zeros = torch.zeros_like(inp.reward_norm)
         if corrections:
-            reward, bonus, unknown_mass = self._adjusted_mdp(inp, raw, scale, optimism)
+            reward, bonus, unknown_mass, spread = self._adjusted_mdp(inp, raw, scale, optimism)
         else:
-            reward, bonus, unknown_mass = inp.reward_norm, zeros, zeros
+            reward, bonus, unknown_mass, spread = inp.reward_norm, zeros, zeros, zeros
         base, slope = reward, bonus
-        spread_bonus = None
-        if self.config.bonus_form == "variance" and corrections and optimism:
-            slope, spread_bonus = zeros, bonus
+        spread_bonus = spread if corrections and optimism and self.config.spread_bonus > 0 else None
         if corrections and optimism and self.config.explore_unknown == "untried_only":
             unknown_mass = unknown_mass.masked_fill(inp.counts > 0, 0.0)
         if optimism:
