@@ -84,12 +84,14 @@ class ModelConfig:
         so a large MDP whose pairs were each tried a few times still lures the agent away from a reward it
         found) or ``"untried_only"`` (as optimistic VI: only an untried pair reaches the unknown successor;
         a tried one follows ``P̂`` and keeps its count bonus)
-    :param spread_bonus: ``c_v >= 0``; the exploring plan adds ``c_v f sqrt(Var_P̂[V_{k-1}] / (N + 1))`` to a
-        tried pair's count bonus (``f = 2 sigmoid(.)`` the per-pair bonus output): the spread of its successors'
-        values under the empirical transitions, as in UCB-VI's Bernstein bonus. A pair whose outcomes all led
-        to one state (a deterministic move) or to states worth the same gets none; a slippery one keeps it
-        while its outcome frequencies are uncertain. It needs no reward scale: the values carry it.
-        ``0`` (icrl-v1, v2) leaves it out
+    :param spread_bonus: ``c_v >= 0``; the exploring plan adds an empirical-Bernstein bonus to a tried pair's
+        count bonus: ``c_v f (sqrt(Var_P̂[V_{k-1}] / (N + 1)) + sqrt(rho) range(V_{k-1}) / (N + 1))``, ``f`` the
+        per-pair bonus factor ``2 sigmoid(.)``. The first term is the spread of its successors' values (UCB-VI's
+        Bernstein bonus): none for a move that always led to one state, or to states worth the same. The second
+        covers what a few visits cannot show: ``range`` is the largest minus the smallest state value, and
+        ``rho`` the MDP's pooled chance that two visits of a pair had different outcomes, so an MDP whose moves
+        all proved deterministic (DeepSea) gives it none, while one where moves slip (Chain) keeps a move tried
+        once worth retrying. Both need no reward scale: the values carry it. ``0`` (icrl-v1, v2) leaves it out
     :param scale_head: how the reward-scale estimate (in units of the largest reward seen) is made:
         ``"gain"`` (icrl-v1) ``1 + gain * softplus(linear(g))``; ``"quantile"`` ``exp(gain * softplus(mlp(g)))``,
         the MLP trained on a quantile of ``log(largest |R| / largest seen)`` (see
@@ -253,6 +255,7 @@ class _DenseGraph:
         bias = torch.log(transitions.clamp_min(1e-30) / (counts + 1.0).unsqueeze(-1))
         self.edge_bias = bias.masked_fill(~observed, float("-inf"))
         self.n_succ = observed.sum(-1).to(counts.dtype)
+        self.squared_counts = (transitions * transitions).sum(-1)  # sum_s' n(s,a,s')^2, (B, S, A)
         self.shape = (batch, n_states, n_actions)
         self.bias: torch.Tensor | None = None
 
@@ -289,6 +292,7 @@ class _SparseGraph:
         self.transitions = solvers.SparseTransitions(src, dst, count / n_sa[src].clamp_min(1.0), n_states, n_actions)
         self.edge_bias = torch.log(count / (n_sa[src] + 1.0))
         self.n_succ = torch.zeros_like(n_sa).index_add_(0, src, torch.ones_like(count)).view(counts.shape)
+        self.squared_counts = torch.zeros_like(n_sa).index_add_(0, src, count * count).view(counts.shape)
         self.shape = (1, n_states, n_actions)
         self.att_src = self.att_dst = src.new_empty(0)  # completed by attach_extra_bias
         self.bias = count.new_empty(0)
@@ -477,7 +481,8 @@ class IcrlModel(nn.Module):
 
     - reward ``(N r̂ + w_r r0) / (N + w_r)``, ``0 <= w_r <= max_pseudo_count``, prior ``r0`` in [-1, 1];
     - bonus ``c_b k scale / sqrt(N + 1)`` (optimism only), ``c_b <= 2 exp(log_bonus_gain)``; with
-      ``config.spread_bonus`` ``c_v > 0``, plus ``c_v f sqrt(Var_P̂[V_{k-1}] / (N + 1))``, ``f <= 2`` per pair;
+      ``config.spread_bonus`` ``c_v > 0``, plus ``c_v f (sqrt(Var_P̂[V_{k-1}] / (N + 1)) + sqrt(rho) range / (N + 1))``
+      on a tried pair (see :class:`ModelConfig`);
     - a mass ``m = w / (N + w)`` goes to an unknown successor worth ``kappa scale (k - 1)`` (optimism) or
       the mean value of the known states (exploitation); the rest follows ``P̂``; terminal mass is worth 0;
     - ``scale >= 1`` the per-MDP estimate of how large unseen rewards may be;
@@ -843,7 +848,10 @@ class IcrlModel(nn.Module):
         else:
             reward, bonus, unknown_mass, spread = inp.reward_norm, zeros, zeros, zeros
         base, slope = reward, bonus
-        spread_bonus = spread if corrections and optimism and self.config.spread_bonus > 0 else None
+        spread_bonus = impurity = None
+        if corrections and optimism and self.config.spread_bonus > 0:
+            spread_bonus = spread.masked_fill(inp.counts == 0, 0.0)  # an untried pair has its unknown mass
+            impurity = _outcome_impurity(inp, graph)
         if corrections and optimism and self.config.explore_unknown == "untried_only":
             unknown_mass = unknown_mass.masked_fill(inp.counts > 0, 0.0)
         if optimism:
@@ -873,7 +881,9 @@ class IcrlModel(nn.Module):
         def backup(k: int, v: torch.Tensor) -> torch.Tensor:  # (B, S) -> (B, S, A)
             q_k = known.expect(v, torch.add(base, slope, alpha=k))
             if spread_bonus is not None:
-                q_k = q_k + spread_bonus * _successor_spread(graph.transitions, v)
+                value_range = _masked_range(v, inp.state_mask)
+                unseen = (impurity * value_range)[:, None, None] * torch.rsqrt(inp.counts + 1.0)
+                q_k = q_k + spread_bonus * (_successor_spread(graph.transitions, v) + unseen)
             if neutral:
                 q_k = q_k + continuing * _masked_mean(v, inp.state_mask, (1,))[:, None, None]
             if floor is not None:
@@ -906,6 +916,25 @@ def _successor_spread(transitions: solvers.Transitions, v: torch.Tensor) -> torc
     second = transitions.expect(v * v)
     # the floor keeps sqrt's gradient finite where every outcome is worth the same
     return torch.sqrt((second - mean * mean).clamp_min(1e-12))
+
+
+def _outcome_impurity(inp: _Inputs, graph: _Graph) -> torch.Tensor:
+    """``sqrt(rho)`` per MDP ``[B]``: ``rho`` the chance that two visits of one pair had different outcomes
+    (a terminal outcome counts as one), pooled over the pairs, ``(D + 1) / (T + 1)`` with ``T`` the ordered
+    pairs of visits and ``D`` those with different outcomes: 1 before any pair was tried twice, falling fast
+    to 0 in an MDP whose moves all proved deterministic (DeepSea), and near 0.3 where moves slip 20% (Chain)."""
+    n = inp.counts * inp.sa_mask
+    squared = (graph.squared_counts + inp.terminal_counts * inp.terminal_counts) * inp.sa_mask
+    total = (n * (n - 1.0)).clamp_min(0.0).sum((1, 2))
+    different = (n * n - squared).sum((1, 2))
+    return torch.sqrt((different + 1.0) / (total + 1.0))
+
+
+def _masked_range(v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``max - min`` of ``v [B, S]`` over the states where ``mask``: ``[B]``."""
+    top = v.masked_fill(~mask, float("-inf")).amax(-1)
+    bottom = v.masked_fill(~mask, float("inf")).amin(-1)
+    return top - bottom
 
 
 def _last_linear(module: nn.Module) -> nn.Module:

@@ -119,8 +119,9 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
     ``unknown="untried_only"``: a visited pair has no unknown mass; ``"non_terminal"``: the mean of ``V_{k-1}``
     is reached with ``m (1 - t̂)`` only, ``t̂`` the pair's share of terminations (the rest of ``m`` ends).
     With ``optimism_horizon`` ``H0`` set, kappa is multiplied by ``H0 / horizon``. With optimism and
-    ``explore="untried_only"``, a visited pair has no unknown mass. With ``config.spread_bonus`` ``c_v``, a pair also
-    gets ``c_v f sqrt(Var_p_hat[V_{k-1}] / (N + 1))`` (optimism only; terminal mass worth 0, ``f`` the bonus factor).
+    ``explore="untried_only"``, a visited pair has no unknown mass. With ``config.spread_bonus`` ``c_v``, a visited pair
+    also gets ``c_v f (sqrt(Var_p_hat[V_{k-1}] / (N + 1)) + sqrt(rho) range(V_{k-1}) / (N + 1))`` (optimism only;
+    terminal mass worth 0, ``f`` the bonus factor, ``rho`` the pooled share of visit pairs with different outcomes).
     """
     counts, reward_mean, p_hat, visited, c = empirical_mdp(stats)
     r_norm = reward_mean / c
@@ -137,7 +138,10 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
         continuing = m * (1.0 - stats.dense().terminal_counts / np.maximum(counts, 1.0))
     bonus_coef = math.exp(model.log_bonus_gain.item()) * 2.0 * sigmoid(raw[..., 2])
     bonus = bonus_coef * scale / np.sqrt(counts + 1.0) if optimism else np.zeros_like(reward)
-    spread_coef = model.config.spread_bonus * 2.0 * sigmoid(raw[..., 2]) / np.sqrt(counts + 1.0)
+    spread_coef = model.config.spread_bonus * 2.0 * sigmoid(raw[..., 2]) / np.sqrt(counts + 1.0) * visited
+    dense = stats.dense()
+    squared = (dense.transitions ** 2).sum(-1) + dense.terminal_counts ** 2
+    rho = ((counts ** 2 - squared).sum() + 1.0) / ((counts * (counts - 1.0)).clip(min=0.0).sum() + 1.0)
     kappa = softplus(model.kappa_raw.item())
     if model.config.optimism_horizon is not None:
         kappa *= model.config.optimism_horizon / horizon
@@ -145,7 +149,8 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
     for k in range(1, horizon + 1):
         q = reward + k * bonus + (1.0 - m) * (p_hat @ v)
         if optimism:
-            q = q + spread_coef * np.sqrt(np.maximum(p_hat @ (v * v) - (p_hat @ v) ** 2, 1e-12))
+            spread = np.sqrt(np.maximum(p_hat @ (v * v) - (p_hat @ v) ** 2, 1e-12))
+            q = q + spread_coef * (spread + math.sqrt(rho) * (v.max() - v.min()) / np.sqrt(counts + 1.0))
         q = q + (m * kappa * scale * (k - 1) if optimism else continuing * v.mean())
         if floor and not optimism:
             lowest = min(0.0, float(r_norm[visited].min()))
@@ -407,8 +412,9 @@ def test_explore_unknown_untried_only_gives_tried_pairs_no_unknown_mass_in_the_e
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("explore", ["all_pairs", "untried_only"])
 def test_spread_bonus_follows_the_spread_of_successor_values_in_the_exploring_plan(seed, explore):
-    """``spread_bonus=c_v``: a tried pair's count bonus gains ``c_v f sqrt(Var_P̂[V_{k-1}] / (N + 1))``, in the
-    sparse and the batched paths alike; the exploitation plan is unchanged."""
+    """``spread_bonus=c_v``: a tried pair's count bonus gains the spread of its successors' values and the range
+    term weighted by the pooled outcome impurity, in the sparse and the batched paths alike; the exploitation
+    plan is unchanged."""
     stats, horizon = random_stats(seed)
     model = make_model(seed)
     model.config = dataclasses.replace(model.config, explore_unknown=explore)
