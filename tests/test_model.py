@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from types import SimpleNamespace
 
 import numpy as np
@@ -269,8 +271,10 @@ def test_logits_mask_invalid_actions_and_temperature_is_positive():
         out.logits(torch.tensor([0, 7]))
 
 
-def test_rewards_are_scale_free():
+@pytest.mark.parametrize("planning", [{}, {"explore_unknown": "untried_only", "spread_bonus": 0.3}])
+def test_rewards_are_scale_free(planning):
     model = make_model()
+    model.config = dataclasses.replace(model.config, **planning)
     mdp = random_stats(np.random.default_rng(12), 6, 3)
     out = model(to_batch([mdp], [8]))
     scaled = model(
