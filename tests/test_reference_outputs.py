@@ -143,3 +143,27 @@ def test_icrl_v2_1_is_icrl_v2_with_only_the_exploitation_rules_changed():
                 v2_1_ref[case]["optimism"]["true"][key], v2_ref[case]["optimism"]["true"][key], rtol=RTOL, atol=ATOL
             )
     assert any(v2_1_ref[c]["optimism"]["false"]["q"] != v2_ref[c]["optimism"]["false"]["q"] for c in maker.CASES)
+
+
+def test_icrl_v2_2_is_icrl_v2_1_with_only_the_exploring_plan_changed():
+    """icrl-v2.2 (configs/v2_2.yaml, no training step) = icrl-v2.1's tensors with the scale gain set to 8, plus
+    ``explore_unknown: untried_only`` and ``spread_bonus: 0.3``: its exploitation Q equals icrl-v2.1's (offline
+    behaviour unchanged), its exploring Q does not."""
+    import math
+    from dataclasses import replace
+
+    from icrl_agent.checkpoint import load_checkpoint
+
+    v2_2, v2_2_card = load_checkpoint(maker.weights_path("icrl-v2.2"))
+    v2_1, v2_1_card = load_checkpoint(maker.weights_path("icrl-v2.1"))
+    assert v2_2.config == replace(v2_1.config, explore_unknown="untried_only", spread_bonus=0.3)
+    v2_1_tensors = v2_1.state_dict()
+    changed = [k for k, t in v2_2.state_dict().items() if not torch.equal(t, v2_1_tensors[k])]
+    assert changed == ["log_scale_gain"] and math.isclose(v2_2.optimism_constants()["scale_gain"], 8.0, rel_tol=1e-6)
+    assert v2_2_card["training"]["init_from"]["sha256"] == v2_1_card["sha256"]
+    v2_2_ref, v2_1_ref = REFERENCES["icrl-v2.2"]["cases"], REFERENCES["icrl-v2.1"]["cases"]
+    for case in maker.CASES:
+        np.testing.assert_allclose(
+            v2_2_ref[case]["optimism"]["false"]["q"], v2_1_ref[case]["optimism"]["false"]["q"], rtol=RTOL, atol=ATOL
+        )
+    assert any(v2_2_ref[c]["optimism"]["true"]["q"] != v2_1_ref[c]["optimism"]["true"]["q"] for c in maker.CASES)
