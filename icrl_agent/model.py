@@ -878,12 +878,19 @@ class IcrlModel(nn.Module):
             lowest = inp.reward_norm.masked_fill(~visited, 0.0).amin((1, 2)).clamp(max=0.0)  # (B,)
             floor = (visited, lowest[:, None, None])
 
+        # P̂'s expectation is the known part's divided by 1 - m (0 on an untried pair): one successor sum saved
+        keep = (1.0 - unknown_mass).clamp_min(1e-12)
+
         def backup(k: int, v: torch.Tensor) -> torch.Tensor:  # (B, S) -> (B, S, A)
-            q_k = known.expect(v, torch.add(base, slope, alpha=k))
-            if spread_bonus is not None:
+            if spread_bonus is None:
+                q_k = known.expect(v, torch.add(base, slope, alpha=k))
+            else:
+                known_mean = known.expect(v)
+                q_k = known_mean + torch.add(base, slope, alpha=k)
                 value_range = _masked_range(v, inp.state_mask)
                 unseen = (impurity * value_range)[:, None, None] * torch.rsqrt(inp.counts + 1.0)
-                q_k = q_k + spread_bonus * (_successor_spread(graph.transitions, v) + unseen)
+                spread = _successor_spread(graph.transitions, v, known_mean / keep)
+                q_k = q_k + spread_bonus * (spread + unseen)
             if neutral:
                 q_k = q_k + continuing * _masked_mean(v, inp.state_mask, (1,))[:, None, None]
             if floor is not None:
@@ -910,9 +917,9 @@ class IcrlModel(nn.Module):
         return factor * gap * inp.c[:, None]
 
 
-def _successor_spread(transitions: solvers.Transitions, v: torch.Tensor) -> torch.Tensor:
-    """``sqrt(Var_P̂[v])`` per pair (a terminal outcome counts as worth 0; an untried pair gets 0)."""
-    mean = transitions.expect(v)
+def _successor_spread(transitions: solvers.Transitions, v: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    """``sqrt(Var_P̂[v])`` per pair, given ``mean = E_P̂[v]`` (a terminal outcome counts as worth 0; an untried
+    pair gets 0)."""
     second = transitions.expect(v * v)
     # the floor keeps sqrt's gradient finite where every outcome is worth the same
     return torch.sqrt((second - mean * mean).clamp_min(1e-12))
