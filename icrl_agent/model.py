@@ -848,10 +848,10 @@ class IcrlModel(nn.Module):
         else:
             reward, bonus, unknown_mass, spread = inp.reward_norm, zeros, zeros, zeros
         base, slope = reward, bonus
-        spread_bonus = impurity = None
+        spread_bonus = None
         if corrections and optimism and self.config.spread_bonus > 0:
             spread_bonus = spread.masked_fill(inp.counts == 0, 0.0)  # an untried pair has its unknown mass
-            impurity = _outcome_impurity(inp, graph)
+            unseen_coef = _outcome_impurity(inp, graph)[:, None, None] * torch.rsqrt(inp.counts + 1.0)
         if corrections and optimism and self.config.explore_unknown == "untried_only":
             unknown_mass = unknown_mass.masked_fill(inp.counts > 0, 0.0)
         if optimism:
@@ -878,8 +878,9 @@ class IcrlModel(nn.Module):
             lowest = inp.reward_norm.masked_fill(~visited, 0.0).amin((1, 2)).clamp(max=0.0)  # (B,)
             floor = (visited, lowest[:, None, None])
 
-        # P̂'s expectation is the known part's divided by 1 - m (0 on an untried pair): one successor sum saved
-        keep = (1.0 - unknown_mass).clamp_min(1e-12)
+        if spread_bonus is not None:
+            # P̂'s expectation is the known part's divided by 1 - m (0 on an untried pair): one successor sum saved
+            keep = (1.0 - unknown_mass).clamp_min(1e-12)
 
         def backup(k: int, v: torch.Tensor) -> torch.Tensor:  # (B, S) -> (B, S, A)
             if spread_bonus is None:
@@ -887,8 +888,7 @@ class IcrlModel(nn.Module):
             else:
                 known_mean = known.expect(v)
                 q_k = known_mean + torch.add(base, slope, alpha=k)
-                value_range = _masked_range(v, inp.state_mask)
-                unseen = (impurity * value_range)[:, None, None] * torch.rsqrt(inp.counts + 1.0)
+                unseen = unseen_coef * _masked_range(v, inp.state_mask)[:, None, None]
                 spread = _successor_spread(graph.transitions, v, known_mean / keep)
                 q_k = q_k + spread_bonus * (spread + unseen)
             if neutral:
@@ -928,8 +928,10 @@ def _successor_spread(transitions: solvers.Transitions, v: torch.Tensor, mean: t
 def _outcome_impurity(inp: _Inputs, graph: _Graph) -> torch.Tensor:
     """``sqrt(rho)`` per MDP ``[B]``: ``rho`` the chance that two visits of one pair had different outcomes
     (a terminal outcome counts as one), pooled over the pairs, ``(D + 1) / (T + 1)`` with ``T`` the ordered
-    pairs of visits and ``D`` those with different outcomes: 1 before any pair was tried twice, falling fast
-    to 0 in an MDP whose moves all proved deterministic (DeepSea), and near 0.3 where moves slip 20% (Chain)."""
+    pairs of visits and ``D`` those with different outcomes. ``rho`` is 1 before any pair was tried twice, falls
+    fast to 0 in an MDP whose moves all proved deterministic (DeepSea), and nears 0.32 where every move slips
+    with probability 0.2 (Chain). Rewards do not count: a pair whose reward varies but whose successor does not
+    adds to ``T`` only."""
     n = inp.counts * inp.sa_mask
     squared = (graph.squared_counts + inp.terminal_counts * inp.terminal_counts) * inp.sa_mask
     total = (n * (n - 1.0)).clamp_min(0.0).sum((1, 2))
