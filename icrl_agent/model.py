@@ -851,7 +851,8 @@ class IcrlModel(nn.Module):
         spread_bonus = None
         if corrections and optimism and self.config.spread_bonus > 0:
             spread_bonus = spread.masked_fill(inp.counts == 0, 0.0)  # an untried pair has its unknown mass
-            unseen_coef = _outcome_impurity(inp, graph)[:, None, None] * torch.rsqrt(inp.counts + 1.0)
+            impurity, count_decay = _outcome_impurity(inp, graph), torch.rsqrt(inp.counts + 1.0)
+            padding = None if bool(inp.state_mask.all()) else ~inp.state_mask  # the sparse path has none
         if corrections and optimism and self.config.explore_unknown == "untried_only":
             unknown_mass = unknown_mass.masked_fill(inp.counts > 0, 0.0)
         if optimism:
@@ -878,19 +879,13 @@ class IcrlModel(nn.Module):
             lowest = inp.reward_norm.masked_fill(~visited, 0.0).amin((1, 2)).clamp(max=0.0)  # (B,)
             floor = (visited, lowest[:, None, None])
 
-        if spread_bonus is not None:
-            # P̂'s expectation is the known part's divided by 1 - m (0 on an untried pair): one successor sum saved
-            keep = (1.0 - unknown_mass).clamp_min(1e-12)
-
+        # The spread's arithmetic is kept in the order icrl-v2.2's committed results were measured with: a cheaper
+        # order (P̂'s mean from the known part's sum, fused adds) changes the last bits and so some trajectories.
         def backup(k: int, v: torch.Tensor) -> torch.Tensor:  # (B, S) -> (B, S, A)
-            if spread_bonus is None:
-                q_k = known.expect(v, torch.add(base, slope, alpha=k))
-            else:
-                known_mean = known.expect(v)
-                q_k = known_mean + torch.add(base, slope, alpha=k)
-                unseen = unseen_coef * _masked_range(v, inp.state_mask)[:, None, None]
-                spread = _successor_spread(graph.transitions, v, known_mean / keep)
-                q_k = q_k + spread_bonus * (spread + unseen)
+            q_k = known.expect(v, torch.add(base, slope, alpha=k))
+            if spread_bonus is not None:
+                unseen = (impurity * _value_range(v, padding))[:, None, None] * count_decay
+                q_k = q_k + spread_bonus * (_successor_spread(graph.transitions, v) + unseen)
             if neutral:
                 q_k = q_k + continuing * _masked_mean(v, inp.state_mask, (1,))[:, None, None]
             if floor is not None:
@@ -917,9 +912,9 @@ class IcrlModel(nn.Module):
         return factor * gap * inp.c[:, None]
 
 
-def _successor_spread(transitions: solvers.Transitions, v: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
-    """``sqrt(Var_P̂[v])`` per pair, given ``mean = E_P̂[v]`` (a terminal outcome counts as worth 0; an untried
-    pair gets 0)."""
+def _successor_spread(transitions: solvers.Transitions, v: torch.Tensor) -> torch.Tensor:
+    """``sqrt(Var_P̂[v])`` per pair (a terminal outcome counts as worth 0; an untried pair gets 0)."""
+    mean = transitions.expect(v)
     second = transitions.expect(v * v)
     # the floor keeps sqrt's gradient finite where every outcome is worth the same
     return torch.sqrt((second - mean * mean).clamp_min(1e-12))
@@ -939,10 +934,13 @@ def _outcome_impurity(inp: _Inputs, graph: _Graph) -> torch.Tensor:
     return torch.sqrt((different + 1.0) / (total + 1.0))
 
 
-def _masked_range(v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``max - min`` of ``v [B, S]`` over the states where ``mask``: ``[B]``."""
-    top = v.masked_fill(~mask, float("-inf")).amax(-1)
-    bottom = v.masked_fill(~mask, float("inf")).amin(-1)
+def _value_range(v: torch.Tensor, padding: torch.Tensor | None) -> torch.Tensor:
+    """``max - min`` of ``v [B, S]`` over each MDP's real states (``padding``: ``[B, S]`` true on the others)."""
+    if padding is None:
+        bottom, top = torch.aminmax(v, dim=-1)
+    else:
+        top = v.masked_fill(padding, float("-inf")).amax(-1)
+        bottom = v.masked_fill(padding, float("inf")).amin(-1)
     return top - bottom
 
 

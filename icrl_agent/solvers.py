@@ -141,7 +141,8 @@ class SparseTransitions:
         shape = v.shape[:-1] + (self.n_states, self.n_actions)
         if base is None:
             base = torch.zeros(self.n_states * self.n_actions, dtype=v.dtype, device=v.device)
-        flat = base.reshape(-1).index_add(0, self.src, self.weight * v.reshape(-1)[self.dst])
+        # index_select: the same gather as v[dst], about twice as fast on CPU for a 1-D v
+        flat = base.reshape(-1).index_add(0, self.src, self.weight * v.reshape(-1).index_select(0, self.dst))
         return flat.view(shape)
 
 
