@@ -255,7 +255,7 @@ class _DenseGraph:
         bias = torch.log(transitions.clamp_min(1e-30) / (counts + 1.0).unsqueeze(-1))
         self.edge_bias = bias.masked_fill(~observed, float("-inf"))
         self.n_succ = observed.sum(-1).to(counts.dtype)
-        self.squared_counts = (transitions * transitions).sum(-1)  # sum_s' n(s,a,s')^2, (B, S, A)
+        self._successor_counts = transitions  # kept for squared_counts (the spread bonus), not copied
         self.shape = (batch, n_states, n_actions)
         self.bias: torch.Tensor | None = None
 
@@ -266,6 +266,10 @@ class _DenseGraph:
     def successor_mean(self, x: torch.Tensor) -> torch.Tensor:
         """``sum_s' P̂(s'|s,a) x[s']`` (terminal mass contributes 0), ``[B, S] -> [B, S, A]``."""
         return self.transitions.expect(x)
+
+    def squared_counts(self) -> torch.Tensor:
+        """``sum_s' n(s, a, s')^2`` per pair, ``[B, S, A]``: built only when a plan asks for it."""
+        return (self._successor_counts * self._successor_counts).sum(-1)
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Attention of every (s,a) over its successors and the extra nodes.
@@ -292,7 +296,7 @@ class _SparseGraph:
         self.transitions = solvers.SparseTransitions(src, dst, count / n_sa[src].clamp_min(1.0), n_states, n_actions)
         self.edge_bias = torch.log(count / (n_sa[src] + 1.0))
         self.n_succ = torch.zeros_like(n_sa).index_add_(0, src, torch.ones_like(count)).view(counts.shape)
-        self.squared_counts = torch.zeros_like(n_sa).index_add_(0, src, count * count).view(counts.shape)
+        self._count, self._counts = count, counts  # kept for squared_counts (the spread bonus), not copied
         self.shape = (1, n_states, n_actions)
         self.att_src = self.att_dst = src.new_empty(0)  # completed by attach_extra_bias
         self.bias = count.new_empty(0)
@@ -309,6 +313,10 @@ class _SparseGraph:
 
     def successor_mean(self, x: torch.Tensor) -> torch.Tensor:
         return self.transitions.expect(x)
+
+    def squared_counts(self) -> torch.Tensor:
+        n_sa = self._counts.reshape(-1)
+        return torch.zeros_like(n_sa).index_add_(0, self.src, self._count * self._count).view(self._counts.shape)
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         q, k, v = q[0], k[0], v[0]
@@ -928,7 +936,7 @@ def _outcome_impurity(inp: _Inputs, graph: _Graph) -> torch.Tensor:
     with probability 0.2 (Chain). Rewards do not count: a pair whose reward varies but whose successor does not
     adds to ``T`` only."""
     n = inp.counts * inp.sa_mask
-    squared = (graph.squared_counts + inp.terminal_counts * inp.terminal_counts) * inp.sa_mask
+    squared = (graph.squared_counts() + inp.terminal_counts * inp.terminal_counts) * inp.sa_mask
     total = (n * (n - 1.0)).clamp_min(0.0).sum((1, 2))
     different = (n * n - squared).sum((1, 2))
     return torch.sqrt((different + 1.0) / (total + 1.0))
