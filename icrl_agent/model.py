@@ -92,6 +92,12 @@ class ModelConfig:
         ``rho`` the MDP's pooled chance that two visits of a pair had different outcomes, so an MDP whose moves
         all proved deterministic (DeepSea) gives it none, while one where moves slip (Chain) keeps a move tried
         once worth retrying. Both need no reward scale: the values carry it. ``0`` (icrl-v1, v2) leaves it out
+    :param value_cap: ``False`` (icrl-v1 to v2.2) or ``True``: the exploring plan caps every successor value at
+        ``V_{k-1} <= (k - 1) max(1, kappa scale)`` (normalized units), the most ``k - 1`` steps can be worth when
+        each pays at most the largest reward seen or the unknown successor's worth per step, as UCB-VI caps
+        its values at ``k r_max``. Without it the spread bonus, proportional to the values it reads, compounds
+        over the steps to go: a 200-step plan on FrozenLake8x8 (reward 1 at the goal) reached ``1e11``
+        (float32 then cannot order the actions) and 3000 steps overflow to NaN
     :param scale_head: how the reward-scale estimate (in units of the largest reward seen) is made:
         ``"gain"`` (icrl-v1) ``1 + gain * softplus(linear(g))``; ``"quantile"`` ``exp(gain * softplus(mlp(g)))``,
         the MLP trained on a quantile of ``log(largest |R| / largest seen)`` (see
@@ -119,6 +125,7 @@ class ModelConfig:
     optimism_horizon: int | None = None
     explore_unknown: str = "all_pairs"
     spread_bonus: float = 0.0
+    value_cap: bool = False
 
     def __post_init__(self) -> None:
         if self.optimism_horizon is not None and (
@@ -136,30 +143,20 @@ class ModelConfig:
             raise ValueError(
                 f"ModelConfig.d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})"
             )
-        if self.head not in HEADS:
-            raise ValueError(f"ModelConfig.head must be one of {HEADS}, got {self.head!r}")
-        if self.exploit_untried not in EXPLOIT_UNTRIED:
-            raise ValueError(
-                f"ModelConfig.exploit_untried must be one of {EXPLOIT_UNTRIED}, got {self.exploit_untried!r}"
-            )
-        if self.exploit_unknown not in EXPLOIT_UNKNOWN:
-            raise ValueError(
-                f"ModelConfig.exploit_unknown must be one of {EXPLOIT_UNKNOWN}, got {self.exploit_unknown!r}"
-            )
-        if self.explore_unknown not in EXPLORE_UNKNOWN:
-            raise ValueError(
-                f"ModelConfig.explore_unknown must be one of {EXPLORE_UNKNOWN}, got {self.explore_unknown!r}"
-            )
+        choices = {
+            "head": HEADS, "exploit_untried": EXPLOIT_UNTRIED, "exploit_unknown": EXPLOIT_UNKNOWN,
+            "explore_unknown": EXPLORE_UNKNOWN, "encoder": ENCODERS, "scale_head": SCALE_HEADS,
+            "scale_inputs": SCALE_INPUTS,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"ModelConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if isinstance(self.spread_bonus, bool) or not isinstance(self.spread_bonus, (int, float)) or not (
             self.spread_bonus >= 0
         ):
             raise ValueError(f"ModelConfig.spread_bonus must be a number >= 0, got {self.spread_bonus!r}")
-        if self.encoder not in ENCODERS:
-            raise ValueError(f"ModelConfig.encoder must be one of {ENCODERS}, got {self.encoder!r}")
-        if self.scale_head not in SCALE_HEADS:
-            raise ValueError(f"ModelConfig.scale_head must be one of {SCALE_HEADS}, got {self.scale_head!r}")
-        if self.scale_inputs not in SCALE_INPUTS:
-            raise ValueError(f"ModelConfig.scale_inputs must be one of {SCALE_INPUTS}, got {self.scale_inputs!r}")
+        if not isinstance(self.value_cap, bool):
+            raise ValueError(f"ModelConfig.value_cap must be true or false, got {self.value_cap!r}")
         for name in ("max_pseudo_count", "init_bonus", "init_unknown_mass", "init_kappa", "min_temperature"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
@@ -490,7 +487,8 @@ class IcrlModel(nn.Module):
     - reward ``(N r̂ + w_r r0) / (N + w_r)``, ``0 <= w_r <= max_pseudo_count``, prior ``r0`` in [-1, 1];
     - bonus ``c_b k scale / sqrt(N + 1)`` (optimism only), ``c_b <= 2 exp(log_bonus_gain)``; with
       ``config.spread_bonus`` ``c_v > 0``, plus ``c_v f (sqrt(Var_P̂[V_{k-1}] / (N + 1)) + sqrt(rho) range / (N + 1))``
-      on a tried pair (see :class:`ModelConfig`);
+      on a tried pair (see :class:`ModelConfig`); with ``config.value_cap`` the exploring plan reads every
+      successor value capped at ``(k - 1) max(1, kappa scale)``;
     - a mass ``m = w / (N + w)`` goes to an unknown successor worth ``kappa scale (k - 1)`` (optimism) or
       the mean value of the known states (exploitation); the rest follows ``P̂``; terminal mass is worth 0;
     - ``scale >= 1`` the per-MDP estimate of how large unseen rewards may be;
@@ -863,9 +861,12 @@ class IcrlModel(nn.Module):
             padding = None if bool(inp.state_mask.all()) else ~inp.state_mask  # the sparse path has none
         if corrections and optimism and self.config.explore_unknown == "untried_only":
             unknown_mass = unknown_mass.masked_fill(inp.counts > 0, 0.0)
+        cap = None
         if optimism:
             # the unknown successor is reached after one step: it is worth kappa * scale * (k - 1)
             per_step = F.softplus(self.kappa_raw) * scale
+            if corrections and self.config.value_cap:
+                cap = (F.softplus(self.kappa_raw) * scale).clamp_min(1.0)[:, None]  # (B, 1), per step
             if self.config.optimism_horizon is not None and inp.horizon_known:
                 per_step = per_step * self.config.optimism_horizon / inp.horizon.to(scale.dtype)
             worth = unknown_mass * per_step[:, None, None]
@@ -890,6 +891,8 @@ class IcrlModel(nn.Module):
         # The spread's arithmetic is kept in the order icrl-v2.2's committed results were measured with: a cheaper
         # order (P̂'s mean from the known part's sum, fused adds) changes the last bits and so some trajectories.
         def backup(k: int, v: torch.Tensor) -> torch.Tensor:  # (B, S) -> (B, S, A)
+            if cap is not None:
+                v = torch.minimum(v, (k - 1) * cap)
             q_k = known.expect(v, torch.add(base, slope, alpha=k))
             if spread_bonus is not None:
                 unseen = (impurity * _value_range(v, padding))[:, None, None] * count_decay

@@ -122,6 +122,8 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
     ``explore="untried_only"``, a visited pair has no unknown mass. With ``config.spread_bonus`` ``c_v``, a visited pair
     also gets ``c_v f (sqrt(Var_p_hat[V_{k-1}] / (N + 1)) + sqrt(rho) range(V_{k-1}) / (N + 1))`` (optimism only;
     terminal mass worth 0, ``f`` the bonus factor, ``rho`` the pooled share of visit pairs with different outcomes).
+    With ``config.value_cap`` and optimism, every ``V_{k-1}`` is read capped at ``(k - 1) max(1, kappa scale)``
+    (kappa before the ``optimism_horizon`` factor).
     """
     counts, reward_mean, p_hat, visited, c = empirical_mdp(stats)
     r_norm = reward_mean / c
@@ -143,10 +145,13 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
     squared = (dense.transitions ** 2).sum(-1) + dense.terminal_counts ** 2
     rho = ((counts ** 2 - squared).sum() + 1.0) / ((counts * (counts - 1.0)).clip(min=0.0).sum() + 1.0)
     kappa = softplus(model.kappa_raw.item())
+    capped = optimism and model.config.value_cap
+    cap_per_step = max(1.0, kappa * scale)
     if model.config.optimism_horizon is not None:
         kappa *= model.config.optimism_horizon / horizon
     v, out = np.zeros(counts.shape[0]), []
     for k in range(1, horizon + 1):
+        v = np.minimum(v, (k - 1) * cap_per_step) if capped else v
         q = reward + k * bonus + (1.0 - m) * (p_hat @ v)
         if optimism:
             spread = np.sqrt(np.maximum(p_hat @ (v * v) - (p_hat @ v) ** 2, 1e-12))
@@ -434,6 +439,60 @@ def test_spread_bonus_follows_the_spread_of_successor_values_in_the_exploring_pl
     np.testing.assert_allclose(batched.q[0, :, :n_states, :n_actions].numpy(), expected, rtol=1e-9, atol=1e-9)
     assert np.abs(expected - default_explore[0].numpy()).max() > 1e-3
     np.testing.assert_allclose(exploit.q.numpy(), default_exploit.numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kappa_raw", [0.4, -4.0])  # kappa scale above 1, and below it (the bound is then 1)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_value_cap_reads_successor_values_capped_at_the_per_step_bound_in_the_exploring_plan(seed, kappa_raw):
+    """``value_cap``: every successor value is read at most ``(k - 1) max(1, kappa scale)``, in the sparse and the
+    batched paths alike; over a long plan the spread bonus makes the cap bind; the exploitation plan is
+    unchanged."""
+    stats, _ = random_stats(seed)
+    horizon = 40
+    model = make_model(seed)
+    with torch.no_grad():
+        model.kappa_raw.fill_(kappa_raw)
+    model.config = dataclasses.replace(model.config, explore_unknown="untried_only", spread_bonus=0.5)
+    uncapped = model.forward_sparse(stats.sparse(), horizon, optimism=True).q.detach()
+    default_exploit = model.forward_sparse(stats.sparse(), horizon, optimism=False).q.detach()
+    model.config = dataclasses.replace(model.config, value_cap=True)
+    capture = HeadCapture(model)
+    with torch.no_grad():
+        explore_q = model.forward_sparse(stats.sparse(), horizon, optimism=True)
+        batched = model(to_batch([(stats, horizon)]), optimism=True)
+        exploit = model.forward_sparse(stats.sparse(), horizon, optimism=False)
+    c = empirical_mdp(stats)[4]
+    raw, scale = capture.last()[0], explore_q.reward_scale.item() / c
+    expected = adjusted_q(stats, raw, scale, model, horizon, True, explore="untried_only")
+    np.testing.assert_allclose(explore_q.q[0].numpy(), expected, rtol=1e-8, atol=1e-9)
+    n_states, n_actions = expected.shape[1:]
+    np.testing.assert_allclose(batched.q[0, :, :n_states, :n_actions].numpy(), expected, rtol=1e-8, atol=1e-9)
+    assert np.abs(expected - uncapped[0].numpy()).max() > 1e-3
+    np.testing.assert_allclose(exploit.q.numpy(), default_exploit.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_value_cap_keeps_a_long_exploring_plan_finite_and_growing_at_most_linearly():
+    """Without the cap the spread bonus compounds over the steps to go (values grow geometrically, then
+    overflow); with it, ``Q_k`` stays finite and grows at most linearly in ``k``."""
+    stats, _ = random_stats(0)
+    horizon = 3000
+    model = make_model(0).float()
+    model.config = dataclasses.replace(model.config, explore_unknown="untried_only", spread_bonus=0.5)
+    with torch.no_grad():
+        uncapped = model.forward_sparse(stats.sparse(), horizon, optimism=True).q[0]
+        model.config = dataclasses.replace(model.config, value_cap=True)
+        capped = model.forward_sparse(stats.sparse(), horizon, optimism=True).q[0]
+    valid = torch.isfinite(uncapped[0])  # invalid actions hold -inf at every step
+    assert not torch.isfinite(uncapped[-1][valid]).all()
+    assert torch.isfinite(capped[:, valid]).all()
+    per_step = capped[:, valid].amax(-1) / torch.arange(1, horizon + 1)
+    assert float(per_step[-1]) <= 1.01 * float(per_step[horizon // 2 - 1])
+
+
+@pytest.mark.parametrize("value", [1, "true", None])
+def test_value_cap_rejects_anything_but_a_bool(value):
+    with pytest.raises(ValueError, match="value_cap must be true or false"):
+        ModelConfig(value_cap=value)
 
 
 @pytest.mark.parametrize("value", [-0.1, float("nan"), True, "1"])
