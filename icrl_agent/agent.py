@@ -15,6 +15,7 @@ class's rule) and the scale of unseen rewards from the network.
 from __future__ import annotations
 
 import json
+import math
 import os
 import zipfile
 from importlib import resources
@@ -108,6 +109,14 @@ class Agent(PlanningAgent):
         with torch.no_grad():
             out = self.model.forward_sparse(
                 self.stats.sparse(), horizon, optimism=optimistic, horizon_known=self.horizon_known
+            )
+        top = float(out.q.max())  # NaN propagates; invalid actions hold -inf
+        if not math.isfinite(top):
+            kind = "exploring" if optimistic else "exploitation"
+            raise FloatingPointError(
+                f"Agent: the {kind} plan over {horizon} steps has a non-finite value ({top}), so no action can be "
+                "ranked. This is a bug of the model, not of your env: please report it with the agent file "
+                "(agent.save(path) keeps every statistic seen so far)."
             )
         return out.q[0].to(dtype=torch.float64, device="cpu").numpy()
 

@@ -175,6 +175,30 @@ def test_bad_input_raises_and_leaves_statistics_unchanged(model):
         np.testing.assert_array_equal(after[0][key], value)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_plan_with_a_non_finite_value_is_a_clear_error_and_keeps_the_statistics(model, monkeypatch, bad):
+    """A NaN or +inf in Q (icrl-v2.2's uncapped spread bonus overflowed on FrozenLake8x8) cannot rank actions:
+    the agent says so instead of failing inside the action choice, and what it observed stays."""
+    agent = Agent(spaces.Discrete(3), spaces.Discrete(2), model=model)
+    agent.observe(0, 1, 0.5, 1, False, False)
+    before = agent.stats.state_dict()
+    forward = IcrlModel.forward_sparse
+
+    def poisoned(self, *args, **kwargs):
+        out = forward(self, *args, **kwargs)
+        out.q[0, -1, 0, 0] = bad
+        return out
+
+    monkeypatch.setattr(IcrlModel, "forward_sparse", poisoned)
+    with pytest.raises(FloatingPointError, match="exploring plan over .* non-finite value"):
+        agent.act(0)
+    with pytest.raises(FloatingPointError, match="exploitation plan"):
+        agent.act(0, deterministic=True)
+    after = agent.stats.state_dict()
+    for key, value in before[0].items():
+        np.testing.assert_array_equal(after[0][key], value)
+
+
 def test_fit_is_atomic_and_feeds_the_exploitation_policy(model):
     agent = Agent(spaces.Discrete(3), spaces.Discrete(2), model=model)
     good = {
