@@ -79,6 +79,11 @@ class ModelConfig:
         then read at ``H = H0``); the bonus is unchanged. While the horizon is a guess (an agent before its
         first episode ends, ``forward_sparse(..., horizon_known=False)``) the worth stays ``kappa * scale``
         per step: a guessed horizon must not make the first episode less optimistic than the later ones
+    :param optimism_horizon_max: ``None`` (icrl-v1 to v2.3) or an int ``H1``: planning over ``H > H1`` steps, the
+        unknown successor is worth ``kappa * scale * H1 / H`` per step, so a whole episode of it is worth at most
+        what it is at ``H1``; at ``H <= H1`` (and while the horizon is a guess) nothing changes. ``H1`` is meant to
+        be the longest horizon kappa was tuned on, so a 200-step episode does not make exploring four times more
+        worth than the prior's 50-step ones did. Not combined with ``optimism_horizon``
     :param explore_unknown: which pairs keep their unknown-successor mass in the exploring plan:
         ``"all_pairs"`` (icrl-v1, v2: a tried pair keeps ``m = w / (N + w)``, worth ``kappa * scale`` per step,
         so a large MDP whose pairs were each tried a few times still lures the agent away from a reward it
@@ -123,17 +128,19 @@ class ModelConfig:
     exploit_untried: str = "known_mean"
     exploit_unknown: str = "all_pairs"
     optimism_horizon: int | None = None
+    optimism_horizon_max: int | None = None
     explore_unknown: str = "all_pairs"
     spread_bonus: float = 0.0
     value_cap: bool = False
 
     def __post_init__(self) -> None:
-        if self.optimism_horizon is not None and (
-            not isinstance(self.optimism_horizon, int) or isinstance(self.optimism_horizon, bool)
-            or self.optimism_horizon < 1
-        ):
+        for name in ("optimism_horizon", "optimism_horizon_max"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"ModelConfig.{name} must be None or a positive int, got {value!r}")
+        if self.optimism_horizon is not None and self.optimism_horizon_max is not None:
             raise ValueError(
-                f"ModelConfig.optimism_horizon must be None or a positive int, got {self.optimism_horizon!r}"
+                "ModelConfig.optimism_horizon and optimism_horizon_max are two rules for the same worth: set one"
             )
         for name in ("d_model", "n_heads", "n_rounds", "max_horizon"):
             value = getattr(self, name)
@@ -863,13 +870,9 @@ class IcrlModel(nn.Module):
             unknown_mass = unknown_mass.masked_fill(inp.counts > 0, 0.0)
         cap = None
         if optimism:
-            # the unknown successor is reached after one step: it is worth kappa * scale * (k - 1)
-            per_step = F.softplus(self.kappa_raw) * scale
             if corrections and self.config.value_cap:
                 cap = (F.softplus(self.kappa_raw) * scale).clamp_min(1.0)[:, None]  # (B, 1), per step
-            if self.config.optimism_horizon is not None and inp.horizon_known:
-                per_step = per_step * self.config.optimism_horizon / inp.horizon.to(scale.dtype)
-            worth = unknown_mass * per_step[:, None, None]
+            worth = unknown_mass * self._unknown_worth_per_step(inp, scale)[:, None, None]
             base, slope = base - worth, slope + worth
         neutral = corrections and not optimism
         if neutral and self.config.exploit_unknown == "untried_only":
@@ -904,6 +907,21 @@ class IcrlModel(nn.Module):
             return q_k
 
         return solvers.backward_induction(backup, horizon_max, zeros[..., 0])
+
+    def _unknown_worth_per_step(self, inp: _Inputs, scale: torch.Tensor) -> torch.Tensor:
+        """What the unknown successor is worth per step to go, in normalized units: ``[B]``.
+
+        It is reached after one step, so with ``k`` steps to go it is worth this times ``k - 1``.
+        """
+        per_step = F.softplus(self.kappa_raw) * scale
+        if not inp.horizon_known:  # a guessed horizon must not make the first episode less optimistic
+            return per_step
+        horizon = inp.horizon.to(scale.dtype)
+        if self.config.optimism_horizon is not None:
+            per_step = per_step * self.config.optimism_horizon / horizon
+        if self.config.optimism_horizon_max is not None:
+            per_step = per_step * (self.config.optimism_horizon_max / horizon).clamp(max=1.0)
+        return per_step
 
     def _temperature(
         self, inp: _Inputs, q_norm: torch.Tensor, h_s: torch.Tensor, g: torch.Tensor, scale: torch.Tensor

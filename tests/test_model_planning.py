@@ -118,7 +118,8 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
     an unvisited pair is worth at most ``k * min(0, smallest r̂ / c over the visited pairs)``. No optimism,
     ``unknown="untried_only"``: a visited pair has no unknown mass; ``"non_terminal"``: the mean of ``V_{k-1}``
     is reached with ``m (1 - t̂)`` only, ``t̂`` the pair's share of terminations (the rest of ``m`` ends).
-    With ``optimism_horizon`` ``H0`` set, kappa is multiplied by ``H0 / horizon``. With optimism and
+    With ``optimism_horizon`` ``H0`` set, kappa is multiplied by ``H0 / horizon``; with ``optimism_horizon_max``
+    ``H1``, by ``min(1, H1 / horizon)``. With optimism and
     ``explore="untried_only"``, a visited pair has no unknown mass. With ``config.spread_bonus`` ``c_v``, a visited pair
     also gets ``c_v f (sqrt(Var_p_hat[V_{k-1}] / (N + 1)) + sqrt(rho) range(V_{k-1}) / (N + 1))`` (optimism only;
     terminal mass worth 0, ``f`` the bonus factor, ``rho`` the pooled share of visit pairs with different outcomes).
@@ -149,6 +150,8 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
     cap_per_step = max(1.0, kappa * scale)
     if model.config.optimism_horizon is not None:
         kappa *= model.config.optimism_horizon / horizon
+    if model.config.optimism_horizon_max is not None:
+        kappa *= min(1.0, model.config.optimism_horizon_max / horizon)
     v, out = np.zeros(counts.shape[0]), []
     for k in range(1, horizon + 1):
         v = np.minimum(v, (k - 1) * cap_per_step) if capped else v
@@ -368,6 +371,40 @@ def test_optimism_horizon_keeps_a_whole_episode_of_the_unknown_worth_the_same_at
     np.testing.assert_allclose(q_same_horizon.numpy(), q_at_h0.numpy(), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_optimism_horizon_max_shrinks_the_unknown_worth_only_beyond_it(seed):
+    """``optimism_horizon_max=H1``: an MDP planned over more than ``H1`` steps has its unknown successor worth
+    ``kappa scale H1 / H`` per step, one planned over ``H1`` steps or fewer keeps the default worth, each MDP of a
+    batch by its own horizon; a guessed horizon keeps the default worth; the exploitation plan is unchanged."""
+    items = [random_stats(seed), random_stats(seed + 5, steps=30)]
+    items[1] = (items[1][0], 5)
+    long_horizon, short_horizon = items[0][1], items[1][1]
+    model = make_model(seed)
+    default_q = [model.forward_sparse(st.sparse(), h).q.detach() for st, h in items]
+    default_exploit = model.forward_sparse(items[0][0].sparse(), long_horizon, optimism=False).q.detach()
+    model.config = dataclasses.replace(model.config, optimism_horizon_max=7)
+    assert short_horizon <= 7 < long_horizon
+    capture = HeadCapture(model)
+    with torch.no_grad():
+        batched = model(to_batch(items), optimism=True)
+        raw = capture.last()
+        sparse = model.forward_sparse(items[0][0].sparse(), long_horizon)
+        guessed = model.forward_sparse(items[0][0].sparse(), long_horizon, horizon_known=False)
+        exploit = model.forward_sparse(items[0][0].sparse(), long_horizon, optimism=False)
+    for i, (stats, horizon) in enumerate(items):
+        s, a = stats.n_states, stats.n_actions
+        scale = batched.reward_scale[i].item() / empirical_mdp(stats)[4]
+        expected = adjusted_q(stats, raw[i, :s, :a], scale, model, horizon, True)
+        np.testing.assert_allclose(batched.q[i, :horizon, :s, :a].numpy(), expected, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(batched.q[1, :short_horizon, :items[1][0].n_states, :items[1][0].n_actions].numpy(),
+                               default_q[1][0].numpy(), rtol=1e-9, atol=1e-9)
+    assert np.abs(sparse.q.numpy() - default_q[0].numpy()).max() > 1e-3
+    np.testing.assert_allclose(sparse.q.numpy(), batched.q[:1, :long_horizon, :items[0][0].n_states,
+                               :items[0][0].n_actions].numpy(), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(guessed.q.numpy(), default_q[0].numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(exploit.q.numpy(), default_exploit.numpy(), rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("optimism", [True, False])
 def test_a_guessed_horizon_keeps_the_unknown_worth_per_step_of_the_default_model(optimism):
     """``horizon_known=False`` (no episode has ended): the per-step worth of the unknown successor is not
@@ -388,10 +425,16 @@ def test_a_guessed_horizon_keeps_the_unknown_worth_per_step_of_the_default_model
         np.testing.assert_allclose(known.numpy(), plain.numpy(), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("name", ["optimism_horizon", "optimism_horizon_max"])
 @pytest.mark.parametrize("value", [0, -3, 2.5, True, "20"])
-def test_optimism_horizon_rejects_anything_but_none_or_a_positive_int(value):
-    with pytest.raises(ValueError, match="optimism_horizon must be None or a positive int"):
-        ModelConfig(optimism_horizon=value)
+def test_optimism_horizon_rejects_anything_but_none_or_a_positive_int(value, name):
+    with pytest.raises(ValueError, match=f"{name} must be None or a positive int"):
+        ModelConfig(**{name: value})
+
+
+def test_the_two_optimism_horizon_rules_are_not_combined():
+    with pytest.raises(ValueError, match="set one"):
+        ModelConfig(optimism_horizon=20, optimism_horizon_max=50)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
