@@ -97,12 +97,12 @@ class ModelConfig:
         ``rho`` the MDP's pooled chance that two visits of a pair had different outcomes, so an MDP whose moves
         all proved deterministic (DeepSea) gives it none, while one where moves slip (Chain) keeps a move tried
         once worth retrying. Both need no reward scale: the values carry it. ``0`` (icrl-v1, v2) leaves it out
-    :param value_cap: ``False`` (icrl-v1 to v2.2) or ``True``: the exploring plan caps every successor value at
-        ``V_{k-1} <= (k - 1) max(1, kappa scale)`` (normalized units), the most ``k - 1`` steps can be worth when
-        each pays at most the largest reward seen or the unknown successor's worth per step, as UCB-VI caps
-        its values at ``k r_max``. Without it the spread bonus, proportional to the values it reads, compounds
-        over the steps to go: a 200-step plan on FrozenLake8x8 (reward 1 at the goal) reached ``1e11``
-        (float32 then cannot order the actions) and 3000 steps overflow to NaN
+    :param value_cap: ``False`` (icrl-v1 to v2.2) or ``True`` (icrl-v2.3): the exploring plan caps every
+        successor value at ``V_{k-1} <= (k - 1) max(1, kappa scale)`` (normalized units), the most ``k - 1``
+        steps can be worth when each pays at most the largest reward seen or the unknown successor's worth per
+        step, as UCB-VI caps its values at ``k r_max``. Without it the spread bonus, proportional to the values
+        it reads, compounds over the steps to go: a 500-step plan on FrozenLake8x8 statistics (reward 1 at the
+        goal) reaches ``1.7e16`` (float32 then cannot order the actions), and longer ones overflow
     :param scale_head: how the reward-scale estimate (in units of the largest reward seen) is made:
         ``"gain"`` (icrl-v1) ``1 + gain * softplus(linear(g))``; ``"quantile"`` ``exp(gain * softplus(mlp(g)))``,
         the MLP trained on a quantile of ``log(largest |R| / largest seen)`` (see

@@ -167,3 +167,52 @@ def test_icrl_v2_2_is_icrl_v2_1_with_only_the_exploring_plan_changed():
             v2_2_ref[case]["optimism"]["false"]["q"], v2_1_ref[case]["optimism"]["false"]["q"], rtol=RTOL, atol=ATOL
         )
     assert any(v2_2_ref[c]["optimism"]["true"]["q"] != v2_1_ref[c]["optimism"]["true"]["q"] for c in maker.CASES)
+
+
+def frozenlake8x8_random_play_statistics():
+    """40 episodes of uniform random play on Gymnasium's slippery FrozenLake8x8 (no reward met)."""
+    import gymnasium as gym
+
+    from icrl_agent.stats import SufficientStats
+
+    env = gym.make("FrozenLake8x8-v1")
+    stats = SufficientStats(env.observation_space, env.action_space)
+    rng = np.random.default_rng(0)
+    for episode in range(40):
+        obs, _ = env.reset(seed=episode)
+        done = False
+        while not done:
+            action = int(rng.integers(4))
+            next_obs, reward, terminated, truncated, _ = env.step(action)
+            stats.update(obs, action, reward, next_obs, terminated, truncated)
+            obs, done = next_obs, terminated or truncated
+    return stats
+
+
+def test_icrl_v2_3_is_icrl_v2_2_with_the_value_cap_and_its_exploring_values_grow_linearly():
+    """icrl-v2.3 (configs/v2_3.yaml, no training step) = icrl-v2.2's tensors + ``value_cap: true``: its
+    exploitation Q equals icrl-v2.2's (offline behaviour unchanged). On slippery FrozenLake8x8 statistics
+    icrl-v2.2's exploring values compound with the steps to go, far past ``H kappa scale`` (the most ``H`` steps
+    of the unknown successor are worth); icrl-v2.3's stay within it."""
+    from dataclasses import replace
+
+    from icrl_agent.checkpoint import load_checkpoint
+
+    v2_3, v2_3_card = load_checkpoint(maker.weights_path("icrl-v2.3"))
+    v2_2, v2_2_card = load_checkpoint(maker.weights_path("icrl-v2.2"))
+    assert v2_3.config == replace(v2_2.config, value_cap=True)
+    v2_2_tensors = v2_2.state_dict()
+    assert all(torch.equal(t, v2_2_tensors[k]) for k, t in v2_3.state_dict().items())
+    assert v2_3_card["training"]["init_from"]["sha256"] == v2_2_card["sha256"]
+    v2_3_ref, v2_2_ref = REFERENCES["icrl-v2.3"]["cases"], REFERENCES["icrl-v2.2"]["cases"]
+    for case in maker.CASES:
+        np.testing.assert_allclose(
+            v2_3_ref[case]["optimism"]["false"]["q"], v2_2_ref[case]["optimism"]["false"]["q"], rtol=RTOL, atol=ATOL
+        )
+    stats = frozenlake8x8_random_play_statistics().sparse()
+    horizon = 500
+    with torch.no_grad():
+        capped, uncapped = (m.forward_sparse(stats, horizon) for m in (v2_3, v2_2))
+    bound = horizon * max(1.0, v2_3.optimism_constants()["kappa"] * float(capped.reward_scale))  # c = 1 here
+    assert float(capped.q.max()) <= 1.01 * bound
+    assert float(uncapped.q.max()) > 1e3 * bound
