@@ -37,6 +37,7 @@ ES_SCOPES = ("constants", "heads")
 EXPLOIT_UNTRIED = ("known_mean", "floor")
 EXPLOIT_UNKNOWN = ("all_pairs", "untried_only", "non_terminal")
 EXPLORE_UNKNOWN = ("all_pairs", "untried_only")
+CEILING_WHEN = ("always", "reward_seen")
 OPTIMISM_CONSTANTS = ("bonus", "unknown", "kappa", "scale_gain")
 """Natural-unit names of :meth:`IcrlModel.optimism_parameters`, in their order."""
 _MAX_LOG_SCALE = 16.0  # unseen rewards up to e^16 ~ 9e6 times those seen: keeps exp() finite
@@ -84,6 +85,10 @@ class ModelConfig:
         what it is at ``H1``; at ``H <= H1`` (and while the horizon is a guess) nothing changes. ``H1`` is meant to
         be the longest horizon kappa was tuned on, so a 200-step episode does not make exploring four times more
         worth than the prior's 50-step ones did. Not combined with ``optimism_horizon``
+    :param optimism_horizon_max_when: when ``optimism_horizon_max`` applies: ``"always"``, or ``"reward_seen"``
+        (only in an MDP where some pair's mean reward is positive: until a first reward is found, the whole
+        episode's optimism stays, as a distant reward needs it; once one is found, a long episode explores no more
+        than the prior's did)
     :param explore_unknown: which pairs keep their unknown-successor mass in the exploring plan:
         ``"all_pairs"`` (icrl-v1, v2: a tried pair keeps ``m = w / (N + w)``, worth ``kappa * scale`` per step,
         so a large MDP whose pairs were each tried a few times still lures the agent away from a reward it
@@ -129,6 +134,7 @@ class ModelConfig:
     exploit_unknown: str = "all_pairs"
     optimism_horizon: int | None = None
     optimism_horizon_max: int | None = None
+    optimism_horizon_max_when: str = "always"
     explore_unknown: str = "all_pairs"
     spread_bonus: float = 0.0
     value_cap: bool = False
@@ -153,7 +159,7 @@ class ModelConfig:
         choices = {
             "head": HEADS, "exploit_untried": EXPLOIT_UNTRIED, "exploit_unknown": EXPLOIT_UNKNOWN,
             "explore_unknown": EXPLORE_UNKNOWN, "encoder": ENCODERS, "scale_head": SCALE_HEADS,
-            "scale_inputs": SCALE_INPUTS,
+            "scale_inputs": SCALE_INPUTS, "optimism_horizon_max_when": CEILING_WHEN,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -920,7 +926,11 @@ class IcrlModel(nn.Module):
         if self.config.optimism_horizon is not None:
             per_step = per_step * self.config.optimism_horizon / horizon
         if self.config.optimism_horizon_max is not None:
-            per_step = per_step * (self.config.optimism_horizon_max / horizon).clamp(max=1.0)
+            shrink = (self.config.optimism_horizon_max / horizon).clamp(max=1.0)
+            if self.config.optimism_horizon_max_when == "reward_seen":
+                rewarded = ((inp.reward_norm > 0) & (inp.counts > 0)).flatten(1).any(-1)
+                shrink = torch.where(rewarded, shrink, torch.ones_like(shrink))
+            per_step = per_step * shrink
         return per_step
 
     def _temperature(

@@ -119,7 +119,8 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
     ``unknown="untried_only"``: a visited pair has no unknown mass; ``"non_terminal"``: the mean of ``V_{k-1}``
     is reached with ``m (1 - t̂)`` only, ``t̂`` the pair's share of terminations (the rest of ``m`` ends).
     With ``optimism_horizon`` ``H0`` set, kappa is multiplied by ``H0 / horizon``; with ``optimism_horizon_max``
-    ``H1``, by ``min(1, H1 / horizon)``. With optimism and
+    ``H1``, by ``min(1, H1 / horizon)`` (with ``optimism_horizon_max_when="reward_seen"``, only if some visited pair's
+    mean reward is positive). With optimism and
     ``explore="untried_only"``, a visited pair has no unknown mass. With ``config.spread_bonus`` ``c_v``, a visited pair
     also gets ``c_v f (sqrt(Var_p_hat[V_{k-1}] / (N + 1)) + sqrt(rho) range(V_{k-1}) / (N + 1))`` (optimism only;
     terminal mass worth 0, ``f`` the bonus factor, ``rho`` the pooled share of visit pairs with different outcomes).
@@ -150,7 +151,10 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
     cap_per_step = max(1.0, kappa * scale)
     if model.config.optimism_horizon is not None:
         kappa *= model.config.optimism_horizon / horizon
-    if model.config.optimism_horizon_max is not None:
+    rewarded = bool((reward_mean[visited] > 0).any())
+    if model.config.optimism_horizon_max is not None and (
+        model.config.optimism_horizon_max_when == "always" or rewarded
+    ):
         kappa *= min(1.0, model.config.optimism_horizon_max / horizon)
     v, out = np.zeros(counts.shape[0]), []
     for k in range(1, horizon + 1):
@@ -405,6 +409,49 @@ def test_optimism_horizon_max_shrinks_the_unknown_worth_only_beyond_it(seed):
     np.testing.assert_allclose(exploit.q.numpy(), default_exploit.numpy(), rtol=1e-12, atol=1e-12)
 
 
+def costs_only_stats(seed: int) -> tuple[SufficientStats, int]:
+    """Random play in a random 5-state MDP whose rewards are all 0 or negative, with slips and terminations."""
+    rng = np.random.default_rng(seed)
+    stats = SufficientStats(spaces.Discrete(5), spaces.Discrete(2))
+    s = 0
+    for t in range(40):
+        a = int(rng.integers(2))
+        s_next = int(rng.integers(5)) if rng.random() < 0.3 else min(s + a, 4)
+        terminated = s_next == 4 and a == 1
+        stats.update(s, a, -0.2 * a, s_next, terminated, (t + 1) % 8 == 0)
+        s = 0 if terminated or (t + 1) % 8 == 0 else s_next
+    return stats, 12
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_optimism_horizon_max_when_reward_seen_keeps_the_worth_until_a_positive_reward_is_seen(seed):
+    """``optimism_horizon_max_when="reward_seen"``: an MDP with only costs seen keeps the default worth however long
+    its horizon; one with a positive mean reward has it shrunk as with ``"always"``; both match the numpy
+    backward induction in one batch."""
+    costs, rewarded = costs_only_stats(seed), random_stats(seed)
+    assert (rewarded[0].sparse().reward_mean > 0).any() and not (costs[0].sparse().reward_mean > 0).any()
+    model = make_model(seed)
+    default_costs = model.forward_sparse(costs[0].sparse(), costs[1]).q.detach()
+    model.config = dataclasses.replace(model.config, optimism_horizon_max=4)
+    always_rewarded = model.forward_sparse(rewarded[0].sparse(), rewarded[1]).q.detach()
+    always_costs = model.forward_sparse(costs[0].sparse(), costs[1]).q.detach()
+    assert np.abs(always_costs.numpy() - default_costs.numpy()).max() > 1e-3  # "always" would shrink it
+    model.config = dataclasses.replace(model.config, optimism_horizon_max_when="reward_seen")
+    capture = HeadCapture(model)
+    with torch.no_grad():
+        batched = model(to_batch([costs, rewarded]), optimism=True)
+        raw = capture.last()
+        q_costs = model.forward_sparse(costs[0].sparse(), costs[1]).q
+        q_rewarded = model.forward_sparse(rewarded[0].sparse(), rewarded[1]).q
+    np.testing.assert_allclose(q_costs.numpy(), default_costs.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(q_rewarded.numpy(), always_rewarded.numpy(), rtol=1e-12, atol=1e-12)
+    for i, (stats, horizon) in enumerate([costs, rewarded]):
+        s, a = stats.n_states, stats.n_actions
+        scale = batched.reward_scale[i].item() / empirical_mdp(stats)[4]
+        expected = adjusted_q(stats, raw[i, :s, :a], scale, model, horizon, True)
+        np.testing.assert_allclose(batched.q[i, :horizon, :s, :a].numpy(), expected, rtol=1e-9, atol=1e-9)
+
+
 @pytest.mark.parametrize("optimism", [True, False])
 def test_a_guessed_horizon_keeps_the_unknown_worth_per_step_of_the_default_model(optimism):
     """``horizon_known=False`` (no episode has ended): the per-step worth of the unknown successor is not
@@ -430,6 +477,11 @@ def test_a_guessed_horizon_keeps_the_unknown_worth_per_step_of_the_default_model
 def test_optimism_horizon_rejects_anything_but_none_or_a_positive_int(value, name):
     with pytest.raises(ValueError, match=f"{name} must be None or a positive int"):
         ModelConfig(**{name: value})
+
+
+def test_optimism_horizon_max_when_rejects_an_unknown_rule_by_name():
+    with pytest.raises(ValueError, match="optimism_horizon_max_when must be one of"):
+        ModelConfig(optimism_horizon_max_when="never")
 
 
 def test_the_two_optimism_horizon_rules_are_not_combined():
