@@ -47,16 +47,43 @@ def resolve_env_id(env_id: str) -> str:
     )
 
 
+def make_timed(env_id: str, **kwargs: Any) -> gym.Env:
+    """``gymnasium.make`` that keeps a registered env's time limit equal to its ``horizon``.
+
+    A ``horizon`` given without ``max_episode_steps`` to an env registered with a time limit sets that limit
+    too: ``gymnasium.make("icrl/RiverSwim-v0", horizon=200)`` alone would still end episodes after the
+    registered 20 steps.
+
+    :param env_id: a registered id
+    :param kwargs: passed to ``gymnasium.make``
+    :return: the env
+    :raises ValueError: if the env's ``horizon`` and its time limit still disagree
+    """
+    if "horizon" in kwargs and "max_episode_steps" not in kwargs and gym.spec(env_id).max_episode_steps is not None:
+        kwargs = {**kwargs, "max_episode_steps": kwargs["horizon"]}
+    env = gym.make(env_id, **kwargs)
+    horizon, limit = getattr(env.unwrapped, "horizon", None), env.spec.max_episode_steps if env.spec else None
+    if isinstance(horizon, int) and limit is not None and limit != horizon:
+        env.close()
+        raise ValueError(
+            f"{env_id}: horizon is {horizon} steps but the time limit (max_episode_steps) ends episodes after "
+            f"{limit}, so the env's exact values would be for the wrong episode length. Pass the same length to "
+            f"both (horizon={limit}, max_episode_steps={limit}), or horizon alone"
+        )
+    return env
+
+
 def make_env(env_id: str, **kwargs: Any) -> gym.Env:
     """``gymnasium.make`` of any env with a finite observation space and Discrete actions.
 
     :param env_id: a registered id or a short benchmark name (see :func:`resolve_env_id`)
-    :param kwargs: passed to ``gymnasium.make``
+    :param kwargs: passed to ``gymnasium.make`` through :func:`make_timed` (a ``horizon`` alone sets the time
+        limit too)
     :return: the env
-    :raises ValueError: for an unknown id
+    :raises ValueError: for an unknown id, or an env whose ``horizon`` and time limit disagree
     :raises TypeError: if its spaces are not ones the agents handle (e.g. ``Box``)
     """
-    env = gym.make(resolve_env_id(env_id), **kwargs)
+    env = make_timed(resolve_env_id(env_id), **kwargs)
     try:
         ObservationIndexer(env.observation_space)
         discrete_action_space(env.action_space)

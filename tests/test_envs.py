@@ -349,3 +349,36 @@ def test_bad_models_and_calls_raise_clear_errors():
     env.reset(seed=0)
     with pytest.raises(ValueError, match="not in the action space"):
         env.step(3)
+
+
+def episode_length(env: gym.Env) -> int:
+    """Steps of one episode that always moves right."""
+    env.reset(seed=0)
+    steps, done = 0, False
+    while not done:
+        _, _, terminated, truncated, _ = env.step(1)
+        steps, done = steps + 1, terminated or truncated
+    return steps
+
+
+def test_a_horizon_given_alone_sets_the_time_limit_too_in_make_env_and_the_bench():
+    """``gymnasium.make("icrl/RiverSwim-v0", horizon=200)`` alone keeps the registered 20-step limit (Gymnasium's
+    rule); ``make_env`` and the bench's ``RiverSwim:horizon=N`` names end episodes at the horizon the exact
+    values are computed for."""
+    from icrl_agent.bench.common import make_env as bench_make_env
+    from icrl_agent.env_info import make_env
+
+    assert episode_length(gym.make("icrl/RiverSwim-v0", horizon=200)) == 20
+    env = make_env("RiverSwim", horizon=200)
+    assert env.unwrapped.horizon == 200 and episode_length(env) == 200
+    env = bench_make_env("RiverSwim:horizon=30")
+    assert env.unwrapped.horizon == 30 and episode_length(env) == 30
+    assert episode_length(make_env("RiverSwim")) == 20
+
+
+@pytest.mark.parametrize("kwargs", [{"max_episode_steps": 50}, {"horizon": 30, "max_episode_steps": 50}])
+def test_make_env_refuses_a_time_limit_that_disagrees_with_the_horizon(kwargs):
+    from icrl_agent.env_info import make_env
+
+    with pytest.raises(ValueError, match="horizon=50, max_episode_steps=50"):
+        make_env("RiverSwim", **kwargs)

@@ -19,7 +19,7 @@ import gymnasium as gym
 import numpy as np
 
 from icrl_agent.base import MAX_HORIZON
-from icrl_agent.env_info import run_episode
+from icrl_agent.env_info import make_timed, run_episode
 from icrl_agent.protocols import TabularPolicy
 
 RUNS_DIR = os.path.join("runs", "bench")  # default home of new runs (git-ignored); never benchmarks/results
@@ -167,7 +167,7 @@ def make_env(env_id: str) -> gym.Env:
     import icrl_agent.envs  # noqa: F401  (registers the icrl/... ids)
 
     name, kwargs = split_env_spec(env_id)
-    return gym.make(name if name in gym.registry else resolve_env_id(name), **kwargs)
+    return make_timed(name if name in gym.registry else resolve_env_id(name), **kwargs)
 
 
 _ENV_CACHE: dict[str, gym.Env] = {}
