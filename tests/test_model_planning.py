@@ -509,6 +509,27 @@ def test_explore_unknown_untried_only_gives_tried_pairs_no_unknown_mass_in_the_e
     np.testing.assert_allclose(exploit.q.numpy(), default_exploit.numpy(), rtol=1e-12, atol=1e-12)
 
 
+def check_exploring_rule(stats: SufficientStats, horizon: int, model: IcrlModel, rule: dict, rtol: float) -> None:
+    """Turn ``rule`` (config keys) on: the exploring plan matches the numpy backward induction on the sparse and
+    the batched paths, differs from the plan without the rule, and the exploitation plan is unchanged."""
+    without_rule = model.forward_sparse(stats.sparse(), horizon, optimism=True).q.detach()
+    default_exploit = model.forward_sparse(stats.sparse(), horizon, optimism=False).q.detach()
+    model.config = dataclasses.replace(model.config, **rule)
+    capture = HeadCapture(model)
+    with torch.no_grad():
+        explore_q = model.forward_sparse(stats.sparse(), horizon, optimism=True)
+        batched = model(to_batch([(stats, horizon)]), optimism=True)
+        exploit = model.forward_sparse(stats.sparse(), horizon, optimism=False)
+    c = empirical_mdp(stats)[4]
+    raw, scale = capture.last()[0], explore_q.reward_scale.item() / c
+    expected = adjusted_q(stats, raw, scale, model, horizon, True, explore=model.config.explore_unknown)
+    np.testing.assert_allclose(explore_q.q[0].numpy(), expected, rtol=rtol, atol=1e-9)
+    n_states, n_actions = expected.shape[1:]
+    np.testing.assert_allclose(batched.q[0, :, :n_states, :n_actions].numpy(), expected, rtol=rtol, atol=1e-9)
+    assert np.abs(expected - without_rule[0].numpy()).max() > 1e-3
+    np.testing.assert_allclose(exploit.q.numpy(), default_exploit.numpy(), rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("explore", ["all_pairs", "untried_only"])
 def test_spread_bonus_follows_the_spread_of_successor_values_in_the_exploring_plan(seed, explore):
@@ -518,22 +539,7 @@ def test_spread_bonus_follows_the_spread_of_successor_values_in_the_exploring_pl
     stats, horizon = random_stats(seed)
     model = make_model(seed)
     model.config = dataclasses.replace(model.config, explore_unknown=explore)
-    default_explore = model.forward_sparse(stats.sparse(), horizon, optimism=True).q.detach()
-    default_exploit = model.forward_sparse(stats.sparse(), horizon, optimism=False).q.detach()
-    model.config = dataclasses.replace(model.config, spread_bonus=0.5)
-    capture = HeadCapture(model)
-    with torch.no_grad():
-        explore_q = model.forward_sparse(stats.sparse(), horizon, optimism=True)
-        batched = model(to_batch([(stats, horizon)]), optimism=True)
-        exploit = model.forward_sparse(stats.sparse(), horizon, optimism=False)
-    c = empirical_mdp(stats)[4]
-    raw, scale = capture.last()[0], explore_q.reward_scale.item() / c
-    expected = adjusted_q(stats, raw, scale, model, horizon, True, explore=explore)
-    np.testing.assert_allclose(explore_q.q[0].numpy(), expected, rtol=1e-9, atol=1e-9)
-    n_states, n_actions = expected.shape[1:]
-    np.testing.assert_allclose(batched.q[0, :, :n_states, :n_actions].numpy(), expected, rtol=1e-9, atol=1e-9)
-    assert np.abs(expected - default_explore[0].numpy()).max() > 1e-3
-    np.testing.assert_allclose(exploit.q.numpy(), default_exploit.numpy(), rtol=1e-12, atol=1e-12)
+    check_exploring_rule(stats, horizon, model, {"spread_bonus": 0.5}, rtol=1e-9)
 
 
 @pytest.mark.parametrize("kappa_raw", [0.4, -4.0])  # kappa scale above 1, and below it (the bound is then 1)
@@ -543,27 +549,11 @@ def test_value_cap_reads_successor_values_capped_at_the_per_step_bound_in_the_ex
     batched paths alike; over a long plan the spread bonus makes the cap bind; the exploitation plan is
     unchanged."""
     stats, _ = random_stats(seed)
-    horizon = 40
     model = make_model(seed)
     with torch.no_grad():
         model.kappa_raw.fill_(kappa_raw)
     model.config = dataclasses.replace(model.config, explore_unknown="untried_only", spread_bonus=0.5)
-    uncapped = model.forward_sparse(stats.sparse(), horizon, optimism=True).q.detach()
-    default_exploit = model.forward_sparse(stats.sparse(), horizon, optimism=False).q.detach()
-    model.config = dataclasses.replace(model.config, value_cap=True)
-    capture = HeadCapture(model)
-    with torch.no_grad():
-        explore_q = model.forward_sparse(stats.sparse(), horizon, optimism=True)
-        batched = model(to_batch([(stats, horizon)]), optimism=True)
-        exploit = model.forward_sparse(stats.sparse(), horizon, optimism=False)
-    c = empirical_mdp(stats)[4]
-    raw, scale = capture.last()[0], explore_q.reward_scale.item() / c
-    expected = adjusted_q(stats, raw, scale, model, horizon, True, explore="untried_only")
-    np.testing.assert_allclose(explore_q.q[0].numpy(), expected, rtol=1e-8, atol=1e-9)
-    n_states, n_actions = expected.shape[1:]
-    np.testing.assert_allclose(batched.q[0, :, :n_states, :n_actions].numpy(), expected, rtol=1e-8, atol=1e-9)
-    assert np.abs(expected - uncapped[0].numpy()).max() > 1e-3
-    np.testing.assert_allclose(exploit.q.numpy(), default_exploit.numpy(), rtol=1e-12, atol=1e-12)
+    check_exploring_rule(stats, 40, model, {"value_cap": True}, rtol=1e-8)
 
 
 def test_value_cap_keeps_a_long_exploring_plan_finite_and_growing_at_most_linearly():
