@@ -193,7 +193,7 @@ def test_icrl_v2_3_is_icrl_v2_2_with_the_value_cap_and_its_exploring_values_grow
     """icrl-v2.3 (configs/v2_3.yaml, no training step) = icrl-v2.2's tensors + ``value_cap: true``: its
     exploitation Q equals icrl-v2.2's (offline behaviour unchanged). On slippery FrozenLake8x8 statistics
     icrl-v2.2's exploring values compound with the steps to go, far past ``H kappa scale`` (the most ``H`` steps
-    of the unknown successor are worth); icrl-v2.3's stay within it."""
+    of the unknown successor are worth) or to NaN; icrl-v2.3's stay within it."""
     from dataclasses import replace
 
     from icrl_agent.checkpoint import load_checkpoint
@@ -215,4 +215,5 @@ def test_icrl_v2_3_is_icrl_v2_2_with_the_value_cap_and_its_exploring_values_grow
         capped, uncapped = (m.forward_sparse(stats, horizon) for m in (v2_3, v2_2))
     bound = horizon * max(1.0, v2_3.optimism_constants()["kappa"] * float(capped.reward_scale))  # c = 1 here
     assert float(capped.q.max()) <= 1.01 * bound
-    assert float(uncapped.q.max()) > 1e3 * bound
+    compounded = float(uncapped.q.max())  # 1.7e16 here; other draws of the play overflow to NaN
+    assert not np.isfinite(compounded) or compounded > 1e3 * bound
