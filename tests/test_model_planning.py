@@ -557,8 +557,9 @@ def test_value_cap_reads_successor_values_capped_at_the_per_step_bound_in_the_ex
 
 
 def test_value_cap_keeps_a_long_exploring_plan_finite_and_growing_at_most_linearly():
-    """Without the cap the spread bonus compounds over the steps to go (values grow geometrically, then
-    overflow); with it, ``Q_k`` stays finite and grows at most linearly in ``k``."""
+    """Without the cap the spread bonus compounds over the steps to go: on these statistics (seed 0; on seeds 1-3
+    the values only grow quadratically) they overflow before step 1000. With it, ``Q_k`` stays finite and grows
+    at most linearly in ``k``."""
     stats, _ = random_stats(0)
     horizon = 3000
     model = make_model(0).float()
