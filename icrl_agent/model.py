@@ -876,9 +876,10 @@ class IcrlModel(nn.Module):
             unknown_mass = unknown_mass.masked_fill(inp.counts > 0, 0.0)
         cap = None
         if optimism:
+            kappa_scale = F.softplus(self.kappa_raw) * scale  # (B,)
             if corrections and self.config.value_cap:
-                cap = (F.softplus(self.kappa_raw) * scale).clamp_min(1.0)[:, None]  # (B, 1), per step
-            worth = unknown_mass * self._unknown_worth_per_step(inp, scale)[:, None, None]
+                cap = kappa_scale.clamp_min(1.0)[:, None]  # (B, 1), per step
+            worth = unknown_mass * self._unknown_worth_per_step(inp, kappa_scale)[:, None, None]
             base, slope = base - worth, slope + worth
         neutral = corrections and not optimism
         if neutral and self.config.exploit_unknown == "untried_only":
@@ -914,15 +915,16 @@ class IcrlModel(nn.Module):
 
         return solvers.backward_induction(backup, horizon_max, zeros[..., 0])
 
-    def _unknown_worth_per_step(self, inp: _Inputs, scale: torch.Tensor) -> torch.Tensor:
-        """What the unknown successor is worth per step to go, in normalized units: ``[B]``.
+    def _unknown_worth_per_step(self, inp: _Inputs, kappa_scale: torch.Tensor) -> torch.Tensor:
+        """What the unknown successor is worth per step to go, in normalized units: ``[B]``, from
+        ``kappa_scale`` (``kappa * scale``, its worth at any horizon) and the horizon rules.
 
         It is reached after one step, so with ``k`` steps to go it is worth this times ``k - 1``.
         """
-        per_step = F.softplus(self.kappa_raw) * scale
+        per_step = kappa_scale
         if not inp.horizon_known:  # a guessed horizon must not make the first episode less optimistic
             return per_step
-        horizon = inp.horizon.to(scale.dtype)
+        horizon = inp.horizon.to(kappa_scale.dtype)
         if self.config.optimism_horizon is not None:
             per_step = per_step * self.config.optimism_horizon / horizon
         if self.config.optimism_horizon_max is not None:
