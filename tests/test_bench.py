@@ -478,6 +478,24 @@ def test_env_keywords_reach_gym_make_and_label_the_env():
         parse_envs("DeepSea:size")
 
 
+@pytest.mark.parametrize("written, value", [("False", False), ("false", False), ("True", True), ("true", True)])
+def test_a_boolean_env_keyword_reaches_gym_make_as_a_boolean(written, value):
+    """``FrozenLake4x4:is_slippery=False`` is the deterministic lake: Python's spelling is not the truthy text."""
+    (env_id,) = parse_envs(f"FrozenLake4x4:is_slippery={written}")
+    env = make_env(env_id)
+    assert env.spec.kwargs["is_slippery"] is value
+    moves_from_start = env.unwrapped.gym_env.P[0][2]  # "right" from the start cell
+    assert len(moves_from_start) == (3 if value else 1)
+
+
+def test_python_none_and_plain_text_keep_their_meaning():
+    from icrl_agent.bench.common import parse_value
+
+    assert parse_value("None") is None and parse_value("null") is None
+    assert parse_value("MiniGrid-LavaGapS5-v0") == "MiniGrid-LavaGapS5-v0"
+    assert parse_value("1e-3") == 0.001 and parse_value("[0, 1]") == [0, 1]
+
+
 def test_env_keywords_give_portable_plot_names(tmp_path):
     main(["online", "--envs", "DeepSea:size=3", "--agents", "random", "--seeds", "1", "--episodes", "2",
           "--workers", "1", "--out", str(tmp_path)])

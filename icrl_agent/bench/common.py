@@ -102,8 +102,15 @@ def resolve_env_id(item: str) -> str:
     )
 
 
+# Python's spellings too: without them ``is_slippery=False`` reached ``gym.make`` as the truthy text "False".
+_PYTHON_CONSTANTS = {"True": True, "False": False, "None": None}
+
+
 def parse_value(text: str) -> Any:
-    """A ``key=value`` value on the command line: JSON if it parses (``20``, ``0.1``, ``true``), else the text."""
+    """A ``key=value`` value on the command line: JSON if it parses (``20``, ``0.1``, ``true``), Python's
+    ``True`` / ``False`` / ``None``, else the text (``MiniGrid-LavaGapS5-v0``)."""
+    if text in _PYTHON_CONSTANTS:
+        return _PYTHON_CONSTANTS[text]
     try:
         return json.loads(text)
     except json.JSONDecodeError:
