@@ -37,7 +37,8 @@ ES_SCOPES = ("constants", "heads")
 EXPLOIT_UNTRIED = ("known_mean", "floor")
 EXPLOIT_UNKNOWN = ("all_pairs", "untried_only", "non_terminal")
 EXPLORE_UNKNOWN = ("all_pairs", "untried_only")
-CEILING_WHEN = ("always", "reward_seen")
+CEILING_WHEN = ("always", "reward_seen", "terminal_rewards")
+UNKNOWN_WORTH_AFTER_GOAL = ("per_step", "once")
 OPTIMISM_CONSTANTS = ("bonus", "unknown", "kappa", "scale_gain")
 """Natural-unit names of :meth:`IcrlModel.optimism_parameters`, in their order."""
 _MAX_LOG_SCALE = 16.0  # unseen rewards up to e^16 ~ 9e6 times those seen: keeps exp() finite
@@ -88,7 +89,10 @@ class ModelConfig:
     :param optimism_horizon_max_when: when ``optimism_horizon_max`` applies: ``"always"``, or ``"reward_seen"``
         (only in an MDP where some pair's mean reward is positive: until a first reward is found, the whole
         episode's optimism stays, as a distant reward needs it; once one is found, a long episode explores no more
-        than the prior's did)
+        than the prior's did), or ``"terminal_rewards"`` (only in an MDP where some pair's mean reward is
+        positive and every such pair has ended an episode: the rewards seen look like a goal's, paid once as the
+        episode ends, so an unknown state promises one more such reward rather than one per step to go; with
+        ``H1 = 1`` a whole episode of the unknown successor is then worth ``kappa * scale``)
     :param explore_unknown: which pairs keep their unknown-successor mass in the exploring plan:
         ``"all_pairs"`` (icrl-v1, v2: a tried pair keeps ``m = w / (N + w)``, worth ``kappa * scale`` per step,
         so a large MDP whose pairs were each tried a few times still lures the agent away from a reward it
@@ -108,6 +112,13 @@ class ModelConfig:
         step, as UCB-VI caps its values at ``k r_max``. Without it the spread bonus, proportional to the values
         it reads, compounds over the steps to go: a 500-step plan on FrozenLake8x8 statistics (reward 1 at the
         goal) reaches ``1.7e16`` (float32 then cannot order the actions), and longer ones overflow
+    :param unknown_worth_after_goal: ``"per_step"`` (icrl-v1 to v2.3): the unknown successor is worth
+        ``kappa * scale`` per step to go, whatever rewards were seen; ``"once"``: in an MDP where some pair's mean
+        reward is positive and every such pair has ended an episode (the rewards seen are a goal's, paid once as
+        the episode ends), it is worth ``kappa * scale`` once, with any number of steps left: one more goal, not
+        one reward per step, so a long episode no longer lures the agent from a goal it found to any unknown
+        state; a goal that is one step away still is worth trying. Before any reward, and where a reward came
+        without an episode's end, nothing changes
     :param scale_head: how the reward-scale estimate (in units of the largest reward seen) is made:
         ``"gain"`` (icrl-v1) ``1 + gain * softplus(linear(g))``; ``"quantile"`` ``exp(gain * softplus(mlp(g)))``,
         the MLP trained on a quantile of ``log(largest |R| / largest seen)`` (see
@@ -138,6 +149,7 @@ class ModelConfig:
     explore_unknown: str = "all_pairs"
     spread_bonus: float = 0.0
     value_cap: bool = False
+    unknown_worth_after_goal: str = "per_step"
 
     def __post_init__(self) -> None:
         for name in ("optimism_horizon", "optimism_horizon_max"):
@@ -160,6 +172,7 @@ class ModelConfig:
             "head": HEADS, "exploit_untried": EXPLOIT_UNTRIED, "exploit_unknown": EXPLOIT_UNKNOWN,
             "explore_unknown": EXPLORE_UNKNOWN, "encoder": ENCODERS, "scale_head": SCALE_HEADS,
             "scale_inputs": SCALE_INPUTS, "optimism_horizon_max_when": CEILING_WHEN,
+            "unknown_worth_after_goal": UNKNOWN_WORTH_AFTER_GOAL,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -874,13 +887,15 @@ class IcrlModel(nn.Module):
             padding = None if bool(inp.state_mask.all()) else ~inp.state_mask  # the sparse path has none
         if corrections and optimism and self.config.explore_unknown == "untried_only":
             unknown_mass = unknown_mass.masked_fill(inp.counts > 0, 0.0)
-        cap = None
+        cap = once = None
         if optimism:
             kappa_scale = F.softplus(self.kappa_raw) * scale  # (B,)
             if corrections and self.config.value_cap:
                 cap = kappa_scale.clamp_min(1.0)[:, None]  # (B, 1), per step
-            worth = unknown_mass * self._unknown_worth_per_step(inp, kappa_scale)[:, None, None]
+            per_step, once_worth = self._unknown_worth(inp, kappa_scale)
+            worth = unknown_mass * per_step[:, None, None]
             base, slope = base - worth, slope + worth
+            once = None if once_worth is None else unknown_mass * once_worth[:, None, None]
         neutral = corrections and not optimism
         if neutral and self.config.exploit_unknown == "untried_only":
             unknown_mass = unknown_mass.masked_fill(inp.counts > 0, 0.0)
@@ -904,6 +919,8 @@ class IcrlModel(nn.Module):
             if cap is not None:
                 v = torch.minimum(v, (k - 1) * cap)
             q_k = known.expect(v, torch.add(base, slope, alpha=k))
+            if once is not None and k > 1:  # the unknown successor is reached with k - 1 >= 1 steps left
+                q_k = q_k + once
             if spread_bonus is not None:
                 unseen = (impurity * _value_range(v, padding))[:, None, None] * count_decay
                 q_k = q_k + spread_bonus * (_successor_spread(graph.transitions, v) + unseen)
@@ -914,6 +931,15 @@ class IcrlModel(nn.Module):
             return q_k
 
         return solvers.backward_induction(backup, horizon_max, zeros[..., 0])
+
+    def _unknown_worth(self, inp: _Inputs, kappa_scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """What the unknown successor is worth: per step to go ``[B]``, and once (with at least one step left)
+        ``[B]``, or ``None`` without ``unknown_worth_after_goal="once"``; each MDP has one or the other."""
+        per_step = self._unknown_worth_per_step(inp, kappa_scale)
+        if self.config.unknown_worth_after_goal != "once":
+            return per_step, None
+        after_goal = _goal_rewards_only(inp)
+        return per_step.masked_fill(after_goal, 0.0), torch.where(after_goal, kappa_scale, 0.0)
 
     def _unknown_worth_per_step(self, inp: _Inputs, kappa_scale: torch.Tensor) -> torch.Tensor:
         """What the unknown successor is worth per step to go, in normalized units: ``[B]``, from
@@ -929,9 +955,10 @@ class IcrlModel(nn.Module):
             per_step = per_step * self.config.optimism_horizon / horizon
         if self.config.optimism_horizon_max is not None:
             shrink = (self.config.optimism_horizon_max / horizon).clamp(max=1.0)
-            if self.config.optimism_horizon_max_when == "reward_seen":
-                rewarded = ((inp.reward_norm > 0) & (inp.counts > 0)).flatten(1).any(-1)
-                shrink = torch.where(rewarded, shrink, torch.ones_like(shrink))
+            when = self.config.optimism_horizon_max_when
+            if when != "always":
+                applies = _goal_rewards_only(inp) if when == "terminal_rewards" else _reward_seen(inp)
+                shrink = torch.where(applies, shrink, torch.ones_like(shrink))
             per_step = per_step * shrink
         return per_step
 
@@ -951,6 +978,24 @@ class IcrlModel(nn.Module):
             self.temperature_head(torch.cat([h_s, g[:, None].expand_as(h_s)], -1)).squeeze(-1)
         )
         return factor * gap * inp.c[:, None]
+
+
+def _rewarded_pairs(inp: _Inputs) -> torch.Tensor:
+    """Tried pairs with a positive mean reward, ``[B, S * A]``."""
+    return ((inp.reward_norm > 0) & (inp.counts > 0)).flatten(1)
+
+
+def _reward_seen(inp: _Inputs) -> torch.Tensor:
+    """``[B]``: some tried pair's mean reward is positive."""
+    return _rewarded_pairs(inp).any(-1)
+
+
+def _goal_rewards_only(inp: _Inputs) -> torch.Tensor:
+    """``[B]``: some tried pair's mean reward is positive, and every such pair has ended an episode (the rewards of
+    a goal, paid as the episode ends; pair statistics cannot tell which of a pair's outcomes paid)."""
+    rewarded = _rewarded_pairs(inp)
+    ended = (inp.terminal_counts > 0).flatten(1)
+    return rewarded.any(-1) & (ended | ~rewarded).all(-1)
 
 
 def _successor_spread(transitions: solvers.Transitions, v: torch.Tensor) -> torch.Tensor:

@@ -120,7 +120,9 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
     is reached with ``m (1 - t̂)`` only, ``t̂`` the pair's share of terminations (the rest of ``m`` ends).
     With ``optimism_horizon`` ``H0`` set, kappa is multiplied by ``H0 / horizon``; with ``optimism_horizon_max``
     ``H1``, by ``min(1, H1 / horizon)`` (with ``optimism_horizon_max_when="reward_seen"``, only if some visited pair's
-    mean reward is positive). With optimism and
+    mean reward is positive; ``"terminal_rewards"``, only if moreover every such pair has ended an episode). With
+    ``unknown_worth_after_goal="once"`` and rewards like that, the unknown successor is worth ``kappa scale`` once
+    (``k >= 2``) instead of ``kappa scale (k - 1)``. With optimism and
     ``explore="untried_only"``, a visited pair has no unknown mass. With ``config.spread_bonus`` ``c_v``, a visited pair
     also gets ``c_v f (sqrt(Var_p_hat[V_{k-1}] / (N + 1)) + sqrt(rho) range(V_{k-1}) / (N + 1))`` (optimism only;
     terminal mass worth 0, ``f`` the bonus factor, ``rho`` the pooled share of visit pairs with different outcomes).
@@ -151,11 +153,15 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
     cap_per_step = max(1.0, kappa * scale)
     if model.config.optimism_horizon is not None:
         kappa *= model.config.optimism_horizon / horizon
-    rewarded = bool((reward_mean[visited] > 0).any())
-    if model.config.optimism_horizon_max is not None and (
-        model.config.optimism_horizon_max_when == "always" or rewarded
-    ):
+    rewarded_pairs = visited & (reward_mean > 0)
+    when = model.config.optimism_horizon_max_when
+    goal_rewards_only = bool(rewarded_pairs.any()) and bool((dense.terminal_counts[rewarded_pairs] > 0).all())
+    ceiling_applies = {"always": True, "reward_seen": bool(rewarded_pairs.any()), "terminal_rewards": goal_rewards_only}[
+        when
+    ]
+    if model.config.optimism_horizon_max is not None and ceiling_applies:
         kappa *= min(1.0, model.config.optimism_horizon_max / horizon)
+    worth_once = model.config.unknown_worth_after_goal == "once" and goal_rewards_only
     v, out = np.zeros(counts.shape[0]), []
     for k in range(1, horizon + 1):
         v = np.minimum(v, (k - 1) * cap_per_step) if capped else v
@@ -163,7 +169,8 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
         if optimism:
             spread = np.sqrt(np.maximum(p_hat @ (v * v) - (p_hat @ v) ** 2, 1e-12))
             q = q + spread_coef * (spread + math.sqrt(rho) * (v.max() - v.min()) / np.sqrt(counts + 1.0))
-        q = q + (m * kappa * scale * (k - 1) if optimism else continuing * v.mean())
+        steps_of_worth = min(k - 1, 1) if worth_once else k - 1
+        q = q + (m * kappa * scale * steps_of_worth if optimism else continuing * v.mean())
         if floor and not optimism:
             lowest = min(0.0, float(r_norm[visited].min()))
             q = np.where(visited, q, np.minimum(q, k * lowest))
@@ -449,6 +456,81 @@ def test_optimism_horizon_max_when_reward_seen_keeps_the_worth_until_a_positive_
         s, a = stats.n_states, stats.n_actions
         scale = batched.reward_scale[i].item() / empirical_mdp(stats)[4]
         expected = adjusted_q(stats, raw[i, :s, :a], scale, model, horizon, True)
+        np.testing.assert_allclose(batched.q[i, :horizon, :s, :a].numpy(), expected, rtol=1e-9, atol=1e-9)
+
+
+def goal_stats(seed: int) -> tuple[SufficientStats, int]:
+    """Random play in a random 5-state MDP whose only positive reward (1) comes as an episode ends at state 4, with
+    costs (-0.1) on the way, slips and truncations: the rewards of a goal."""
+    rng = np.random.default_rng(seed)
+    stats = SufficientStats(spaces.Discrete(5), spaces.Discrete(2))
+    s, t = 0, 0
+    for _ in range(60):
+        a = int(rng.integers(2))
+        s_next = int(rng.integers(5)) if rng.random() < 0.3 else min(s + a, 4)
+        terminated, t = s_next == 4, t + 1
+        stats.update(s, a, 1.0 if terminated else -0.1 * a, s_next, terminated, not terminated and t == 8)
+        s, t = (0, 0) if terminated or t == 8 else (s_next, t)
+    return stats, 12
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_optimism_horizon_max_when_terminal_rewards_applies_only_where_every_reward_seen_ended_an_episode(seed):
+    """``optimism_horizon_max_when="terminal_rewards"``: an MDP whose positive rewards all came from pairs that ended
+    an episode has the worth shrunk as with ``"always"``; one with a rewarded pair that never ended one, or with
+    only costs, keeps the default worth; all three match the numpy backward induction in one batch."""
+    goal, rewarded, costs = goal_stats(seed), random_stats(seed), costs_only_stats(seed)
+    goal_sparse, rewarded_sparse = goal[0].sparse(), rewarded[0].sparse()
+    assert (goal_sparse.terminal_counts[goal_sparse.reward_mean > 0] > 0).all()
+    assert (rewarded_sparse.terminal_counts[rewarded_sparse.reward_mean > 0] == 0).any()
+    model = make_model(seed)
+    default = [model.forward_sparse(st.sparse(), h).q.detach() for st, h in (goal, rewarded, costs)]
+    model.config = dataclasses.replace(model.config, optimism_horizon_max=1)
+    always_goal = model.forward_sparse(goal_sparse, goal[1]).q.detach()
+    assert np.abs(always_goal.numpy() - default[0].numpy()).max() > 1e-3
+    model.config = dataclasses.replace(model.config, optimism_horizon_max_when="terminal_rewards")
+    capture = HeadCapture(model)
+    with torch.no_grad():
+        batched = model(to_batch([goal, rewarded, costs]), optimism=True)
+        raw = capture.last()
+        sparse = [model.forward_sparse(st.sparse(), h).q for st, h in (goal, rewarded, costs)]
+    np.testing.assert_allclose(sparse[0].numpy(), always_goal.numpy(), rtol=1e-12, atol=1e-12)
+    for kept, plain in zip(sparse[1:], default[1:], strict=True):
+        np.testing.assert_allclose(kept.numpy(), plain.numpy(), rtol=1e-12, atol=1e-12)
+    for i, (stats, horizon) in enumerate([goal, rewarded, costs]):
+        s, a = stats.n_states, stats.n_actions
+        scale = batched.reward_scale[i].item() / empirical_mdp(stats)[4]
+        expected = adjusted_q(stats, raw[i, :s, :a], scale, model, horizon, True)
+        np.testing.assert_allclose(batched.q[i, :horizon, :s, :a].numpy(), expected, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_unknown_worth_after_goal_once_applies_only_where_every_reward_seen_ended_an_episode(seed):
+    """``unknown_worth_after_goal="once"``: where the positive rewards all came from pairs that ended an episode, the
+    unknown successor is worth ``kappa scale`` once (not per step to go); an MDP with a rewarded pair that never
+    ended one, or with only costs, keeps the default plan; all three match the numpy backward induction in one
+    batch, and the exploitation plan is unchanged."""
+    items = [goal_stats(seed), random_stats(seed), costs_only_stats(seed)]
+    model = make_model(seed)
+    default = [model.forward_sparse(st.sparse(), h).q.detach() for st, h in items]
+    exploit = [model.forward_sparse(st.sparse(), h, optimism=False).q.detach() for st, h in items]
+    model.config = dataclasses.replace(model.config, unknown_worth_after_goal="once")
+    capture = HeadCapture(model)
+    with torch.no_grad():
+        batched = model(to_batch(items), optimism=True)
+        raw = capture.last()
+        sparse = [model.forward_sparse(st.sparse(), h).q for st, h in items]
+        sparse_exploit = [model.forward_sparse(st.sparse(), h, optimism=False).q for st, h in items]
+    assert np.abs(sparse[0].numpy() - default[0].numpy()).max() > 1e-3
+    for kept, plain in zip(sparse[1:], default[1:], strict=True):
+        np.testing.assert_allclose(kept.numpy(), plain.numpy(), rtol=1e-12, atol=1e-12)
+    for kept, plain in zip(sparse_exploit, exploit, strict=True):
+        np.testing.assert_allclose(kept.numpy(), plain.numpy(), rtol=1e-12, atol=1e-12)
+    for i, (stats, horizon) in enumerate(items):
+        s, a = stats.n_states, stats.n_actions
+        scale = batched.reward_scale[i].item() / empirical_mdp(stats)[4]
+        expected = adjusted_q(stats, raw[i, :s, :a], scale, model, horizon, True)
+        np.testing.assert_allclose(sparse[i][0].numpy(), expected, rtol=1e-9, atol=1e-9)
         np.testing.assert_allclose(batched.q[i, :horizon, :s, :a].numpy(), expected, rtol=1e-9, atol=1e-9)
 
 
