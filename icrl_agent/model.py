@@ -115,10 +115,11 @@ class ModelConfig:
     :param unknown_worth_after_goal: ``"per_step"`` (icrl-v1 to v2.3): the unknown successor is worth
         ``kappa * scale`` per step to go, whatever rewards were seen; ``"once"``: in an MDP where some pair's mean
         reward is positive and every such pair has ended an episode (the rewards seen are a goal's, paid once as
-        the episode ends), it is worth ``kappa * scale`` once, with any number of steps left: one more goal, not
-        one reward per step, so a long episode no longer lures the agent from a goal it found to any unknown
-        state; a goal that is one step away still is worth trying. Before any reward, and where a reward came
-        without an episode's end, nothing changes
+        the episode ends), it is worth ``kappa * scale (k - 1) / (H - 1)`` with ``k`` steps to go: one more goal
+        when met with the whole episode ahead, less as the episode runs out, not one reward per step. So a long
+        episode no longer lures the agent from a goal it found to any unknown state, and reaching the unknown
+        sooner still counts. Before any reward, where a reward came without an episode's end, and while the
+        horizon is a guess, nothing changes. Not combined with the horizon rules above
     :param scale_head: how the reward-scale estimate (in units of the largest reward seen) is made:
         ``"gain"`` (icrl-v1) ``1 + gain * softplus(linear(g))``; ``"quantile"`` ``exp(gain * softplus(mlp(g)))``,
         the MLP trained on a quantile of ``log(largest |R| / largest seen)`` (see
@@ -156,6 +157,13 @@ class ModelConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ValueError(f"ModelConfig.{name} must be None or a positive int, got {value!r}")
+        if self.unknown_worth_after_goal == "once" and (
+            self.optimism_horizon is not None or self.optimism_horizon_max is not None
+        ):
+            raise ValueError(
+                "ModelConfig.unknown_worth_after_goal='once' sets the unknown successor's worth after a goal itself: "
+                "leave optimism_horizon and optimism_horizon_max at None"
+            )
         if self.optimism_horizon is not None and self.optimism_horizon_max is not None:
             raise ValueError(
                 "ModelConfig.optimism_horizon and optimism_horizon_max are two rules for the same worth: set one"
@@ -887,15 +895,13 @@ class IcrlModel(nn.Module):
             padding = None if bool(inp.state_mask.all()) else ~inp.state_mask  # the sparse path has none
         if corrections and optimism and self.config.explore_unknown == "untried_only":
             unknown_mass = unknown_mass.masked_fill(inp.counts > 0, 0.0)
-        cap = once = None
+        cap = None
         if optimism:
             kappa_scale = F.softplus(self.kappa_raw) * scale  # (B,)
             if corrections and self.config.value_cap:
                 cap = kappa_scale.clamp_min(1.0)[:, None]  # (B, 1), per step
-            per_step, once_worth = self._unknown_worth(inp, kappa_scale)
-            worth = unknown_mass * per_step[:, None, None]
+            worth = unknown_mass * self._unknown_worth_per_step(inp, kappa_scale)[:, None, None]
             base, slope = base - worth, slope + worth
-            once = None if once_worth is None else unknown_mass * once_worth[:, None, None]
         neutral = corrections and not optimism
         if neutral and self.config.exploit_unknown == "untried_only":
             unknown_mass = unknown_mass.masked_fill(inp.counts > 0, 0.0)
@@ -919,8 +925,6 @@ class IcrlModel(nn.Module):
             if cap is not None:
                 v = torch.minimum(v, (k - 1) * cap)
             q_k = known.expect(v, torch.add(base, slope, alpha=k))
-            if once is not None and k > 1:  # the unknown successor is reached with k - 1 >= 1 steps left
-                q_k = q_k + once
             if spread_bonus is not None:
                 unseen = (impurity * _value_range(v, padding))[:, None, None] * count_decay
                 q_k = q_k + spread_bonus * (_successor_spread(graph.transitions, v) + unseen)
@@ -931,15 +935,6 @@ class IcrlModel(nn.Module):
             return q_k
 
         return solvers.backward_induction(backup, horizon_max, zeros[..., 0])
-
-    def _unknown_worth(self, inp: _Inputs, kappa_scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """What the unknown successor is worth: per step to go ``[B]``, and once (with at least one step left)
-        ``[B]``, or ``None`` without ``unknown_worth_after_goal="once"``; each MDP has one or the other."""
-        per_step = self._unknown_worth_per_step(inp, kappa_scale)
-        if self.config.unknown_worth_after_goal != "once":
-            return per_step, None
-        after_goal = _goal_rewards_only(inp)
-        return per_step.masked_fill(after_goal, 0.0), torch.where(after_goal, kappa_scale, 0.0)
 
     def _unknown_worth_per_step(self, inp: _Inputs, kappa_scale: torch.Tensor) -> torch.Tensor:
         """What the unknown successor is worth per step to go, in normalized units: ``[B]``, from
@@ -960,6 +955,10 @@ class IcrlModel(nn.Module):
                 applies = _goal_rewards_only(inp) if when == "terminal_rewards" else _reward_seen(inp)
                 shrink = torch.where(applies, shrink, torch.ones_like(shrink))
             per_step = per_step * shrink
+        if self.config.unknown_worth_after_goal == "once":
+            # it is reached after one step, so at most H - 1 steps count: a whole episode gives it kappa * scale
+            once = kappa_scale / (horizon - 1.0).clamp_min(1.0)
+            per_step = torch.where(_goal_rewards_only(inp), once, per_step)
         return per_step
 
     def _temperature(

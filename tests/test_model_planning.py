@@ -121,8 +121,8 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
     With ``optimism_horizon`` ``H0`` set, kappa is multiplied by ``H0 / horizon``; with ``optimism_horizon_max``
     ``H1``, by ``min(1, H1 / horizon)`` (with ``optimism_horizon_max_when="reward_seen"``, only if some visited pair's
     mean reward is positive; ``"terminal_rewards"``, only if moreover every such pair has ended an episode). With
-    ``unknown_worth_after_goal="once"`` and rewards like that, the unknown successor is worth ``kappa scale`` once
-    (``k >= 2``) instead of ``kappa scale (k - 1)``. With optimism and
+    ``unknown_worth_after_goal="once"`` and rewards like that, the unknown successor is worth
+    ``kappa scale (k - 1) / (horizon - 1)`` instead of ``kappa scale (k - 1)``. With optimism and
     ``explore="untried_only"``, a visited pair has no unknown mass. With ``config.spread_bonus`` ``c_v``, a visited pair
     also gets ``c_v f (sqrt(Var_p_hat[V_{k-1}] / (N + 1)) + sqrt(rho) range(V_{k-1}) / (N + 1))`` (optimism only;
     terminal mass worth 0, ``f`` the bonus factor, ``rho`` the pooled share of visit pairs with different outcomes).
@@ -161,7 +161,8 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
     ]
     if model.config.optimism_horizon_max is not None and ceiling_applies:
         kappa *= min(1.0, model.config.optimism_horizon_max / horizon)
-    worth_once = model.config.unknown_worth_after_goal == "once" and goal_rewards_only
+    if model.config.unknown_worth_after_goal == "once" and goal_rewards_only:
+        kappa /= max(horizon - 1, 1)
     v, out = np.zeros(counts.shape[0]), []
     for k in range(1, horizon + 1):
         v = np.minimum(v, (k - 1) * cap_per_step) if capped else v
@@ -169,8 +170,7 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
         if optimism:
             spread = np.sqrt(np.maximum(p_hat @ (v * v) - (p_hat @ v) ** 2, 1e-12))
             q = q + spread_coef * (spread + math.sqrt(rho) * (v.max() - v.min()) / np.sqrt(counts + 1.0))
-        steps_of_worth = min(k - 1, 1) if worth_once else k - 1
-        q = q + (m * kappa * scale * steps_of_worth if optimism else continuing * v.mean())
+        q = q + (m * kappa * scale * (k - 1) if optimism else continuing * v.mean())
         if floor and not optimism:
             lowest = min(0.0, float(r_norm[visited].min()))
             q = np.where(visited, q, np.minimum(q, k * lowest))
@@ -507,7 +507,7 @@ def test_optimism_horizon_max_when_terminal_rewards_applies_only_where_every_rew
 @pytest.mark.parametrize("seed", [0, 1])
 def test_unknown_worth_after_goal_once_applies_only_where_every_reward_seen_ended_an_episode(seed):
     """``unknown_worth_after_goal="once"``: where the positive rewards all came from pairs that ended an episode, the
-    unknown successor is worth ``kappa scale`` once (not per step to go); an MDP with a rewarded pair that never
+    unknown successor is worth ``kappa scale`` over a whole episode (not per step to go); an MDP with a rewarded pair that never
     ended one, or with only costs, keeps the default plan; all three match the numpy backward induction in one
     batch, and the exploitation plan is unchanged."""
     items = [goal_stats(seed), random_stats(seed), costs_only_stats(seed)]
@@ -559,6 +559,14 @@ def test_a_guessed_horizon_keeps_the_unknown_worth_per_step_of_the_default_model
 def test_optimism_horizon_rejects_anything_but_none_or_a_positive_int(value, name):
     with pytest.raises(ValueError, match=f"{name} must be None or a positive int"):
         ModelConfig(**{name: value})
+
+
+@pytest.mark.parametrize("rule", [{"optimism_horizon": 20}, {"optimism_horizon_max": 50}])
+def test_unknown_worth_after_goal_once_refuses_a_horizon_rule_beside_it(rule):
+    with pytest.raises(ValueError, match="unknown_worth_after_goal='once' sets the unknown successor's worth"):
+        ModelConfig(unknown_worth_after_goal="once", **rule)
+    with pytest.raises(ValueError, match="unknown_worth_after_goal must be one of"):
+        ModelConfig(unknown_worth_after_goal="twice")
 
 
 def test_optimism_horizon_max_when_rejects_an_unknown_rule_by_name():
