@@ -106,14 +106,14 @@ class ModelConfig:
         ``rho`` the MDP's pooled chance that two visits of a pair had different outcomes, so an MDP whose moves
         all proved deterministic (DeepSea) gives it none, while one where moves slip (Chain) keeps a move tried
         once worth retrying. Both need no reward scale: the values carry it. ``0`` (icrl-v1, v2) leaves it out
-    :param value_cap: ``False`` (icrl-v1 to v2.2) or ``True`` (icrl-v2.3, v2.4): the exploring plan caps every
+    :param value_cap: ``False`` (icrl-v1 to v2.2) or ``True`` (icrl-v2.3): the exploring plan caps every
         successor value at ``V_{k-1} <= (k - 1) max(1, kappa scale)`` (normalized units), the most ``k - 1``
         steps can be worth when each pays at most the largest reward seen or the unknown successor's worth per
         step, as UCB-VI caps its values at ``k r_max``. Without it the spread bonus, proportional to the values
         it reads, compounds over the steps to go: a 500-step plan on FrozenLake8x8 statistics (reward 1 at the
         goal) reaches ``1.7e16`` (float32 then cannot order the actions), and longer ones overflow
     :param unknown_worth_after_goal: ``"per_step"`` (icrl-v1 to v2.3): the unknown successor is worth
-        ``kappa * scale`` per step to go, whatever rewards were seen; ``"once"`` (icrl-v2.4): in an MDP where some pair's mean
+        ``kappa * scale`` per step to go, whatever rewards were seen; ``"once"``: in an MDP where some pair's mean
         reward is positive and every such pair has ended an episode (the rewards seen are a goal's, paid once as
         the episode ends), it is worth ``kappa * scale (k - 1) / (H - 1)`` with ``k`` steps to go: one more goal
         when met with the whole episode ahead, less as the episode runs out, not one reward per step. So a long

@@ -217,38 +217,3 @@ def test_icrl_v2_3_is_icrl_v2_2_with_the_value_cap_and_its_exploring_values_grow
     assert float(capped.q.max()) <= 1.01 * bound
     compounded = float(uncapped.q.max())  # 1.7e16 here; other draws of the play overflow to NaN
     assert not np.isfinite(compounded) or compounded > 1e3 * bound
-
-
-def goal_rewards_only(stats) -> bool:
-    """Some tried pair's mean reward is positive, and every such pair has ended an episode."""
-    sparse = stats.sparse()
-    rewarded = (sparse.reward_mean > 0) & (sparse.counts > 0)
-    return bool(rewarded.any()) and bool((sparse.terminal_counts[rewarded] > 0).all())
-
-
-def test_icrl_v2_4_is_icrl_v2_3_with_the_unknown_worth_one_goal_after_a_goal():
-    """icrl-v2.4 (configs/v2_4.yaml, no training step) = icrl-v2.3's tensors + ``unknown_worth_after_goal: once``.
-    Its exploitation Q equals icrl-v2.3's (offline behaviour unchanged); its exploring Q differs exactly in the
-    cases whose positive rewards all ended an episode (the grid's goal), and is icrl-v2.3's in the others."""
-    from dataclasses import replace
-
-    from icrl_agent.checkpoint import load_checkpoint
-
-    v2_4, v2_4_card = load_checkpoint(maker.weights_path("icrl-v2.4"))
-    v2_3, v2_3_card = load_checkpoint(maker.weights_path("icrl-v2.3"))
-    assert v2_4.config == replace(v2_3.config, unknown_worth_after_goal="once")
-    v2_3_tensors = v2_3.state_dict()
-    assert all(torch.equal(t, v2_3_tensors[k]) for k, t in v2_4.state_dict().items())
-    assert v2_4_card["training"]["init_from"]["sha256"] == v2_3_card["sha256"]
-    v2_4_ref, v2_3_ref = REFERENCES["icrl-v2.4"]["cases"], REFERENCES["icrl-v2.3"]["cases"]
-    after_goal = {case: goal_rewards_only(maker.CASES[case]()[0]) for case in maker.CASES}
-    assert after_goal["grid_with_terminal_transitions"] and not after_goal["chain_small_early_reward"]
-    for case in maker.CASES:
-        np.testing.assert_allclose(
-            v2_4_ref[case]["optimism"]["false"]["q"], v2_3_ref[case]["optimism"]["false"]["q"], rtol=RTOL, atol=ATOL
-        )
-        explore_4, explore_3 = (np.asarray(ref[case]["optimism"]["true"]["q"]) for ref in (v2_4_ref, v2_3_ref))
-        if after_goal[case]:
-            assert np.abs(explore_4 - explore_3).max() > 1e-3, case
-        else:
-            np.testing.assert_allclose(explore_4, explore_3, rtol=RTOL, atol=ATOL, err_msg=case)
