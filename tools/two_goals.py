@@ -63,7 +63,8 @@ def with_horizon(setting: str) -> str:
     return f"{setting}:horizon={3 * length}"
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (``--envs`` settings, agents, seeds, episodes, workers, ``--out``)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--envs", required=True, help="comma-separated settings, e.g. length=10:small=0.1:cost=0")
     parser.add_argument("--agents", default="icrl,optvi")
@@ -71,7 +72,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     if ENV_ID not in gym.registry:
         gym.register(ENV_ID, entry_point=TwoGoals)
     envs = ",".join(f"{ENV_ID}:{with_horizon(setting)}" for setting in args.envs.split(","))
