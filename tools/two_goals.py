@@ -55,8 +55,8 @@ class TwoGoals(TabularEnv):
 
 
 def with_horizon(setting: str) -> str:
-    """``length=10:small=0.1`` -> ``length=10:small=0.1:horizon=30``: the bench sets the time limit from
-    ``horizon`` (without it an env registered without a limit would run 500-step episodes)."""
+    """``length=10:small=0.1`` -> ``length=10:small=0.1:horizon=30``: the bench sets the env's time limit from
+    ``horizon``, so the env ends its episodes where the bench's reference values assume (and the tables show it)."""
     if "horizon=" in setting:
         return setting
     length = next((int(kv.split("=")[1]) for kv in setting.split(":") if kv.startswith("length=")), 10)
