@@ -80,6 +80,26 @@ def test_run_prior_draws_every_mdp_with_the_overrides_and_horizon(tmp_path, monk
     assert relabelled["rows"][0]["held_out"] and not result["rows"][0]["held_out"]  # labels follow the overrides
 
 
+def test_run_prior_keeps_every_run_with_its_mdps_optimum_and_random_value(tmp_path):
+    """prior.json's ``runs``: one per (family, MDP, agent), the family means are their finite scores' means, and
+    each score is the run's return normalized by the optimum and random value it records."""
+    import json
+
+    result = run_prior(["grid", "bandit"], "random,optvi", n_mdps=3, episodes=2, workers=1, out_dir=tmp_path)
+    runs = json.loads((tmp_path / "prior.json").read_text())["runs"]
+    assert runs == result["runs"] and len(runs) == 2 * 3 * 2
+    assert {(r["family"], r["index"], r["agent"]) for r in runs} == {
+        (f, i, a) for f in ("grid", "bandit") for i in range(3) for a in ("random", "optvi")
+    }
+    for row in result["rows"]:
+        scores = [r["score"] for r in runs if (r["family"], r["agent"]) == (row["family"], row["agent"])]
+        assert row["mean"] == pytest.approx(np.nanmean(scores)) and row["n"] == int(np.isfinite(scores).sum())
+    for family, index in {(r["family"], r["index"]) for r in runs}:
+        pair = [r for r in runs if (r["family"], r["index"]) == (family, index)]
+        assert len({(r["optimal"], r["random"]) for r in pair}) == 1  # the same MDP for both agents
+        assert all(r["optimal"] >= r["random"] for r in pair)
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [({"arms_max_sty": 5}, "unknown config key prior.arms_max_sty"),

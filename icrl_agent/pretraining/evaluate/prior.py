@@ -28,6 +28,9 @@ from icrl_agent.pretraining.config import PretrainConfig
 from icrl_agent.pretraining.prior import PriorSpec
 
 BLIND_SUFFIX = "-blind"
+# prior.json keeps every run's score with its MDP's optimum and random value: paired comparisons of two agents
+# on the same MDPs, and the MDPs where random play is nearly optimal (their normalized score is noisy)
+RUN_KEYS = ("family", "index", "seed", "agent", "score", "optimal", "random")
 RUNS_DIR = "runs/evaluate"  # default home of new diagnostics runs (git-ignored)
 
 
@@ -116,6 +119,7 @@ def prior_run(task: dict[str, Any]) -> dict[str, Any]:
     model: Any = env.unwrapped
     optimal, random = optimal_value(model), random_value(model)
     identity = {k: task[k] for k in ("family", "index", "seed", "agent")}
+    identity |= {"optimal": float(optimal), "random": float(random)}
     if not optimal - random > 1e-9 * max(1.0, abs(optimal)):
         return identity | {"score": float("nan")}  # every policy is as good as random: nothing to learn
     agent = task["spec"].build(env, task["seed"])
@@ -155,7 +159,8 @@ def run_prior(
     :param prior_overrides: prior keys replaced before drawing (see :func:`prior_spec_with`): the same
         families under other settings, e.g. ``{"arms_max_stay": 5}``
     :param horizon: episode length of every drawn MDP instead of its family's (``None``: the family's)
-    :return: ``{"rows": [...], "errors": [...], "markdown": the table, "folder": out_dir}``
+    :return: ``{"rows": [...], "errors": [...], "runs": [...], "markdown": the table, "folder": out_dir}``; a row is
+        a (family, agent) mean with its CI, a run one MDP's ``score`` with its ``optimal`` and ``random`` values
     """
     prior = prior_spec_with(weights, prior_overrides) if prior_overrides else None
     held_out = (prior if prior is not None else prior_spec_of(weights)).held_out
@@ -184,16 +189,19 @@ def run_prior(
                          "mean": float(np.mean(scores)) if scores else float("nan"),
                          "ci_low": low, "ci_high": high, "n": len(scores)})
     errors = [r for r in results if "error" in r]
-    markdown = _write(rows, errors, [s.name for s in specs], families, out, command)
-    return {"rows": rows, "errors": errors, "markdown": markdown, "folder": str(out)}
+    runs = [{k: r[k] for k in RUN_KEYS} for r in results if "error" not in r]
+    markdown = _write(rows, errors, runs, [s.name for s in specs], families, out, command)
+    return {"rows": rows, "errors": errors, "runs": runs, "markdown": markdown, "folder": str(out)}
 
 
 def _write(
-    rows: list[dict[str, Any]], errors: list[dict[str, Any]], agents: list[str], families: list[str], out: Path,
-    command: str,
+    rows: list[dict[str, Any]], errors: list[dict[str, Any]], runs: list[dict[str, Any]], agents: list[str],
+    families: list[str], out: Path, command: str,
 ) -> str:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "prior.json").write_text(json.dumps({"command": command, "rows": rows, "errors": errors}, indent=1))
+    (out / "prior.json").write_text(
+        json.dumps({"command": command, "rows": rows, "errors": errors, "runs": runs}, indent=1)
+    )
     lines = [f"`{command}`", "", "| family | " + " | ".join(agents) + " |", "|---" * (len(agents) + 1) + "|"]
     for family in families:
         cells = []
