@@ -98,6 +98,14 @@ def test_run_prior_keeps_every_run_with_its_mdps_optimum_and_random_value(tmp_pa
         pair = [r for r in runs if (r["family"], r["index"]) == (family, index)]
         assert len({(r["optimal"], r["random"]) for r in pair}) == 1  # the same MDP for both agents
         assert all(r["optimal"] >= r["random"] for r in pair)
+    paired = result["markdown"].split("Paired difference from random")[1]
+    for family in ("grid", "bandit"):
+        by_index = {a: {r["index"]: r["score"] for r in runs if r["family"] == family and r["agent"] == a}
+                    for a in ("random", "optvi")}
+        diffs = [by_index["optvi"][i] - by_index["random"][i] for i in range(3)
+                 if np.isfinite(by_index["optvi"][i]) and np.isfinite(by_index["random"][i])]
+        cell = next(line for line in paired.splitlines() if line.startswith(f"| {family} |")).split("|")[2]
+        assert cell.strip().startswith(f"{np.mean(diffs):+.3f} [")
 
 
 @pytest.mark.parametrize(

@@ -210,6 +210,33 @@ def _write(
             cells.append(f"{row['mean']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]")
         tag = " (held out)" if rows and next(r for r in rows if r["family"] == family)["held_out"] else ""
         lines.append(f"| {family}{tag} | " + " | ".join(cells) + " |")
+    if len(agents) > 1:
+        lines += ["", *_paired_table(runs, agents, families)]
     text = "\n".join(lines) + "\n"
     (out / "prior.md").write_text(text)
     return text
+
+
+def paired_differences(runs: list[dict[str, Any]], agent: str, baseline: str, family: str) -> np.ndarray:
+    """``agent``'s score minus ``baseline``'s on each MDP of ``family`` that both scored (the same draws)."""
+    def scores(name: str) -> dict[int, float]:
+        return {r["index"]: r["score"] for r in runs
+                if r["family"] == family and r["agent"] == name and np.isfinite(r["score"])}
+
+    mine, theirs = scores(agent), scores(baseline)
+    return np.array([mine[i] - theirs[i] for i in sorted(mine.keys() & theirs.keys())])
+
+
+def _paired_table(runs: list[dict[str, Any]], agents: list[str], families: list[str]) -> list[str]:
+    """Each agent against the first, MDP by MDP: less noisy than two family means, as both play the same draws."""
+    base, others = agents[0], agents[1:]
+    lines = [f"Paired difference from {base} (mean over the MDPs both scored, 95% bootstrap CI over MDPs):", "",
+             "| family | " + " | ".join(others) + " |", "|---" * (len(others) + 1) + "|"]
+    for family in families:
+        cells = []
+        for agent in others:
+            diff = paired_differences(runs, agent, base, family)
+            low, high = bootstrap_ci(diff)
+            cells.append(f"{diff.mean():+.3f} [{low:+.3f}, {high:+.3f}]" if diff.size else "n/a")
+        lines.append(f"| {family} | " + " | ".join(cells) + " |")
+    return lines
