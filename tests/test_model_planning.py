@@ -474,15 +474,22 @@ def goal_stats(seed: int) -> tuple[SufficientStats, int]:
     return stats, 12
 
 
+def check_goal_and_other_rewards(goal: SufficientStats, rewarded: SufficientStats) -> None:
+    """The scenario's premise: every rewarded pair of ``goal`` ended an episode, some of ``rewarded`` never did
+    (``random_stats`` draws this at seeds 0-4, not at 5)."""
+    goal_sparse, rewarded_sparse = goal.sparse(), rewarded.sparse()
+    assert (goal_sparse.terminal_counts[goal_sparse.reward_mean > 0] > 0).all(), "goal: a reward without an end"
+    assert (rewarded_sparse.terminal_counts[rewarded_sparse.reward_mean > 0] == 0).any(), "every reward ended"
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_optimism_horizon_max_when_terminal_rewards_applies_only_where_every_reward_seen_ended_an_episode(seed):
     """``optimism_horizon_max_when="terminal_rewards"``: an MDP whose positive rewards all came from pairs that ended
     an episode has the worth shrunk as with ``"always"``; one with a rewarded pair that never ended one, or with
     only costs, keeps the default worth; all three match the numpy backward induction in one batch."""
     goal, rewarded, costs = goal_stats(seed), random_stats(seed), costs_only_stats(seed)
-    goal_sparse, rewarded_sparse = goal[0].sparse(), rewarded[0].sparse()
-    assert (goal_sparse.terminal_counts[goal_sparse.reward_mean > 0] > 0).all()
-    assert (rewarded_sparse.terminal_counts[rewarded_sparse.reward_mean > 0] == 0).any()
+    check_goal_and_other_rewards(goal[0], rewarded[0])
+    goal_sparse = goal[0].sparse()
     model = make_model(seed)
     default = [model.forward_sparse(st.sparse(), h).q.detach() for st, h in (goal, rewarded, costs)]
     model.config = dataclasses.replace(model.config, optimism_horizon_max=1)
@@ -507,10 +514,11 @@ def test_optimism_horizon_max_when_terminal_rewards_applies_only_where_every_rew
 @pytest.mark.parametrize("seed", [0, 1])
 def test_unknown_worth_after_goal_once_applies_only_where_every_reward_seen_ended_an_episode(seed):
     """``unknown_worth_after_goal="once"``: where the positive rewards all came from pairs that ended an episode, the
-    unknown successor is worth ``kappa scale`` over a whole episode (not per step to go); an MDP with a rewarded pair that never
-    ended one, or with only costs, keeps the default plan; all three match the numpy backward induction in one
-    batch, and the exploitation plan is unchanged."""
+    unknown successor is worth ``kappa scale`` over a whole episode (not per step to go); an MDP with a rewarded
+    pair that never ended one, or with only costs, keeps the default plan; all three match the numpy backward
+    induction in one batch, and the exploitation plan is unchanged."""
     items = [goal_stats(seed), random_stats(seed), costs_only_stats(seed)]
+    check_goal_and_other_rewards(items[0][0], items[1][0])
     model = make_model(seed)
     default = [model.forward_sparse(st.sparse(), h).q.detach() for st, h in items]
     exploit = [model.forward_sparse(st.sparse(), h, optimism=False).q.detach() for st, h in items]
