@@ -120,6 +120,11 @@ class ModelConfig:
         episode no longer lures the agent from a goal it found to any unknown state, and reaching the unknown
         sooner still counts. Before any reward, where a reward came without an episode's end, and while the
         horizon is a guess, nothing changes. Not combined with the horizon rules above
+    :param exploit_spread_penalty: ``c_p >= 0``; the exploitation plan subtracts from a tried pair's value
+        ``c_p (sqrt(Var_P̂[V_{k-1}]) + sqrt(rho) range(V_{k-1}) / sqrt(N + 1)) / sqrt(N + 1)``, the spread bonus's
+        terms with the sign turned (a lower confidence bound, as VI-LCB's, that needs no reward scale): a slippery
+        move seen a few times, whose lucky outcomes make it look best, is trusted less. ``0`` (icrl-v1 to v2.3)
+        leaves it out
     :param scale_head: how the reward-scale estimate (in units of the largest reward seen) is made:
         ``"gain"`` (icrl-v1) ``1 + gain * softplus(linear(g))``; ``"quantile"`` ``exp(gain * softplus(mlp(g)))``,
         the MLP trained on a quantile of ``log(largest |R| / largest seen)`` (see
@@ -151,6 +156,7 @@ class ModelConfig:
     spread_bonus: float = 0.0
     value_cap: bool = False
     unknown_worth_after_goal: str = "per_step"
+    exploit_spread_penalty: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("optimism_horizon", "optimism_horizon_max"):
@@ -185,10 +191,10 @@ class ModelConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"ModelConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        if isinstance(self.spread_bonus, bool) or not isinstance(self.spread_bonus, (int, float)) or not (
-            self.spread_bonus >= 0
-        ):
-            raise ValueError(f"ModelConfig.spread_bonus must be a number >= 0, got {self.spread_bonus!r}")
+        for name in ("spread_bonus", "exploit_spread_penalty"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise ValueError(f"ModelConfig.{name} must be a number >= 0, got {value!r}")
         if not isinstance(self.value_cap, bool):
             raise ValueError(f"ModelConfig.value_cap must be true or false, got {self.value_cap!r}")
         for name in ("max_pseudo_count", "init_bonus", "init_unknown_mass", "init_kappa", "min_temperature"):
@@ -888,9 +894,8 @@ class IcrlModel(nn.Module):
         else:
             reward, bonus, unknown_mass, spread = inp.reward_norm, zeros, zeros, zeros
         base, slope = reward, bonus
-        spread_bonus = None
-        if corrections and optimism and self.config.spread_bonus > 0:
-            spread_bonus = spread.masked_fill(inp.counts == 0, 0.0)  # an untried pair has its unknown mass
+        spread_bonus = self._spread_coefficient(inp, spread, optimism) if corrections else None
+        if spread_bonus is not None:
             impurity, count_decay = _outcome_impurity(inp, graph), torch.rsqrt(inp.counts + 1.0)
             padding = None if bool(inp.state_mask.all()) else ~inp.state_mask  # the sparse path has none
         if corrections and optimism and self.config.explore_unknown == "untried_only":
@@ -935,6 +940,17 @@ class IcrlModel(nn.Module):
             return q_k
 
         return solvers.backward_induction(backup, horizon_max, zeros[..., 0])
+
+    def _spread_coefficient(self, inp: _Inputs, spread: torch.Tensor, optimism: bool) -> torch.Tensor | None:
+        """Per tried pair, what multiplies the spread of its successors' values: the spread bonus ``c_v f /
+        sqrt(N + 1)`` in the exploring plan, minus ``c_p / sqrt(N + 1)`` (``exploit_spread_penalty``) in the
+        exploitation plan; ``None`` when the plan has neither. An untried pair gets 0."""
+        untried = inp.counts == 0
+        if optimism and self.config.spread_bonus > 0:
+            return spread.masked_fill(untried, 0.0)  # an untried pair has its unknown mass
+        if not optimism and self.config.exploit_spread_penalty > 0:
+            return (-self.config.exploit_spread_penalty * torch.rsqrt(inp.counts + 1.0)).masked_fill(untried, 0.0)
+        return None
 
     def _unknown_worth_per_step(self, inp: _Inputs, kappa_scale: torch.Tensor) -> torch.Tensor:
         """What the unknown successor is worth per step to go, in normalized units: ``[B]``, from

@@ -126,7 +126,8 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
     ``explore="untried_only"``, a visited pair has no unknown mass. With ``config.spread_bonus`` ``c_v``, a visited pair
     also gets ``c_v f (sqrt(Var_p_hat[V_{k-1}] / (N + 1)) + sqrt(rho) range(V_{k-1}) / (N + 1))`` (optimism only;
     terminal mass worth 0, ``f`` the bonus factor, ``rho`` the pooled share of visit pairs with different outcomes).
-    With ``config.value_cap`` and optimism, every ``V_{k-1}`` is read capped at ``(k - 1) max(1, kappa scale)``
+    Without optimism, ``config.exploit_spread_penalty`` ``c_p`` subtracts ``c_p / sqrt(N + 1)`` times the same two
+    terms from a visited pair. With ``config.value_cap`` and optimism, every ``V_{k-1}`` is read capped at ``(k - 1) max(1, kappa scale)``
     (kappa before the ``optimism_horizon`` factor).
     """
     counts, reward_mean, p_hat, visited, c = empirical_mdp(stats)
@@ -145,6 +146,7 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
     bonus_coef = math.exp(model.log_bonus_gain.item()) * 2.0 * sigmoid(raw[..., 2])
     bonus = bonus_coef * scale / np.sqrt(counts + 1.0) if optimism else np.zeros_like(reward)
     spread_coef = model.config.spread_bonus * 2.0 * sigmoid(raw[..., 2]) / np.sqrt(counts + 1.0) * visited
+    penalty_coef = model.config.exploit_spread_penalty / np.sqrt(counts + 1.0) * visited
     dense = stats.dense()
     squared = (dense.transitions ** 2).sum(-1) + dense.terminal_counts ** 2
     rho = ((counts ** 2 - squared).sum() + 1.0) / ((counts * (counts - 1.0)).clip(min=0.0).sum() + 1.0)
@@ -167,9 +169,9 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
     for k in range(1, horizon + 1):
         v = np.minimum(v, (k - 1) * cap_per_step) if capped else v
         q = reward + k * bonus + (1.0 - m) * (p_hat @ v)
-        if optimism:
-            spread = np.sqrt(np.maximum(p_hat @ (v * v) - (p_hat @ v) ** 2, 1e-12))
-            q = q + spread_coef * (spread + math.sqrt(rho) * (v.max() - v.min()) / np.sqrt(counts + 1.0))
+        spread = np.sqrt(np.maximum(p_hat @ (v * v) - (p_hat @ v) ** 2, 1e-12))
+        spread_terms = spread + math.sqrt(rho) * (v.max() - v.min()) / np.sqrt(counts + 1.0)
+        q = q + (spread_coef if optimism else -penalty_coef) * spread_terms
         q = q + (m * kappa * scale * (k - 1) if optimism else continuing * v.mean())
         if floor and not optimism:
             lowest = min(0.0, float(r_norm[visited].min()))
@@ -540,6 +542,33 @@ def test_unknown_worth_after_goal_once_applies_only_where_every_reward_seen_ende
         expected = adjusted_q(stats, raw[i, :s, :a], scale, model, horizon, True)
         np.testing.assert_allclose(sparse[i][0].numpy(), expected, rtol=1e-9, atol=1e-9)
         np.testing.assert_allclose(batched.q[i, :horizon, :s, :a].numpy(), expected, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_exploit_spread_penalty_lowers_slippery_pairs_in_the_exploitation_plan_only(seed):
+    """``exploit_spread_penalty=c_p``: the exploitation plan subtracts ``c_p / sqrt(N + 1)`` times the spread terms
+    from each tried pair, on the sparse and the batched paths alike (numpy backward induction); the exploring plan
+    is unchanged."""
+    stats, horizon = random_stats(seed)
+    model = make_model(seed)
+    exploit_before = model.forward_sparse(stats.sparse(), horizon, optimism=False).q.detach()
+    explore_before = model.forward_sparse(stats.sparse(), horizon, optimism=True).q.detach()
+    model.config = dataclasses.replace(model.config, exploit_spread_penalty=0.5)
+    capture = HeadCapture(model)
+    with torch.no_grad():
+        exploit = model.forward_sparse(stats.sparse(), horizon, optimism=False)
+        batched = model(to_batch([(stats, horizon)]), optimism=False)
+        explore = model.forward_sparse(stats.sparse(), horizon, optimism=True).q
+    raw, scale = capture.last()[0], exploit.reward_scale.item() / empirical_mdp(stats)[4]
+    expected = adjusted_q(stats, raw, scale, model, horizon, False, floor=model.config.exploit_untried == "floor",
+                          unknown=model.config.exploit_unknown)
+    np.testing.assert_allclose(exploit.q[0].numpy(), expected, rtol=1e-9, atol=1e-9)
+    n_states, n_actions = expected.shape[1:]
+    np.testing.assert_allclose(batched.q[0, :, :n_states, :n_actions].numpy(), expected, rtol=1e-9, atol=1e-9)
+    assert (expected <= exploit_before[0].numpy() + 1e-9).all() and np.abs(expected - exploit_before[0].numpy()).max() > 1e-3
+    np.testing.assert_allclose(explore.numpy(), explore_before.numpy(), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="exploit_spread_penalty must be a number >= 0"):
+        ModelConfig(exploit_spread_penalty=-0.1)
 
 
 @pytest.mark.parametrize("optimism", [True, False])
