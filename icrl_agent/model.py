@@ -106,7 +106,7 @@ class ModelConfig:
         ``rho`` the MDP's pooled chance that two visits of a pair had different outcomes, so an MDP whose moves
         all proved deterministic (DeepSea) gives it none, while one where moves slip (Chain) keeps a move tried
         once worth retrying. Both need no reward scale: the values carry it. ``0`` (icrl-v1, v2) leaves it out
-    :param value_cap: ``False`` (icrl-v1 to v2.2) or ``True`` (icrl-v2.3): the exploring plan caps every
+    :param value_cap: ``False`` (icrl-v1 to v2.2) or ``True`` (icrl-v2.3, v2.4): the exploring plan caps every
         successor value at ``V_{k-1} <= (k - 1) max(1, kappa scale)`` (normalized units), the most ``k - 1``
         steps can be worth when each pays at most the largest reward seen or the unknown successor's worth per
         step, as UCB-VI caps its values at ``k r_max``. Without it the spread bonus, proportional to the values
@@ -124,7 +124,7 @@ class ModelConfig:
         ``c_p (sqrt(Var_P̂[V_{k-1}]) + sqrt(rho) range(V_{k-1}) / sqrt(N + 1)) / sqrt(N + 1)``, the spread bonus's
         terms with the sign turned (a lower confidence bound, as VI-LCB's, that needs no reward scale): a slippery
         move seen a few times, whose lucky outcomes make it look best, is trusted less. ``0`` (icrl-v1 to v2.3)
-        leaves it out
+        leaves it out; icrl-v2.4 uses ``0.1``
     :param scale_head: how the reward-scale estimate (in units of the largest reward seen) is made:
         ``"gain"`` (icrl-v1) ``1 + gain * softplus(linear(g))``; ``"quantile"`` ``exp(gain * softplus(mlp(g)))``,
         the MLP trained on a quantile of ``log(largest |R| / largest seen)`` (see

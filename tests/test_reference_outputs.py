@@ -217,3 +217,29 @@ def test_icrl_v2_3_is_icrl_v2_2_with_the_value_cap_and_its_exploring_values_grow
     assert float(capped.q.max()) <= 1.01 * bound
     compounded = float(uncapped.q.max())  # 1.7e16 here; other draws of the play overflow to NaN
     assert not np.isfinite(compounded) or compounded > 1e3 * bound
+
+
+def test_icrl_v2_4_is_icrl_v2_3_with_a_lower_confidence_bound_in_the_exploitation_plan():
+    """icrl-v2.4 (configs/v2_4.yaml, no training step) = icrl-v2.3's tensors + ``exploit_spread_penalty: 0.1``.
+    Its exploring Q equals icrl-v2.3's in every case (online behaviour unchanged); its exploitation Q is nowhere
+    higher, and lower where a tried move had several outcomes (the grid's slipped move)."""
+    from dataclasses import replace
+
+    from icrl_agent.checkpoint import load_checkpoint
+
+    v2_4, v2_4_card = load_checkpoint(maker.weights_path("icrl-v2.4"))
+    v2_3, v2_3_card = load_checkpoint(maker.weights_path("icrl-v2.3"))
+    assert v2_4.config == replace(v2_3.config, exploit_spread_penalty=0.1)
+    v2_3_tensors = v2_3.state_dict()
+    assert all(torch.equal(t, v2_3_tensors[k]) for k, t in v2_4.state_dict().items())
+    assert v2_4_card["training"]["init_from"]["sha256"] == v2_3_card["sha256"]
+    v2_4_ref, v2_3_ref = REFERENCES["icrl-v2.4"]["cases"], REFERENCES["icrl-v2.3"]["cases"]
+    for case in maker.CASES:
+        np.testing.assert_allclose(
+            v2_4_ref[case]["optimism"]["true"]["q"], v2_3_ref[case]["optimism"]["true"]["q"], rtol=RTOL, atol=ATOL
+        )
+        exploit_4, exploit_3 = (np.asarray(ref[case]["optimism"]["false"]["q"]) for ref in (v2_4_ref, v2_3_ref))
+        assert (exploit_4 <= exploit_3 + ATOL).all(), case
+    grid_4, grid_3 = (np.asarray(ref["grid_with_terminal_transitions"]["optimism"]["false"]["q"])
+                      for ref in (v2_4_ref, v2_3_ref))
+    assert np.abs(grid_4 - grid_3).max() > 1e-3
