@@ -189,21 +189,31 @@ def frozenlake8x8_random_play_statistics():
     return stats
 
 
+def load_config_change(name: str, source: str, **changes):
+    """Load ``name`` and ``source``, checking that ``name`` was made from ``source`` by ``init_from`` with no
+    training step: every tensor equal, and the model config ``source``'s with ``changes``.
+
+    :return: the two models, ``(name's, source's)``
+    """
+    from dataclasses import replace
+
+    from icrl_agent.checkpoint import load_checkpoint
+
+    new, new_card = load_checkpoint(maker.weights_path(name))
+    old, old_card = load_checkpoint(maker.weights_path(source))
+    assert new.config == replace(old.config, **changes)
+    old_tensors = old.state_dict()
+    assert all(torch.equal(t, old_tensors[k]) for k, t in new.state_dict().items())
+    assert new_card["training"]["init_from"]["sha256"] == old_card["sha256"]
+    return new, old
+
+
 def test_icrl_v2_3_is_icrl_v2_2_with_the_value_cap_and_its_exploring_values_grow_linearly():
     """icrl-v2.3 (configs/v2_3.yaml, no training step) = icrl-v2.2's tensors + ``value_cap: true``: its
     exploitation Q equals icrl-v2.2's (offline behaviour unchanged). On slippery FrozenLake8x8 statistics
     icrl-v2.2's exploring values compound with the steps to go, far past ``H kappa scale`` (the most ``H`` steps
     of the unknown successor are worth) or to NaN; icrl-v2.3's stay within it."""
-    from dataclasses import replace
-
-    from icrl_agent.checkpoint import load_checkpoint
-
-    v2_3, v2_3_card = load_checkpoint(maker.weights_path("icrl-v2.3"))
-    v2_2, v2_2_card = load_checkpoint(maker.weights_path("icrl-v2.2"))
-    assert v2_3.config == replace(v2_2.config, value_cap=True)
-    v2_2_tensors = v2_2.state_dict()
-    assert all(torch.equal(t, v2_2_tensors[k]) for k, t in v2_3.state_dict().items())
-    assert v2_3_card["training"]["init_from"]["sha256"] == v2_2_card["sha256"]
+    v2_3, v2_2 = load_config_change("icrl-v2.3", "icrl-v2.2", value_cap=True)
     v2_3_ref, v2_2_ref = REFERENCES["icrl-v2.3"]["cases"], REFERENCES["icrl-v2.2"]["cases"]
     for case in maker.CASES:
         np.testing.assert_allclose(
@@ -223,16 +233,7 @@ def test_icrl_v2_4_is_icrl_v2_3_with_a_lower_confidence_bound_in_the_exploitatio
     """icrl-v2.4 (configs/v2_4.yaml, no training step) = icrl-v2.3's tensors + ``exploit_spread_penalty: 0.1``.
     Its exploring Q equals icrl-v2.3's in every case (online behaviour unchanged); its exploitation Q is nowhere
     higher, and lower where a tried move had several outcomes (the grid's slipped move)."""
-    from dataclasses import replace
-
-    from icrl_agent.checkpoint import load_checkpoint
-
-    v2_4, v2_4_card = load_checkpoint(maker.weights_path("icrl-v2.4"))
-    v2_3, v2_3_card = load_checkpoint(maker.weights_path("icrl-v2.3"))
-    assert v2_4.config == replace(v2_3.config, exploit_spread_penalty=0.1)
-    v2_3_tensors = v2_3.state_dict()
-    assert all(torch.equal(t, v2_3_tensors[k]) for k, t in v2_4.state_dict().items())
-    assert v2_4_card["training"]["init_from"]["sha256"] == v2_3_card["sha256"]
+    load_config_change("icrl-v2.4", "icrl-v2.3", exploit_spread_penalty=0.1)
     v2_4_ref, v2_3_ref = REFERENCES["icrl-v2.4"]["cases"], REFERENCES["icrl-v2.3"]["cases"]
     for case in maker.CASES:
         np.testing.assert_allclose(
