@@ -106,6 +106,12 @@ class ModelConfig:
         ``rho`` the MDP's pooled chance that two visits of a pair had different outcomes, so an MDP whose moves
         all proved deterministic (DeepSea) gives it none, while one where moves slip (Chain) keeps a move tried
         once worth retrying. Both need no reward scale: the values carry it. ``0`` (icrl-v1, v2) leaves it out
+    :param spread_bonus_per_episode: ``None`` (icrl-v2.2 to v2.4): every step of the plan counts its pair's
+        spread bonus, so on slippery moves an agent can collect it by wandering and reach a goal late; ``n >= 1``:
+        at most ``n`` steps of an episode count it. The plan then has ``n + 1`` layers, ``V^j`` with ``j``
+        bonuses left: ``Q^j_k = max(b_k(V^{j-1}_{k-1}) + Q_k(V^{j-1}_{k-1}), Q_k(V^j_{k-1}))``, ``Q_k(V)`` the
+        backup without the spread bonus and ``b_k(V)`` the bonus read from ``V``; it plays ``Q^n``. Costs
+        ``n + 1`` backups per step. Needs ``spread_bonus > 0``
     :param value_cap: ``False`` (icrl-v1 to v2.2) or ``True`` (icrl-v2.3, v2.4): the exploring plan caps every
         successor value at ``V_{k-1} <= (k - 1) max(1, kappa scale)`` (normalized units), the most ``k - 1``
         steps can be worth when each pays at most the largest reward seen or the unknown successor's worth per
@@ -154,12 +160,13 @@ class ModelConfig:
     optimism_horizon_max_when: str = "always"
     explore_unknown: str = "all_pairs"
     spread_bonus: float = 0.0
+    spread_bonus_per_episode: int | None = None
     value_cap: bool = False
     unknown_worth_after_goal: str = "per_step"
     exploit_spread_penalty: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("optimism_horizon", "optimism_horizon_max"):
+        for name in ("optimism_horizon", "optimism_horizon_max", "spread_bonus_per_episode"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ValueError(f"ModelConfig.{name} must be None or a positive int, got {value!r}")
@@ -195,6 +202,11 @@ class ModelConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
                 raise ValueError(f"ModelConfig.{name} must be a number >= 0, got {value!r}")
+        if self.spread_bonus_per_episode is not None and not self.spread_bonus > 0:
+            raise ValueError(
+                "ModelConfig.spread_bonus_per_episode limits the spread bonus, which is off: set spread_bonus > 0 "
+                "or leave spread_bonus_per_episode at None"
+            )
         if not isinstance(self.value_cap, bool):
             raise ValueError(f"ModelConfig.value_cap must be true or false, got {self.value_cap!r}")
         for name in ("max_pseudo_count", "init_bonus", "init_unknown_mass", "init_kappa", "min_temperature"):
@@ -939,7 +951,27 @@ class IcrlModel(nn.Module):
                 q_k = torch.where(floor[0], q_k, torch.minimum(q_k, k * floor[1]))
             return q_k
 
-        return solvers.backward_induction(backup, horizon_max, zeros[..., 0])
+        layers = self.config.spread_bonus_per_episode if optimism and spread_bonus is not None else None
+        if layers is None:
+            return solvers.backward_induction(backup, horizon_max, zeros[..., 0])
+
+        def spread_of(v: torch.Tensor) -> torch.Tensor:
+            unseen = (impurity * _value_range(v, padding))[:, None, None] * count_decay
+            return spread_bonus * (_successor_spread(graph.transitions, v) + unseen)
+
+        # V^j with j spread bonuses left, j < layers, with k - 1 steps to go; backward induction carries V^layers
+        fewer = [zeros[..., 0]] * layers
+
+        def layered_backup(k: int, v: torch.Tensor) -> torch.Tensor:
+            values = [*fewer, v] if cap is None else [torch.minimum(x, (k - 1) * cap) for x in (*fewer, v)]
+            plain = [known.expect(x, torch.add(base, slope, alpha=k)) for x in values]
+            q = [plain[0]]
+            for j in range(1, layers + 1):  # take a bonus now (then j - 1 are left), or keep it
+                q.append(torch.maximum(plain[j - 1] + spread_of(values[j - 1]), plain[j]))
+            fewer[:] = [q_j.amax(-1) for q_j in q[:layers]]
+            return q[layers]
+
+        return solvers.backward_induction(layered_backup, horizon_max, zeros[..., 0])
 
     def _spread_coefficient(self, inp: _Inputs, spread: torch.Tensor, optimism: bool) -> torch.Tensor | None:
         """Per tried pair, what multiplies the spread of its successors' values: the spread bonus ``c_v f /

@@ -128,7 +128,10 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
     terminal mass worth 0, ``f`` the bonus factor, ``rho`` the pooled share of visit pairs with different outcomes).
     Without optimism, ``config.exploit_spread_penalty`` ``c_p`` subtracts ``c_p / sqrt(N + 1)`` times the same two
     terms from a visited pair. With ``config.value_cap`` and optimism, every ``V_{k-1}`` is read capped at ``(k - 1) max(1, kappa scale)``
-    (kappa before the ``optimism_horizon`` factor).
+    (kappa before the ``optimism_horizon`` factor). With optimism and ``config.spread_bonus_per_episode`` ``n``, the
+    plan has ``n + 1`` value layers, ``j`` the spread bonuses left: layer 0 has none, layer ``j`` takes the larger of
+    a bonus now (read from layer ``j - 1``'s values, which the pair then leads to) and keeping it; the plan is layer
+    ``n``'s.
     """
     counts, reward_mean, p_hat, visited, c = empirical_mdp(stats)
     r_norm = reward_mean / c
@@ -165,14 +168,30 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
         kappa *= min(1.0, model.config.optimism_horizon_max / horizon)
     if model.config.unknown_worth_after_goal == "once" and goal_rewards_only:
         kappa /= max(horizon - 1, 1)
+
+    def spread_terms(v: np.ndarray) -> np.ndarray:
+        spread = np.sqrt(np.maximum(p_hat @ (v * v) - (p_hat @ v) ** 2, 1e-12))
+        return spread + math.sqrt(rho) * (v.max() - v.min()) / np.sqrt(counts + 1.0)
+
+    def without_spread(v: np.ndarray, k: int) -> np.ndarray:
+        q = reward + k * bonus + (1.0 - m) * (p_hat @ v)
+        return q + (m * kappa * scale * (k - 1) if optimism else continuing * v.mean())
+
+    layers = model.config.spread_bonus_per_episode if optimism else None
+    if layers is not None:  # values[j]: j spread bonuses left
+        values, out = [np.zeros(counts.shape[0])] * (layers + 1), []
+        for k in range(1, horizon + 1):
+            values = [np.minimum(v, (k - 1) * cap_per_step) if capped else v for v in values]
+            plain = [without_spread(v, k) for v in values]
+            qs = [plain[0]] + [np.maximum(plain[j - 1] + spread_coef * spread_terms(values[j - 1]), plain[j])
+                               for j in range(1, layers + 1)]
+            out.append(qs[-1])
+            values = [q.max(-1) for q in qs]
+        return np.stack(out) * c
     v, out = np.zeros(counts.shape[0]), []
     for k in range(1, horizon + 1):
         v = np.minimum(v, (k - 1) * cap_per_step) if capped else v
-        q = reward + k * bonus + (1.0 - m) * (p_hat @ v)
-        spread = np.sqrt(np.maximum(p_hat @ (v * v) - (p_hat @ v) ** 2, 1e-12))
-        spread_terms = spread + math.sqrt(rho) * (v.max() - v.min()) / np.sqrt(counts + 1.0)
-        q = q + (spread_coef if optimism else -penalty_coef) * spread_terms
-        q = q + (m * kappa * scale * (k - 1) if optimism else continuing * v.mean())
+        q = without_spread(v, k) + (spread_coef if optimism else -penalty_coef) * spread_terms(v)
         if floor and not optimism:
             lowest = min(0.0, float(r_norm[visited].min()))
             q = np.where(visited, q, np.minimum(q, k * lowest))
@@ -667,6 +686,49 @@ def test_spread_bonus_follows_the_spread_of_successor_values_in_the_exploring_pl
     model = make_model(seed)
     model.config = dataclasses.replace(model.config, explore_unknown=explore)
     check_exploring_rule(stats, horizon, model, {"spread_bonus": 0.5}, rtol=1e-9)
+
+
+@pytest.mark.parametrize("per_episode", [1, 2])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_spread_bonus_per_episode_counts_at_most_n_bonuses_in_the_exploring_plan(seed, per_episode):
+    """``spread_bonus_per_episode=n``: the exploring plan is the layered backward induction of the numpy
+    reference, in the sparse and the batched paths alike, with the value cap on; the exploitation plan is
+    unchanged."""
+    stats, horizon = random_stats(seed)
+    model = make_model(seed)
+    model.config = dataclasses.replace(
+        model.config, explore_unknown="untried_only", spread_bonus=0.5, value_cap=True
+    )
+    check_exploring_rule(stats, horizon, model, {"spread_bonus_per_episode": per_episode}, rtol=1e-9)
+
+
+def test_spread_bonus_per_episode_is_worth_less_than_a_bonus_every_step_and_more_than_none():
+    """One bonus per episode lies between no spread bonus and a bonus on every step, and more bonuses allowed
+    are worth more (on these statistics the plan's largest value grows with ``n``)."""
+    stats, horizon = random_stats(0)
+    model = make_model(0)
+    model.config = dataclasses.replace(model.config, explore_unknown="untried_only", spread_bonus=0.5)
+
+    def largest_value(**rule) -> float:
+        model.config = dataclasses.replace(model.config, **rule)
+        with torch.no_grad():
+            return float(model.forward_sparse(stats.sparse(), horizon, optimism=True).q[0, -1].amax())
+
+    every_step = largest_value(spread_bonus_per_episode=None)
+    limited = [largest_value(spread_bonus_per_episode=n) for n in (1, 2, 3)]
+    none = largest_value(spread_bonus=0.0, spread_bonus_per_episode=None)
+    assert none < limited[0] < limited[1] < limited[2] < every_step
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, True, "1"])
+def test_spread_bonus_per_episode_rejects_anything_but_a_positive_int(value):
+    with pytest.raises(ValueError, match="spread_bonus_per_episode must be None or a positive int"):
+        ModelConfig(spread_bonus=0.3, spread_bonus_per_episode=value)
+
+
+def test_spread_bonus_per_episode_needs_the_spread_bonus_on():
+    with pytest.raises(ValueError, match="spread_bonus_per_episode limits the spread bonus, which is off"):
+        ModelConfig(spread_bonus_per_episode=1)
 
 
 @pytest.mark.parametrize("kappa_raw", [0.4, -4.0])  # kappa scale above 1, and below it (the bound is then 1)
