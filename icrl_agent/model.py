@@ -18,7 +18,9 @@ The file is longer than most: the network, its two graph back-ends and the plann
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from functools import partial
 from typing import Any, Protocol, cast
 
 import numpy as np
@@ -170,17 +172,6 @@ class ModelConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ValueError(f"ModelConfig.{name} must be None or a positive int, got {value!r}")
-        if self.unknown_worth_after_goal == "once" and (
-            self.optimism_horizon is not None or self.optimism_horizon_max is not None
-        ):
-            raise ValueError(
-                "ModelConfig.unknown_worth_after_goal='once' sets the unknown successor's worth after a goal itself: "
-                "leave optimism_horizon and optimism_horizon_max at None"
-            )
-        if self.optimism_horizon is not None and self.optimism_horizon_max is not None:
-            raise ValueError(
-                "ModelConfig.optimism_horizon and optimism_horizon_max are two rules for the same worth: set one"
-            )
         for name in ("d_model", "n_heads", "n_rounds", "max_horizon"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -202,17 +193,32 @@ class ModelConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
                 raise ValueError(f"ModelConfig.{name} must be a number >= 0, got {value!r}")
-        if self.spread_bonus_per_episode is not None and not self.spread_bonus > 0:
-            raise ValueError(
-                "ModelConfig.spread_bonus_per_episode limits the spread bonus, which is off: set spread_bonus > 0 "
-                "or leave spread_bonus_per_episode at None"
-            )
         if not isinstance(self.value_cap, bool):
             raise ValueError(f"ModelConfig.value_cap must be true or false, got {self.value_cap!r}")
         for name in ("max_pseudo_count", "init_bonus", "init_unknown_mass", "init_kappa", "min_temperature"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
                 raise ValueError(f"ModelConfig.{name} must be a number > 0, got {value!r}")
+        self._check_rule_combinations()
+
+    def _check_rule_combinations(self) -> None:
+        """Refuse planning rules that cannot be set together."""
+        if self.unknown_worth_after_goal == "once" and (
+            self.optimism_horizon is not None or self.optimism_horizon_max is not None
+        ):
+            raise ValueError(
+                "ModelConfig.unknown_worth_after_goal='once' sets the unknown successor's worth after a goal itself: "
+                "leave optimism_horizon and optimism_horizon_max at None"
+            )
+        if self.optimism_horizon is not None and self.optimism_horizon_max is not None:
+            raise ValueError(
+                "ModelConfig.optimism_horizon and optimism_horizon_max are two rules for the same worth: set one"
+            )
+        if self.spread_bonus_per_episode is not None and not self.spread_bonus > 0:
+            raise ValueError(
+                "ModelConfig.spread_bonus_per_episode limits the spread bonus, which is off: set spread_bonus > 0 "
+                "or leave spread_bonus_per_episode at None"
+            )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
@@ -906,10 +912,7 @@ class IcrlModel(nn.Module):
         else:
             reward, bonus, unknown_mass, spread = inp.reward_norm, zeros, zeros, zeros
         base, slope = reward, bonus
-        spread_bonus = self._spread_coefficient(inp, spread, optimism) if corrections else None
-        if spread_bonus is not None:
-            impurity, count_decay = _outcome_impurity(inp, graph), torch.rsqrt(inp.counts + 1.0)
-            padding = None if bool(inp.state_mask.all()) else ~inp.state_mask  # the sparse path has none
+        spread_term = self._spread_term(inp, graph, spread, optimism) if corrections else None
         if corrections and optimism and self.config.explore_unknown == "untried_only":
             unknown_mass = unknown_mass.masked_fill(inp.counts > 0, 0.0)
         cap = None
@@ -942,36 +945,36 @@ class IcrlModel(nn.Module):
             if cap is not None:
                 v = torch.minimum(v, (k - 1) * cap)
             q_k = known.expect(v, torch.add(base, slope, alpha=k))
-            if spread_bonus is not None:
-                unseen = (impurity * _value_range(v, padding))[:, None, None] * count_decay
-                q_k = q_k + spread_bonus * (_successor_spread(graph.transitions, v) + unseen)
+            if spread_term is not None:
+                q_k = q_k + spread_term(v)
             if neutral:
                 q_k = q_k + continuing * _masked_mean(v, inp.state_mask, (1,))[:, None, None]
             if floor is not None:
                 q_k = torch.where(floor[0], q_k, torch.minimum(q_k, k * floor[1]))
             return q_k
 
-        layers = self.config.spread_bonus_per_episode if optimism and spread_bonus is not None else None
-        if layers is None:
+        layers = self.config.spread_bonus_per_episode if optimism else None
+        if layers is None or spread_term is None:
             return solvers.backward_induction(backup, horizon_max, zeros[..., 0])
+        without_spread = partial(_linear_backup, known, base, slope)
+        return _limited_bonus_induction(without_spread, spread_term, layers, cap, horizon_max, zeros[..., 0])
 
-        def spread_of(v: torch.Tensor) -> torch.Tensor:
+    def _spread_term(
+        self, inp: _Inputs, graph: _Graph, spread: torch.Tensor, optimism: bool
+    ) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """The spread bonus (exploring plan) or penalty (exploitation plan) of every pair as a function of the
+        successor values ``V_{k-1}`` ``[B, S]``; ``None`` when the plan has neither."""
+        coefficient = self._spread_coefficient(inp, spread, optimism)
+        if coefficient is None:
+            return None
+        impurity, count_decay = _outcome_impurity(inp, graph), torch.rsqrt(inp.counts + 1.0)
+        padding = None if bool(inp.state_mask.all()) else ~inp.state_mask  # the sparse path has none
+
+        def spread_term(v: torch.Tensor) -> torch.Tensor:
             unseen = (impurity * _value_range(v, padding))[:, None, None] * count_decay
-            return spread_bonus * (_successor_spread(graph.transitions, v) + unseen)
+            return coefficient * (_successor_spread(graph.transitions, v) + unseen)
 
-        # V^j with j spread bonuses left, j < layers, with k - 1 steps to go; backward induction carries V^layers
-        fewer = [zeros[..., 0]] * layers
-
-        def layered_backup(k: int, v: torch.Tensor) -> torch.Tensor:
-            values = [*fewer, v] if cap is None else [torch.minimum(x, (k - 1) * cap) for x in (*fewer, v)]
-            plain = [known.expect(x, torch.add(base, slope, alpha=k)) for x in values]
-            q = [plain[0]]
-            for j in range(1, layers + 1):  # take a bonus now (then j - 1 are left), or keep it
-                q.append(torch.maximum(plain[j - 1] + spread_of(values[j - 1]), plain[j]))
-            fewer[:] = [q_j.amax(-1) for q_j in q[:layers]]
-            return q[layers]
-
-        return solvers.backward_induction(layered_backup, horizon_max, zeros[..., 0])
+        return spread_term
 
     def _spread_coefficient(self, inp: _Inputs, spread: torch.Tensor, optimism: bool) -> torch.Tensor | None:
         """Per tried pair, what multiplies the spread of its successors' values: the spread bonus ``c_v f /
@@ -1025,6 +1028,43 @@ class IcrlModel(nn.Module):
             self.temperature_head(torch.cat([h_s, g[:, None].expand_as(h_s)], -1)).squeeze(-1)
         )
         return factor * gap * inp.c[:, None]
+
+
+def _linear_backup(
+    known: solvers.Transitions, base: torch.Tensor, slope: torch.Tensor, k: int, v: torch.Tensor
+) -> torch.Tensor:
+    """``base + k slope + P V_{k-1}``: ``[B, S, A]``."""
+    return known.expect(v, torch.add(base, slope, alpha=k))
+
+
+def _limited_bonus_induction(
+    without_bonus: solvers.Backup,
+    bonus_of: Callable[[torch.Tensor], torch.Tensor],
+    layers: int,
+    cap: torch.Tensor | None,
+    horizon: int,
+    v0: torch.Tensor,
+) -> torch.Tensor:
+    """Backward induction where at most ``layers`` steps of an episode count a bonus: ``[B, H, S, A]``, the Q of
+    the plan with every bonus left.
+
+    ``V^j`` holds the value with ``j`` bonuses left; ``Q^0_k = without_bonus(k, V^0_{k-1})`` and
+    ``Q^j_k = max(without_bonus(k, V^{j-1}_{k-1}) + bonus_of(V^{j-1}_{k-1}), without_bonus(k, V^j_{k-1}))``: take
+    the bonus now (its pair then leads to values with one fewer left) or keep it. ``bonus_of`` reads the values
+    capped at ``(k - 1) cap`` when there is a cap, as ``without_bonus`` then reads them.
+    """
+    fewer = [v0] * layers  # V^j for j < layers, with k - 1 steps to go; the induction carries V^layers
+
+    def backup(k: int, v: torch.Tensor) -> torch.Tensor:
+        values = [*fewer, v] if cap is None else [torch.minimum(x, (k - 1) * cap) for x in (*fewer, v)]
+        plain = [without_bonus(k, x) for x in values]
+        q = [plain[0]]
+        for j in range(1, layers + 1):
+            q.append(torch.maximum(plain[j - 1] + bonus_of(values[j - 1]), plain[j]))
+        fewer[:] = [q_j.amax(-1) for q_j in q[:layers]]
+        return q[layers]
+
+    return solvers.backward_induction(backup, horizon, v0)
 
 
 def _rewarded_pairs(inp: _Inputs) -> torch.Tensor:
