@@ -163,6 +163,7 @@ class ModelConfig:
     explore_unknown: str = "all_pairs"
     spread_bonus: float = 0.0
     spread_bonus_per_episode: int | None = None
+    spread_bonus_limited_terms: str = "both"
     value_cap: bool = False
     unknown_worth_after_goal: str = "per_step"
     exploit_spread_penalty: float = 0.0
@@ -184,7 +185,7 @@ class ModelConfig:
             "head": HEADS, "exploit_untried": EXPLOIT_UNTRIED, "exploit_unknown": EXPLOIT_UNKNOWN,
             "explore_unknown": EXPLORE_UNKNOWN, "encoder": ENCODERS, "scale_head": SCALE_HEADS,
             "scale_inputs": SCALE_INPUTS, "optimism_horizon_max_when": CEILING_WHEN,
-            "unknown_worth_after_goal": UNKNOWN_WORTH_AFTER_GOAL,
+            "unknown_worth_after_goal": UNKNOWN_WORTH_AFTER_GOAL, "spread_bonus_limited_terms": ("both", "variance"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -956,11 +957,16 @@ class IcrlModel(nn.Module):
         layers = self.config.spread_bonus_per_episode if optimism else None
         if layers is None or spread_term is None:
             return solvers.backward_induction(backup, horizon_max, zeros[..., 0])
-        without_spread = partial(_linear_backup, known, base, slope)
+        without_spread: solvers.Backup = partial(_linear_backup, known, base, slope)
+        if self.config.spread_bonus_limited_terms == "variance":  # the range term stays on every step
+            range_term = self._spread_term(inp, graph, spread, optimism, terms="range")
+            spread_term = self._spread_term(inp, graph, spread, optimism, terms="variance")
+            without_spread = partial(_plus_term, without_spread, range_term)
+        assert spread_term is not None
         return _limited_bonus_induction(without_spread, spread_term, layers, cap, horizon_max, zeros[..., 0])
 
     def _spread_term(
-        self, inp: _Inputs, graph: _Graph, spread: torch.Tensor, optimism: bool
+        self, inp: _Inputs, graph: _Graph, spread: torch.Tensor, optimism: bool, terms: str = "both"
     ) -> Callable[[torch.Tensor], torch.Tensor] | None:
         """The spread bonus (exploring plan) or penalty (exploitation plan) of every pair as a function of the
         successor values ``V_{k-1}`` ``[B, S]``; ``None`` when the plan has neither."""
@@ -972,6 +978,10 @@ class IcrlModel(nn.Module):
 
         def spread_term(v: torch.Tensor) -> torch.Tensor:
             unseen = (impurity * _value_range(v, padding))[:, None, None] * count_decay
+            if terms == "range":
+                return coefficient * unseen
+            if terms == "variance":
+                return coefficient * _successor_spread(graph.transitions, v)
             return coefficient * (_successor_spread(graph.transitions, v) + unseen)
 
         return spread_term
@@ -1035,6 +1045,12 @@ def _linear_backup(
 ) -> torch.Tensor:
     """``base + k slope + P V_{k-1}``: ``[B, S, A]``."""
     return known.expect(v, torch.add(base, slope, alpha=k))
+
+
+def _plus_term(
+    backup: solvers.Backup, term: Callable[[torch.Tensor], torch.Tensor] | None, k: int, v: torch.Tensor
+) -> torch.Tensor:
+    return backup(k, v) if term is None else backup(k, v) + term(v)
 
 
 def _limited_bonus_induction(

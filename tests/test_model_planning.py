@@ -152,6 +152,7 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
     penalty_coef = model.config.exploit_spread_penalty / np.sqrt(counts + 1.0) * visited
     dense = stats.dense()
     squared = (dense.transitions ** 2).sum(-1) + dense.terminal_counts ** 2
+    layers = model.config.spread_bonus_per_episode if optimism else None
     rho = ((counts ** 2 - squared).sum() + 1.0) / ((counts * (counts - 1.0)).clip(min=0.0).sum() + 1.0)
     kappa = softplus(model.kappa_raw.item())
     capped = optimism and model.config.value_cap
@@ -169,21 +170,31 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
     if model.config.unknown_worth_after_goal == "once" and goal_rewards_only:
         kappa /= max(horizon - 1, 1)
 
+    def variance_term(v: np.ndarray) -> np.ndarray:
+        return np.sqrt(np.maximum(p_hat @ (v * v) - (p_hat @ v) ** 2, 1e-12))
+
+    def range_term(v: np.ndarray) -> np.ndarray:
+        return math.sqrt(rho) * (v.max() - v.min()) / np.sqrt(counts + 1.0)
+
     def spread_terms(v: np.ndarray) -> np.ndarray:
-        spread = np.sqrt(np.maximum(p_hat @ (v * v) - (p_hat @ v) ** 2, 1e-12))
-        return spread + math.sqrt(rho) * (v.max() - v.min()) / np.sqrt(counts + 1.0)
+        return variance_term(v) + range_term(v)
+
+    limit_variance_only = model.config.spread_bonus_limited_terms == "variance"
 
     def without_spread(v: np.ndarray, k: int) -> np.ndarray:
         q = reward + k * bonus + (1.0 - m) * (p_hat @ v)
-        return q + (m * kappa * scale * (k - 1) if optimism else continuing * v.mean())
+        q = q + (m * kappa * scale * (k - 1) if optimism else continuing * v.mean())
+        return q + spread_coef * range_term(v) if layers is not None and limit_variance_only else q
 
-    layers = model.config.spread_bonus_per_episode if optimism else None
+    def limited_bonus(v: np.ndarray) -> np.ndarray:
+        return spread_coef * (variance_term(v) if limit_variance_only else spread_terms(v))
+
     if layers is not None:  # values[j]: j spread bonuses left
         values, out = [np.zeros(counts.shape[0])] * (layers + 1), []
         for k in range(1, horizon + 1):
             values = [np.minimum(v, (k - 1) * cap_per_step) if capped else v for v in values]
             plain = [without_spread(v, k) for v in values]
-            qs = [plain[0]] + [np.maximum(plain[j - 1] + spread_coef * spread_terms(values[j - 1]), plain[j])
+            qs = [plain[0]] + [np.maximum(plain[j - 1] + limited_bonus(values[j - 1]), plain[j])
                                for j in range(1, layers + 1)]
             out.append(qs[-1])
             values = [q.max(-1) for q in qs]
@@ -688,16 +699,19 @@ def test_spread_bonus_follows_the_spread_of_successor_values_in_the_exploring_pl
     check_exploring_rule(stats, horizon, model, {"spread_bonus": 0.5}, rtol=1e-9)
 
 
+@pytest.mark.parametrize("terms", ["both", "variance"])
 @pytest.mark.parametrize("per_episode", [1, 2])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_spread_bonus_per_episode_counts_at_most_n_bonuses_in_the_exploring_plan(seed, per_episode):
+def test_spread_bonus_per_episode_counts_at_most_n_bonuses_in_the_exploring_plan(seed, per_episode, terms):
     """``spread_bonus_per_episode=n``: the exploring plan is the layered backward induction of the numpy
-    reference, in the sparse and the batched paths alike, with the value cap on; the exploitation plan is
+    reference, in the sparse and the batched paths alike, with the value cap on; with
+    ``spread_bonus_limited_terms="variance"`` the range term is counted on every step. The exploitation plan is
     unchanged."""
     stats, horizon = random_stats(seed)
     model = make_model(seed)
     model.config = dataclasses.replace(
-        model.config, explore_unknown="untried_only", spread_bonus=0.5, value_cap=True
+        model.config, explore_unknown="untried_only", spread_bonus=0.5, value_cap=True,
+        spread_bonus_limited_terms=terms,
     )
     check_exploring_rule(stats, horizon, model, {"spread_bonus_per_episode": per_episode}, rtol=1e-9)
 
