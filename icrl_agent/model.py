@@ -114,6 +114,10 @@ class ModelConfig:
         bonuses left: ``Q^j_k = max(b_k(V^{j-1}_{k-1}) + Q_k(V^{j-1}_{k-1}), Q_k(V^j_{k-1}))``, ``Q_k(V)`` the
         backup without the spread bonus and ``b_k(V)`` the bonus read from ``V``; it plays ``Q^n``. Costs
         ``n + 1`` backups per step. Needs ``spread_bonus > 0``
+    :param spread_bonus_limited_terms: what ``spread_bonus_per_episode`` limits: ``"both"`` terms of the spread
+        bonus, or only the ``"variance"`` term (it fades like ``1 / sqrt(N + 1)``, so it can be collected on
+        moves tried many times); the range term, which fades like ``1 / (N + 1)`` and keeps a move tried once or
+        twice worth retrying, then counts on every step
     :param value_cap: ``False`` (icrl-v1 to v2.2) or ``True`` (icrl-v2.3, v2.4): the exploring plan caps every
         successor value at ``V_{k-1} <= (k - 1) max(1, kappa scale)`` (normalized units), the most ``k - 1``
         steps can be worth when each pays at most the largest reward seen or the unknown successor's worth per
