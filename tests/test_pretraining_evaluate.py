@@ -108,6 +108,56 @@ def test_run_prior_keeps_every_run_with_its_mdps_optimum_and_random_value(tmp_pa
         assert cell.strip().startswith(f"{np.mean(diffs):+.3f} [")
 
 
+def relative_gap(run: dict) -> float:
+    return (run["optimal"] - run["random"]) / max(abs(run["optimal"]), abs(run["random"]))
+
+
+def test_min_gap_leaves_ill_conditioned_mdps_out_of_the_means_and_the_paired_table(tmp_path):
+    """``min_gap``: an MDP where random play comes within that share of the optimum counts in no mean and no paired
+    difference, the markdown names it, and prior.json still keeps every run. The threshold is taken between two
+    of the drawn MDPs' gaps, so some are left out and some kept."""
+    full = run_prior(["grid", "bandit"], "random,optvi", n_mdps=4, episodes=2, workers=1, out_dir=tmp_path / "all")
+    gaps = sorted({relative_gap(r) for r in full["runs"] if np.isfinite(r["score"])})
+    assert len(gaps) >= 2
+    min_gap = (gaps[0] + gaps[1]) / 2
+    result = run_prior(["grid", "bandit"], "random,optvi", n_mdps=4, episodes=2, workers=1, out_dir=tmp_path / "some",
+                       min_gap=min_gap)
+    runs = result["runs"]
+    assert runs == full["runs"]
+    left_out = {(r["family"], r["index"]) for r in runs if np.isfinite(r["score"]) and relative_gap(r) < min_gap}
+    assert left_out
+    for row in result["rows"]:
+        mine = [r for r in runs if (r["family"], r["agent"]) == (row["family"], row["agent"]) and np.isfinite(r["score"])]
+        kept = [r["score"] for r in mine if (r["family"], r["index"]) not in left_out]
+        assert row["n"] == len(kept) and row["left_out"] == len(mine) - len(kept)
+        assert row["mean"] == pytest.approx(np.mean(kept)) if kept else np.isnan(row["mean"])
+    named = next(line for line in result["markdown"].splitlines() if line.startswith("Left out of the means"))
+    listed = named.split("): ")[1].rstrip(".").split(", ")
+    assert sorted(listed) == sorted(f"{family} {index}" for family, index in left_out)
+    paired = result["markdown"].split("Paired difference from random")[1]
+    for family in ("grid", "bandit"):
+        by_index = {a: {r["index"]: r["score"] for r in runs if r["family"] == family and r["agent"] == a}
+                    for a in ("random", "optvi")}
+        diffs = [by_index["optvi"][i] - by_index["random"][i] for i in range(4)
+                 if (family, i) not in left_out and np.isfinite(by_index["optvi"][i]) and np.isfinite(by_index["random"][i])]
+        cell = next(line for line in paired.splitlines() if line.startswith(f"| {family} |")).split("|")[2]
+        assert cell.strip() == "n/a" if not diffs else cell.strip().startswith(f"{np.mean(diffs):+.3f} [")
+
+
+@pytest.mark.parametrize("min_gap", [-0.1, 1.0, float("nan"), True, "0.2"])
+def test_run_prior_refuses_a_min_gap_outside_zero_to_one_before_any_output(tmp_path, min_gap):
+    with pytest.raises(ValueError, match=r"min_gap must be a number in \[0, 1\)"):
+        run_prior(["loop"], "random", n_mdps=1, episodes=1, workers=1, out_dir=tmp_path / "out", min_gap=min_gap)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("value", ["1", "-0.5", "a fifth"])
+def test_evaluate_prior_min_gap_is_a_usage_error_outside_zero_to_one(value, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        pretraining_main(["evaluate", "prior", "--min-gap", value])
+    assert exit_info.value.code == 2 and "must be a number in [0, 1)" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [({"arms_max_sty": 5}, "unknown config key prior.arms_max_sty"),

@@ -73,6 +73,16 @@ def _prior_overrides(text: str) -> str:
     return text
 
 
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1) (a share of the optimum), got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of the four diagnostics."""
     formatter = DefaultsFormatter
@@ -94,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "weights' prior unchanged)")
     p.add_argument("--horizon", type=_positive, default=None,
                    help="episode length of every drawn MDP (default: each family's own)")
+    p.add_argument("--min-gap", type=_share, default=0.0,
+                   help="leave out of the means an MDP where random play comes within this share of the optimum "
+                        "(its normalized score swings with return noise); 0 keeps every MDP")
     _output_options(p)
 
     p = sub.add_parser("accuracy", help="policy accuracy vs the Boltzmann target, by family and data amount",
@@ -131,7 +144,7 @@ def _run(args: argparse.Namespace, command: str) -> tuple[str, list[Any]]:
         result = run_prior(families, args.agents, args.mdps, args.episodes, args.seed, args.workers, args.weights,
                            args.out, command, force=args.force, progress=progress,
                            prior_overrides=parse_prior_overrides(args.prior) if args.prior else None,
-                           horizon=args.horizon)
+                           horizon=args.horizon, min_gap=args.min_gap)
         return result["markdown"], result["errors"]
     if args.command == "accuracy":
         from icrl_agent.pretraining.evaluate.accuracy import run_accuracy

@@ -141,6 +141,7 @@ def run_prior(
     progress: bool | None = None,
     prior_overrides: dict[str, Any] | None = None,
     horizon: int | None = None,
+    min_gap: float = 0.0,
 ) -> dict[str, Any]:
     """Mean normalized online return of each agent on ``n_mdps`` MDPs of each family.
 
@@ -159,9 +160,15 @@ def run_prior(
     :param prior_overrides: prior keys replaced before drawing (see :func:`prior_spec_with`): the same
         families under other settings, e.g. ``{"arms_max_stay": 5}``
     :param horizon: episode length of every drawn MDP instead of its family's (``None``: the family's)
+    :param min_gap: leave out of the means (and of the paired table) an MDP where random play comes within this
+        share of the optimum (see :func:`ill_conditioned`): its normalized score swings with return noise. ``0``
+        keeps every MDP; the runs are all kept in ``prior.json`` either way
     :return: ``{"rows": [...], "errors": [...], "runs": [...], "markdown": the table, "folder": out_dir}``; a row is
-        a (family, agent) mean with its CI, a run one MDP's ``score`` with its ``optimal`` and ``random`` values
+        a (family, agent) mean with its CI over ``n`` MDPs (``left_out`` more were ill-conditioned), a run one MDP's
+        ``score`` with its ``optimal`` and ``random`` values
     """
+    if isinstance(min_gap, bool) or not isinstance(min_gap, (int, float)) or not 0.0 <= min_gap < 1.0:
+        raise ValueError(f"min_gap must be a number in [0, 1) (a share of the optimum), got {min_gap!r}")
     prior = prior_spec_with(weights, prior_overrides) if prior_overrides else None
     held_out = (prior if prior is not None else prior_spec_of(weights)).held_out
     if horizon is not None and not (isinstance(horizon, int) and horizon >= 1):
@@ -177,26 +184,32 @@ def run_prior(
     ]
     out = Path(prepare_out(None if out_dir is None else str(out_dir), "prior", force, base=RUNS_DIR))
     results = run_tasks(prior_run, tasks, workers, desc="prior", progress=progress)
+    errors = [r for r in results if "error" in r]
+    runs = [{k: r[k] for k in RUN_KEYS} for r in results if "error" not in r]
     rows = []
     for family in families:
         for spec in specs:
-            scores = [
-                r["score"] for r in results
-                if r.get("family") == family and r.get("agent") == spec.name and np.isfinite(r.get("score", np.nan))
-            ]
+            mine = [r for r in runs if r["family"] == family and r["agent"] == spec.name and np.isfinite(r["score"])]
+            scores = [r["score"] for r in mine if not ill_conditioned(r, min_gap)]
             low, high = bootstrap_ci(scores)
             rows.append({"family": family, "held_out": family in held_out, "agent": spec.name,
                          "mean": float(np.mean(scores)) if scores else float("nan"),
-                         "ci_low": low, "ci_high": high, "n": len(scores)})
-    errors = [r for r in results if "error" in r]
-    runs = [{k: r[k] for k in RUN_KEYS} for r in results if "error" not in r]
-    markdown = _write(rows, errors, runs, [s.name for s in specs], families, out, command)
+                         "ci_low": low, "ci_high": high, "n": len(scores), "left_out": len(mine) - len(scores)})
+    markdown = _write(rows, errors, runs, [s.name for s in specs], families, out, command, min_gap)
     return {"rows": rows, "errors": errors, "runs": runs, "markdown": markdown, "folder": str(out)}
+
+
+def ill_conditioned(run: dict[str, Any], min_gap: float) -> bool:
+    """Random play comes within ``min_gap`` of the optimum: ``optimal - random < min_gap * max(|optimal|,
+    |random|)``. The normalized score divides by that gap, so there a return's noise moves it by more than the
+    agent's play does (a grid MDP where random play earns 87% of the optimum scored 1.50 and 0.36 for two agents)."""
+    gap = run["optimal"] - run["random"]
+    return bool(gap < min_gap * max(abs(run["optimal"]), abs(run["random"])))
 
 
 def _write(
     rows: list[dict[str, Any]], errors: list[dict[str, Any]], runs: list[dict[str, Any]], agents: list[str],
-    families: list[str], out: Path, command: str,
+    families: list[str], out: Path, command: str, min_gap: float,
 ) -> str:
     out.mkdir(parents=True, exist_ok=True)
     (out / "prior.json").write_text(
@@ -210,24 +223,38 @@ def _write(
             cells.append(f"{row['mean']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]")
         tag = " (held out)" if rows and next(r for r in rows if r["family"] == family)["held_out"] else ""
         lines.append(f"| {family}{tag} | " + " | ".join(cells) + " |")
+    if min_gap > 0:
+        lines += ["", _left_out_line(runs, agents[0], families, min_gap)]
     if len(agents) > 1:
-        lines += ["", *_paired_table(runs, agents, families)]
+        lines += ["", *_paired_table(runs, agents, families, min_gap)]
     text = "\n".join(lines) + "\n"
     (out / "prior.md").write_text(text)
     return text
 
 
-def paired_differences(runs: list[dict[str, Any]], agent: str, baseline: str, family: str) -> np.ndarray:
-    """``agent``'s score minus ``baseline``'s on each MDP of ``family`` that both scored (the same draws)."""
+def _left_out_line(runs: list[dict[str, Any]], agent: str, families: list[str], min_gap: float) -> str:
+    """Which MDPs the means leave out (every agent plays the same draws, so one agent's runs tell)."""
+    left = [f"{r['family']} {r['index']}" for family in families for r in runs
+            if r["family"] == family and r["agent"] == agent and ill_conditioned(r, min_gap)]
+    which = ", ".join(left) if left else "none"
+    return f"Left out of the means (`--min-gap {min_gap:g}`: random play within that share of the optimum): {which}."
+
+
+def paired_differences(
+    runs: list[dict[str, Any]], agent: str, baseline: str, family: str, min_gap: float = 0.0
+) -> np.ndarray:
+    """``agent``'s score minus ``baseline``'s on each MDP of ``family`` that both scored (the same draws), the
+    ill-conditioned ones (:func:`ill_conditioned`) left out."""
     def scores(name: str) -> dict[int, float]:
         return {r["index"]: r["score"] for r in runs
-                if r["family"] == family and r["agent"] == name and np.isfinite(r["score"])}
+                if r["family"] == family and r["agent"] == name and np.isfinite(r["score"])
+                and not ill_conditioned(r, min_gap)}
 
     mine, theirs = scores(agent), scores(baseline)
     return np.array([mine[i] - theirs[i] for i in sorted(mine.keys() & theirs.keys())])
 
 
-def _paired_table(runs: list[dict[str, Any]], agents: list[str], families: list[str]) -> list[str]:
+def _paired_table(runs: list[dict[str, Any]], agents: list[str], families: list[str], min_gap: float) -> list[str]:
     """Each agent against the first, MDP by MDP: less noisy than two family means, as both play the same draws."""
     base, others = agents[0], agents[1:]
     lines = [f"Paired difference from {base} (mean over the MDPs both scored, 95% bootstrap CI over MDPs):", "",
@@ -235,7 +262,7 @@ def _paired_table(runs: list[dict[str, Any]], agents: list[str], families: list[
     for family in families:
         cells = []
         for agent in others:
-            diff = paired_differences(runs, agent, base, family)
+            diff = paired_differences(runs, agent, base, family, min_gap)
             low, high = bootstrap_ci(diff)
             cells.append(f"{diff.mean():+.3f} [{low:+.3f}, {high:+.3f}]" if diff.size else "n/a")
         lines.append(f"| {family} | " + " | ".join(cells) + " |")
