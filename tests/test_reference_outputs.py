@@ -244,3 +244,25 @@ def test_icrl_v2_4_is_icrl_v2_3_with_a_lower_confidence_bound_in_the_exploitatio
     grid_4, grid_3 = (np.asarray(ref["grid_with_terminal_transitions"]["optimism"]["false"]["q"])
                       for ref in (v2_4_ref, v2_3_ref))
     assert np.abs(grid_4 - grid_3).max() > 1e-3
+
+
+def test_icrl_v2_5_is_icrl_v2_4_with_three_spread_bonuses_per_episode():
+    """icrl-v2.5 (configs/v2_5.yaml, no training step) = icrl-v2.4's tensors + ``spread_bonus_per_episode: 3``.
+    Its exploitation Q equals icrl-v2.4's in every case (offline behaviour unchanged). Its exploring plan values no
+    state higher at the full horizon (at most three bonuses per episode instead of one per step), and lower where
+    slippery moves repeat over many steps (the chain, the step costs). A single Q entry can come out a little
+    higher (the grid: 4e-5): with the value cap a lower layer's values, capped less often, can spread more."""
+    load_config_change("icrl-v2.5", "icrl-v2.4", spread_bonus_per_episode=3)
+    v2_5_ref, v2_4_ref = REFERENCES["icrl-v2.5"]["cases"], REFERENCES["icrl-v2.4"]["cases"]
+    for case in maker.CASES:
+        np.testing.assert_allclose(
+            v2_5_ref[case]["optimism"]["false"]["q"], v2_4_ref[case]["optimism"]["false"]["q"], rtol=RTOL, atol=ATOL
+        )
+        explore_5, explore_4 = (np.asarray(ref[case]["optimism"]["true"]["q"], dtype=np.float64)
+                                for ref in (v2_5_ref, v2_4_ref))
+        values_5, values_4 = (np.nanmax(np.where(np.isfinite(q[-1]), q[-1], np.nan), -1) for q in (explore_5, explore_4))
+        assert (values_5 <= values_4 * (1 + RTOL) + ATOL).all(), case
+    for case in ("chain_small_early_reward", "negative_step_costs"):
+        explore_5, explore_4 = (np.asarray(ref[case]["optimism"]["true"]["q"], dtype=np.float64)
+                                for ref in (v2_5_ref, v2_4_ref))
+        assert np.nanmax(np.abs(np.nan_to_num(explore_5 - explore_4))) > 1e-3, case
