@@ -11,12 +11,12 @@ sampled MDPs, stage 2 tunes the optimism by evolution strategies. The run writes
 end). ``Agent.from_pretrained(path, ...)`` then loads them, and the new agent and the shipped one each
 learn RiverSwim (or ``--env``) in context for ``--episodes`` episodes; the script prints their mean returns. The tiny
 config trains a tiny network for seconds: do not expect it to match the shipped weights
-(``configs/v2.yaml``, ``configs/v2_1.yaml``, ``configs/v2_2.yaml``, ``configs/v2_3.yaml`` then ``configs/v2_4.yaml``
-reproduce those, docs/pretraining.md).
+(``configs/v2.yaml``, ``configs/v2_1.yaml``, ``configs/v2_2.yaml``, ``configs/v2_3.yaml``, ``configs/v2_4.yaml`` then
+``configs/v2_5.yaml`` reproduce those, docs/pretraining.md).
 
-The shipped agent (icrl-v2.4) at the defaults (RiverSwim, 50 episodes, ``agent.learn``) ends with the optimal
+The shipped agent (icrl-v2.5) at the defaults (RiverSwim, 50 episodes, ``agent.learn``) ends with the optimal
 greedy policy (swim right in every state) on 10 of 10 seeds 0-9, its last 10 episodes averaging 2.4 to 4.1
-(optimal expected return 3.397; 3.30 at the default seed 0; icrl-v2.3, v2.2 and v2.1 did the same). Measured
+(optimal expected return 3.397; 3.30 at the default seed 0; icrl-v2.4, v2.3, v2.2 and v2.1 did the same). Measured
 2026-11-30 with
 ``python -c "from icrl_agent import Agent; from icrl_agent.env_info import make_env; env = make_env('icrl/RiverSwim-v0');
 print([sum(Agent(env.observation_space, env.action_space, seed=s).learn(env, total_episodes=50, seed=s)[-10:]) / 10
