@@ -41,6 +41,7 @@ EXPLOIT_UNKNOWN = ("all_pairs", "untried_only", "non_terminal")
 EXPLORE_UNKNOWN = ("all_pairs", "untried_only")
 CEILING_WHEN = ("always", "reward_seen", "terminal_rewards")
 UNKNOWN_WORTH_AFTER_GOAL = ("per_step", "once")
+SPREAD_LIMITED_TERMS = ("both", "variance")
 OPTIMISM_CONSTANTS = ("bonus", "unknown", "kappa", "scale_gain")
 """Natural-unit names of :meth:`IcrlModel.optimism_parameters`, in their order."""
 _MAX_LOG_SCALE = 16.0  # unseen rewards up to e^16 ~ 9e6 times those seen: keeps exp() finite
@@ -113,12 +114,12 @@ class ModelConfig:
         at most ``n`` steps of an episode count it. The plan then has ``n + 1`` layers, ``V^j`` with ``j``
         bonuses left: ``Q^j_k = max(b_k(V^{j-1}_{k-1}) + Q_k(V^{j-1}_{k-1}), Q_k(V^j_{k-1}))``, ``Q_k(V)`` the
         backup without the spread bonus and ``b_k(V)`` the bonus read from ``V``; it plays ``Q^n``. Costs
-        ``n + 1`` backups per step. Needs ``spread_bonus > 0``
+        ``n + 1`` backups per step. Needs ``spread_bonus > 0``; icrl-v2.5 uses ``3``
     :param spread_bonus_limited_terms: what ``spread_bonus_per_episode`` limits: ``"both"`` terms of the spread
         bonus, or only the ``"variance"`` term (it fades like ``1 / sqrt(N + 1)``, so it can be collected on
         moves tried many times); the range term, which fades like ``1 / (N + 1)`` and keeps a move tried once or
         twice worth retrying, then counts on every step
-    :param value_cap: ``False`` (icrl-v1 to v2.2) or ``True`` (icrl-v2.3, v2.4): the exploring plan caps every
+    :param value_cap: ``False`` (icrl-v1 to v2.2) or ``True`` (icrl-v2.3 to v2.5): the exploring plan caps every
         successor value at ``V_{k-1} <= (k - 1) max(1, kappa scale)`` (normalized units), the most ``k - 1``
         steps can be worth when each pays at most the largest reward seen or the unknown successor's worth per
         step, as UCB-VI caps its values at ``k r_max``. Without it the spread bonus, proportional to the values
@@ -136,7 +137,7 @@ class ModelConfig:
         ``c_p (sqrt(Var_P̂[V_{k-1}]) + sqrt(rho) range(V_{k-1}) / sqrt(N + 1)) / sqrt(N + 1)``, the spread bonus's
         terms with the sign turned (a lower confidence bound, as VI-LCB's, that needs no reward scale): a slippery
         move seen a few times, whose lucky outcomes make it look best, is trusted less. ``0`` (icrl-v1 to v2.3)
-        leaves it out; icrl-v2.4 uses ``0.1``
+        leaves it out; icrl-v2.4 and v2.5 use ``0.1``
     :param scale_head: how the reward-scale estimate (in units of the largest reward seen) is made:
         ``"gain"`` (icrl-v1) ``1 + gain * softplus(linear(g))``; ``"quantile"`` ``exp(gain * softplus(mlp(g)))``,
         the MLP trained on a quantile of ``log(largest |R| / largest seen)`` (see
@@ -189,7 +190,7 @@ class ModelConfig:
             "head": HEADS, "exploit_untried": EXPLOIT_UNTRIED, "exploit_unknown": EXPLOIT_UNKNOWN,
             "explore_unknown": EXPLORE_UNKNOWN, "encoder": ENCODERS, "scale_head": SCALE_HEADS,
             "scale_inputs": SCALE_INPUTS, "optimism_horizon_max_when": CEILING_WHEN,
-            "unknown_worth_after_goal": UNKNOWN_WORTH_AFTER_GOAL, "spread_bonus_limited_terms": ("both", "variance"),
+            "unknown_worth_after_goal": UNKNOWN_WORTH_AFTER_GOAL, "spread_bonus_limited_terms": SPREAD_LIMITED_TERMS,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
