@@ -335,7 +335,10 @@ def test_the_shipped_agent_offline_enters_a_goal_that_ends_episodes():
     """The same offline datasets (GridWorld-Open, eps0.5, 1000 transitions, 10 seeds): most end every episode
     at the goal before the time limit, so told nothing the agent plans for twice the longest episode. Its
     exploitation plan must still enter the goal rather than circle it (``exploit_unknown="non_terminal"``:
-    with icrl-v2's ``all_pairs`` an ended episode went on with the unknown mass, mean 0.87 here)."""
+    with icrl-v2's ``all_pairs`` an ended episode went on with the unknown mass, mean 0.87 here; the shipped
+    tensors with icrl-v2's exploitation rules score 0.918, five seeds at 0.87). icrl-v2.3 scored 0.999; the
+    lower confidence bound of icrl-v2.4 and v2.5 (``exploit_spread_penalty``) lowers it to 0.949, a loss named
+    in docs/pretraining.md (GridWorld-Open from eps0.5 data), hence 0.93 and not 0.95."""
     import gymnasium as gym
 
     from icrl_agent import Agent, solvers
@@ -348,4 +351,4 @@ def test_the_shipped_agent_offline_enters_a_goal_that_ends_episodes():
         agent = Agent(env.observation_space, env.action_space, seed=seed)
         agent.fit(offline.collect_dataset(env, behaviour, 1000, seed))
         values.append(solvers.policy_value(env.unwrapped, offline.greedy_policy_table(agent, env, 50)))
-    assert np.mean(values) > 0.95, values
+    assert np.mean(values) > 0.93, values
