@@ -918,7 +918,7 @@ class IcrlModel(nn.Module):
         else:
             reward, bonus, unknown_mass, spread = inp.reward_norm, zeros, zeros, zeros
         base, slope = reward, bonus
-        spread_term = self._spread_term(inp, graph, spread, optimism) if corrections else None
+        spread_terms = self._spread_terms(inp, graph, spread, optimism) if corrections else None
         if corrections and optimism and self.config.explore_unknown == "untried_only":
             unknown_mass = unknown_mass.masked_fill(inp.counts > 0, 0.0)
         cap = None
@@ -951,8 +951,8 @@ class IcrlModel(nn.Module):
             if cap is not None:
                 v = torch.minimum(v, (k - 1) * cap)
             q_k = known.expect(v, torch.add(base, slope, alpha=k))
-            if spread_term is not None:
-                q_k = q_k + spread_term(v)
+            if spread_terms is not None:
+                q_k = q_k + spread_terms.both(v)
             if neutral:
                 q_k = q_k + continuing * _masked_mean(v, inp.state_mask, (1,))[:, None, None]
             if floor is not None:
@@ -960,36 +960,26 @@ class IcrlModel(nn.Module):
             return q_k
 
         layers = self.config.spread_bonus_per_episode if optimism else None
-        if layers is None or spread_term is None:
+        if layers is None or spread_terms is None:
             return solvers.backward_induction(backup, horizon_max, zeros[..., 0])
         without_spread: solvers.Backup = partial(_linear_backup, known, base, slope)
+        bonus_of = spread_terms.both
         if self.config.spread_bonus_limited_terms == "variance":  # the range term stays on every step
-            range_term = self._spread_term(inp, graph, spread, optimism, terms="range")
-            spread_term = self._spread_term(inp, graph, spread, optimism, terms="variance")
-            without_spread = partial(_plus_term, without_spread, range_term)
-        assert spread_term is not None
-        return _limited_bonus_induction(without_spread, spread_term, layers, cap, horizon_max, zeros[..., 0])
+            without_spread = partial(_plus_term, without_spread, spread_terms.range)
+            bonus_of = spread_terms.variance
+        return _limited_bonus_induction(without_spread, bonus_of, layers, cap, horizon_max, zeros[..., 0])
 
-    def _spread_term(
-        self, inp: _Inputs, graph: _Graph, spread: torch.Tensor, optimism: bool, terms: str = "both"
-    ) -> Callable[[torch.Tensor], torch.Tensor] | None:
-        """The spread bonus (exploring plan) or penalty (exploitation plan) of every pair as a function of the
-        successor values ``V_{k-1}`` ``[B, S]``; ``None`` when the plan has neither."""
+    def _spread_terms(
+        self, inp: _Inputs, graph: _Graph, spread: torch.Tensor, optimism: bool
+    ) -> _SpreadTerms | None:
+        """The spread bonus (exploring plan) or penalty (exploitation plan) of every pair; ``None`` when the plan
+        has neither."""
         coefficient = self._spread_coefficient(inp, spread, optimism)
         if coefficient is None:
             return None
-        impurity, count_decay = _outcome_impurity(inp, graph), torch.rsqrt(inp.counts + 1.0)
         padding = None if bool(inp.state_mask.all()) else ~inp.state_mask  # the sparse path has none
-
-        def spread_term(v: torch.Tensor) -> torch.Tensor:
-            unseen = (impurity * _value_range(v, padding))[:, None, None] * count_decay
-            if terms == "range":
-                return coefficient * unseen
-            if terms == "variance":
-                return coefficient * _successor_spread(graph.transitions, v)
-            return coefficient * (_successor_spread(graph.transitions, v) + unseen)
-
-        return spread_term
+        return _SpreadTerms(coefficient, graph.transitions, _outcome_impurity(inp, graph),
+                            torch.rsqrt(inp.counts + 1.0), padding)
 
     def _spread_coefficient(self, inp: _Inputs, spread: torch.Tensor, optimism: bool) -> torch.Tensor | None:
         """Per tried pair, what multiplies the spread of its successors' values: the spread bonus ``c_v f /
@@ -1052,10 +1042,35 @@ def _linear_backup(
     return known.expect(v, torch.add(base, slope, alpha=k))
 
 
+@dataclass(frozen=True)
+class _SpreadTerms:
+    """The spread terms of every pair as functions of the successor values ``V_{k-1}`` ``[B, S]``, each
+    ``[B, S, A]``: ``coefficient`` times the spread of the successors' values (``variance``), times the value
+    range weighted by the outcome impurity (``range``), or both, from one computation of what they share."""
+
+    coefficient: torch.Tensor
+    transitions: solvers.Transitions
+    impurity: torch.Tensor
+    count_decay: torch.Tensor
+    padding: torch.Tensor | None
+
+    def _unseen(self, v: torch.Tensor) -> torch.Tensor:
+        return (self.impurity * _value_range(v, self.padding))[:, None, None] * self.count_decay
+
+    def both(self, v: torch.Tensor) -> torch.Tensor:
+        return self.coefficient * (_successor_spread(self.transitions, v) + self._unseen(v))
+
+    def variance(self, v: torch.Tensor) -> torch.Tensor:
+        return self.coefficient * _successor_spread(self.transitions, v)
+
+    def range(self, v: torch.Tensor) -> torch.Tensor:
+        return self.coefficient * self._unseen(v)
+
+
 def _plus_term(
-    backup: solvers.Backup, term: Callable[[torch.Tensor], torch.Tensor] | None, k: int, v: torch.Tensor
+    backup: solvers.Backup, term: Callable[[torch.Tensor], torch.Tensor], k: int, v: torch.Tensor
 ) -> torch.Tensor:
-    return backup(k, v) if term is None else backup(k, v) + term(v)
+    return backup(k, v) + term(v)
 
 
 def _limited_bonus_induction(
