@@ -952,7 +952,7 @@ class IcrlModel(nn.Module):
                 v = torch.minimum(v, (k - 1) * cap)
             q_k = known.expect(v, torch.add(base, slope, alpha=k))
             if spread_terms is not None:
-                q_k = q_k + spread_terms.both(v)
+                q_k = q_k + spread_terms.both(v[None])[0]
             if neutral:
                 q_k = q_k + continuing * _masked_mean(v, inp.state_mask, (1,))[:, None, None]
             if floor is not None:
@@ -962,7 +962,7 @@ class IcrlModel(nn.Module):
         layers = self.config.spread_bonus_per_episode if optimism else None
         if layers is None or spread_terms is None:
             return solvers.backward_induction(backup, horizon_max, zeros[..., 0])
-        without_spread: solvers.Backup = partial(_linear_backup, known, base, slope)
+        without_spread: solvers.Backup = partial(_linear_backups, known, base, slope)
         bonus_of = spread_terms.both
         if self.config.spread_bonus_limited_terms == "variance":  # the range term stays on every step
             without_spread = partial(_plus_term, without_spread, spread_terms.range)
@@ -1035,17 +1035,17 @@ class IcrlModel(nn.Module):
         return factor * gap * inp.c[:, None]
 
 
-def _linear_backup(
-    known: solvers.Transitions, base: torch.Tensor, slope: torch.Tensor, k: int, v: torch.Tensor
+def _linear_backups(
+    known: solvers.Transitions, base: torch.Tensor, slope: torch.Tensor, k: int, values: torch.Tensor
 ) -> torch.Tensor:
-    """``base + k slope + P V_{k-1}``: ``[B, S, A]``."""
-    return known.expect(v, torch.add(base, slope, alpha=k))
+    """``base + k slope + P V_{k-1}`` for each of the stacked ``values [L, B, S]``: ``[L, B, S, A]``."""
+    return known.expect_each(values, torch.add(base, slope, alpha=k))
 
 
 @dataclass(frozen=True)
 class _SpreadTerms:
-    """The spread terms of every pair as functions of the successor values ``V_{k-1}`` ``[B, S]``, each
-    ``[B, S, A]``: ``coefficient`` times the spread of the successors' values (``variance``), times the value
+    """The spread terms of every pair as functions of stacked successor values ``V_{k-1}`` ``[L, B, S]``, each
+    ``[L, B, S, A]``: ``coefficient`` times the spread of the successors' values (``variance``), times the value
     range weighted by the outcome impurity (``range``), or both, from one computation of what they share."""
 
     coefficient: torch.Tensor
@@ -1055,7 +1055,7 @@ class _SpreadTerms:
     padding: torch.Tensor | None
 
     def _unseen(self, v: torch.Tensor) -> torch.Tensor:
-        return (self.impurity * _value_range(v, self.padding))[:, None, None] * self.count_decay
+        return (self.impurity * _value_range(v, self.padding))[..., None, None] * self.count_decay
 
     def both(self, v: torch.Tensor) -> torch.Tensor:
         return self.coefficient * (_successor_spread(self.transitions, v) + self._unseen(v))
@@ -1087,17 +1087,20 @@ def _limited_bonus_induction(
     ``V^j`` holds the value with ``j`` bonuses left; ``Q^0_k = without_bonus(k, V^0_{k-1})`` and
     ``Q^j_k = max(without_bonus(k, V^{j-1}_{k-1}) + bonus_of(V^{j-1}_{k-1}), without_bonus(k, V^j_{k-1}))``: take
     the bonus now (its pair then leads to values with one fewer left) or keep it. ``bonus_of`` reads the values
-    capped at ``(k - 1) cap`` when there is a cap, as ``without_bonus`` then reads them.
+    capped at ``(k - 1) cap`` when there is a cap, as ``without_bonus`` then reads them. Both take the layers'
+    values stacked, ``[layers + 1, B, S] -> [layers + 1, B, S, A]``, so a step costs one backup on the sparse
+    path, not one per layer.
     """
-    fewer = [v0] * layers  # V^j for j < layers, with k - 1 steps to go; the induction carries V^layers
+    fewer = [torch.stack([v0] * layers)]  # V^j, j < layers, k - 1 steps to go; the induction carries V^layers
 
     def backup(k: int, v: torch.Tensor) -> torch.Tensor:
-        values = [*fewer, v] if cap is None else [torch.minimum(x, (k - 1) * cap) for x in (*fewer, v)]
-        plain = [without_bonus(k, x) for x in values]
-        q = [plain[0]]
-        for j in range(1, layers + 1):
-            q.append(torch.maximum(plain[j - 1] + bonus_of(values[j - 1]), plain[j]))
-        fewer[:] = [q_j.amax(-1) for q_j in q[:layers]]
+        values = torch.cat([fewer[0], v[None]])  # [layers + 1, B, S]: every layer's values in one backup
+        if cap is not None:
+            values = torch.minimum(values, (k - 1) * cap)
+        plain = without_bonus(k, values)
+        taken = plain[:-1] + bonus_of(values[:-1])
+        q = torch.cat([plain[:1], torch.maximum(taken, plain[1:])])
+        fewer[0] = q[:layers].amax(-1)
         return q[layers]
 
     return solvers.backward_induction(backup, horizon, v0)
@@ -1122,9 +1125,9 @@ def _goal_rewards_only(inp: _Inputs) -> torch.Tensor:
 
 
 def _successor_spread(transitions: solvers.Transitions, v: torch.Tensor) -> torch.Tensor:
-    """``sqrt(Var_P̂[v])`` per pair (a terminal outcome counts as worth 0; an untried pair gets 0)."""
-    mean = transitions.expect(v)
-    second = transitions.expect(v * v)
+    """``sqrt(Var_P̂[v])`` per pair for each of the stacked values ``v [L, B, S]``: ``[L, B, S, A]`` (a terminal
+    outcome counts as worth 0; an untried pair gets 0)."""
+    mean, second = transitions.expect_each(torch.cat([v, v * v])).chunk(2)
     # the floor keeps sqrt's gradient finite where every outcome is worth the same
     return torch.sqrt((second - mean * mean).clamp_min(1e-12))
 

@@ -95,6 +95,11 @@ class DenseTransitions:
             return torch.bmm(self._flat, v_col).view(shape)
         return torch.baddbmm(base.reshape(batch, pairs, 1), self._flat, v_col).view(shape)
 
+    def expect_each(self, vs: torch.Tensor, base: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`expect` of each ``vs[i]`` (``[L, ..., S] -> [L, ..., S, A]``), one product per value so the
+        result is bit for bit that of :meth:`expect` (a product of ``L`` columns rounds differently)."""
+        return torch.stack([self.expect(v, base) for v in vs.unbind(0)])
+
 
 class SparseTransitions:
     """One MDP's transitions as COO edges ``src = s * A + a -> dst`` with weights (cost linear in edges).
@@ -143,6 +148,23 @@ class SparseTransitions:
             base = torch.zeros(self.n_states * self.n_actions, dtype=v.dtype, device=v.device)
         # index_select: the same gather as v[dst], about twice as fast on CPU for a 1-D v
         flat = base.reshape(-1).index_add(0, self.src, self.weight * v.reshape(-1).index_select(0, self.dst))
+        return flat.view(shape)
+
+    def expect_each(self, vs: torch.Tensor, base: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`expect` of each ``vs[i]`` in one segment sum: ``[L, ..., S] -> [L, ..., S, A]`` (other
+        leading dims of size 1), bit for bit each :meth:`expect`.
+
+        The layered plans back up several value vectors per step; on small MDPs a backup's cost is the
+        per-operation overhead, which this pays once for all of them.
+        """
+        n_values = vs.shape[0]
+        shape = vs.shape[:-1] + (self.n_states, self.n_actions)
+        pairs = self.n_states * self.n_actions
+        if base is None:
+            flat = vs.new_zeros(n_values, pairs)
+        else:
+            flat = base.reshape(1, pairs).expand(n_values, pairs).clone()
+        flat.index_add_(1, self.src, self.weight * vs.reshape(n_values, -1).index_select(1, self.dst))
         return flat.view(shape)
 
 

@@ -192,3 +192,26 @@ def test_a_shape_mismatch_names_both_shapes_and_what_they_must_be():
 def test_a_horizon_below_one_is_refused_with_its_value():
     with pytest.raises(ValueError, match="horizon must be >= 1, got 0"):
         backward_induction(lambda k, v: v[:, None], 0, torch.zeros(2))
+
+
+@pytest.mark.parametrize("with_base", [False, True])
+def test_expect_each_is_bit_for_bit_each_expect_on_both_back_ends(with_base):
+    """The layered plans back up their layers' values in one ``expect_each``: it must give each ``expect`` exactly,
+    so the shipped agent's trajectories do not depend on how the layers are batched, and leave ``base`` as it was."""
+    rng = np.random.default_rng(7)
+    P, R = random_mdp(rng, n_states=6, n_actions=3)
+    P[P < 0.1] = 0.0
+    s, a, s2 = np.nonzero(P)
+    sparse = SparseTransitions.from_numpy(s * 3 + a, s2, P[s, a, s2], 6, 3)
+    dense = DenseTransitions(torch.as_tensor(P)[None].expand(2, -1, -1, -1))
+    for transitions, batch in ((sparse, 1), (dense, 2)):
+        values = torch.as_tensor(rng.normal(size=(4, batch, 6)))
+        base = torch.as_tensor(rng.normal(size=(batch, 6, 3))) if with_base else None
+        before = None if base is None else base.clone()
+        each = transitions.expect_each(values, base)
+        one_by_one = torch.stack([transitions.expect(v, base) for v in values])
+        assert each.shape == (4, batch, 6, 3)
+        assert torch.equal(each, one_by_one)
+        assert not torch.equal(each[0], each[1])  # each value vector gets its own backup
+        if base is not None:
+            assert torch.equal(base, before)
