@@ -38,7 +38,7 @@ ENCODERS = ("gat", "none")
 ES_SCOPES = ("constants", "heads")
 EXPLOIT_UNTRIED = ("known_mean", "floor")
 EXPLOIT_UNKNOWN = ("all_pairs", "untried_only", "non_terminal")
-EXPLORE_UNKNOWN = ("all_pairs", "untried_only")
+EXPLORE_UNKNOWN = ("all_pairs", "untried_only", "impurity_weighted")
 CEILING_WHEN = ("always", "reward_seen", "terminal_rewards")
 UNKNOWN_WORTH_AFTER_GOAL = ("per_step", "once")
 SPREAD_LIMITED_TERMS = ("both", "variance")
@@ -99,8 +99,10 @@ class ModelConfig:
     :param explore_unknown: which pairs keep their unknown-successor mass in the exploring plan:
         ``"all_pairs"`` (icrl-v1, v2: a tried pair keeps ``m = w / (N + w)``, worth ``kappa * scale`` per step,
         so a large MDP whose pairs were each tried a few times still lures the agent away from a reward it
-        found) or ``"untried_only"`` (as optimistic VI: only an untried pair reaches the unknown successor;
-        a tried one follows ``P̂`` and keeps its count bonus)
+        found), ``"untried_only"`` (as optimistic VI: only an untried pair reaches the unknown successor;
+        a tried one follows ``P̂`` and keeps its count bonus) or ``"impurity_weighted"`` (a tried pair keeps
+        ``rho m``, ``rho`` the MDP's pooled share of visit pairs with different outcomes, see ``spread_bonus``: where
+        every move proved deterministic a tried pair hides no outcome, where moves slip one tried once may)
     :param spread_bonus: ``c_v >= 0``; the exploring plan adds an empirical-Bernstein bonus to a tried pair's
         count bonus: ``c_v f (sqrt(Var_P̂[V_{k-1}] / (N + 1)) + sqrt(rho) range(V_{k-1}) / (N + 1))``, ``f`` the
         per-pair bonus factor ``2 sigmoid(.)``. The first term is the spread of its successors' values (UCB-VI's
@@ -559,7 +561,8 @@ class IcrlModel(nn.Module):
     - with ``config.exploit_untried="floor"``, the exploitation plan values an untried pair at most
       ``k min(0, smallest normalized reward seen)`` (no higher than plain VI or VI-LCB would);
     - with ``config.explore_unknown="untried_only"``, the exploring plan gives only untried pairs the mass ``m``
-      (as optimistic VI does); a tried pair follows ``P̂`` plus its bonus;
+      (as optimistic VI does); a tried pair follows ``P̂`` plus its bonus; with ``"impurity_weighted"`` a tried
+      pair keeps ``rho m``, ``rho`` the MDP's share of visit pairs with different outcomes;
     - with ``config.exploit_unknown="non_terminal"`` (icrl-v2.1), the exploitation plan takes a tried pair's
       unknown mass from its non-terminal outcomes only (``"untried_only"``: a tried pair gets none).
 
@@ -919,8 +922,8 @@ class IcrlModel(nn.Module):
             reward, bonus, unknown_mass, spread = inp.reward_norm, zeros, zeros, zeros
         base, slope = reward, bonus
         spread_terms = self._spread_terms(inp, graph, spread, optimism) if corrections else None
-        if corrections and optimism and self.config.explore_unknown == "untried_only":
-            unknown_mass = unknown_mass.masked_fill(inp.counts > 0, 0.0)
+        if corrections and optimism and self.config.explore_unknown != "all_pairs":
+            unknown_mass = self._tried_pairs_unknown_mass(inp, graph, unknown_mass)
         cap = None
         if optimism:
             kappa_scale = F.softplus(self.kappa_raw) * scale  # (B,)
@@ -968,6 +971,15 @@ class IcrlModel(nn.Module):
             without_spread = partial(_plus_term, without_spread, spread_terms.range)
             bonus_of = spread_terms.variance
         return _limited_bonus_induction(without_spread, bonus_of, layers, cap, horizon_max, zeros[..., 0])
+
+    def _tried_pairs_unknown_mass(self, inp: _Inputs, graph: _Graph, unknown_mass: torch.Tensor) -> torch.Tensor:
+        """The exploring plan's unknown mass with ``explore_unknown`` applied: a tried pair gets none
+        (``untried_only``) or ``rho m`` (``impurity_weighted``); an untried pair keeps ``m``."""
+        tried = inp.counts > 0
+        if self.config.explore_unknown == "untried_only":
+            return unknown_mass.masked_fill(tried, 0.0)
+        rho = _outcome_impurity(inp, graph).square()
+        return torch.where(tried, unknown_mass * rho[:, None, None], unknown_mass)
 
     def _spread_terms(
         self, inp: _Inputs, graph: _Graph, spread: torch.Tensor, optimism: bool

@@ -106,6 +106,12 @@ def exact_q(p_hat: np.ndarray, reward: np.ndarray, horizon: int) -> np.ndarray:
     return np.stack(out)
 
 
+def tried_pairs_share(optimism: bool, unknown: str, explore: str, rho: float) -> float:
+    """How much of its unknown mass a tried pair keeps under the plan's rule."""
+    rule = explore if optimism else unknown
+    return {"untried_only": 0.0, "impurity_weighted": rho}.get(rule, 1.0)
+
+
 def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: IcrlModel, horizon: int,
                optimism: bool, floor: bool = False, unknown: str = "all_pairs",
                explore: str = "all_pairs") -> np.ndarray:
@@ -123,7 +129,7 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
     mean reward is positive; ``"terminal_rewards"``, only if moreover every such pair has ended an episode). With
     ``unknown_worth_after_goal="once"`` and rewards like that, the unknown successor is worth
     ``kappa scale (k - 1) / (horizon - 1)`` instead of ``kappa scale (k - 1)``. With optimism and
-    ``explore="untried_only"``, a visited pair has no unknown mass. With ``config.spread_bonus`` ``c_v``, a visited pair
+    ``explore="untried_only"``, a visited pair has no unknown mass; with ``"impurity_weighted"``, ``rho m``. With ``config.spread_bonus`` ``c_v``, a visited pair
     also gets ``c_v f (sqrt(Var_p_hat[V_{k-1}] / (N + 1)) + sqrt(rho) range(V_{k-1}) / (N + 1))`` (optimism only;
     terminal mass worth 0, ``f`` the bonus factor, ``rho`` the pooled share of visit pairs with different outcomes).
     Without optimism, ``config.exploit_spread_penalty`` ``c_p`` subtracts ``c_p / sqrt(N + 1)`` times the same two
@@ -141,8 +147,10 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
     reward = r_norm + w_r / (counts + w_r) * (prior - r_norm)
     w = math.exp(model.log_unknown_gain.item()) * 2.0 * sigmoid(raw[..., 3])
     m = w / (counts + w)
-    if (not optimism and unknown == "untried_only") or (optimism and explore == "untried_only"):
-        m = np.where(visited, 0.0, m)
+    dense = stats.dense()
+    squared = (dense.transitions ** 2).sum(-1) + dense.terminal_counts ** 2
+    rho = ((counts ** 2 - squared).sum() + 1.0) / ((counts * (counts - 1.0)).clip(min=0.0).sum() + 1.0)
+    m = np.where(visited, tried_pairs_share(optimism, unknown, explore, rho) * m, m)
     continuing = m
     if not optimism and unknown == "non_terminal":
         continuing = m * (1.0 - stats.dense().terminal_counts / np.maximum(counts, 1.0))
@@ -150,10 +158,7 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
     bonus = bonus_coef * scale / np.sqrt(counts + 1.0) if optimism else np.zeros_like(reward)
     spread_coef = model.config.spread_bonus * 2.0 * sigmoid(raw[..., 2]) / np.sqrt(counts + 1.0) * visited
     penalty_coef = model.config.exploit_spread_penalty / np.sqrt(counts + 1.0) * visited
-    dense = stats.dense()
-    squared = (dense.transitions ** 2).sum(-1) + dense.terminal_counts ** 2
     layers = model.config.spread_bonus_per_episode if optimism else None
-    rho = ((counts ** 2 - squared).sum() + 1.0) / ((counts * (counts - 1.0)).clip(min=0.0).sum() + 1.0)
     kappa = softplus(model.kappa_raw.item())
     capped = optimism and model.config.value_cap
     cap_per_step = max(1.0, kappa * scale)
@@ -685,6 +690,42 @@ def check_exploring_rule(stats: SufficientStats, horizon: int, model: IcrlModel,
     np.testing.assert_allclose(batched.q[0, :, :n_states, :n_actions].numpy(), expected, rtol=rtol, atol=1e-9)
     assert np.abs(expected - without_rule[0].numpy()).max() > 1e-3
     np.testing.assert_allclose(exploit.q.numpy(), default_exploit.numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_explore_unknown_impurity_weighted_gives_a_tried_pair_rho_times_its_unknown_mass(seed):
+    """``explore_unknown="impurity_weighted"``: a tried pair keeps ``rho m`` of its unknown mass, ``rho`` the pooled
+    share of visit pairs with different outcomes; with icrl-v2.5's spread bonus limited to 3 per episode and the
+    value cap, in the sparse and the batched paths alike. The exploitation plan is unchanged."""
+    stats, horizon = random_stats(seed)
+    model = make_model(seed)
+    model.config = dataclasses.replace(
+        model.config, spread_bonus=0.5, value_cap=True, spread_bonus_per_episode=3, explore_unknown="untried_only"
+    )
+    check_exploring_rule(stats, horizon, model, {"explore_unknown": "impurity_weighted"}, rtol=1e-9)
+
+
+def test_explore_unknown_impurity_weighted_is_all_pairs_before_a_pair_is_tried_twice():
+    """Before any pair was tried twice ``rho`` is 1, so a tried pair keeps all of its unknown mass; once every pair
+    was tried often with one outcome each, ``rho`` is near 0 and the plan nears ``untried_only``'s."""
+    stats = SufficientStats(spaces.Discrete(4), spaces.Discrete(2))
+    for s in range(3):
+        stats.update(s, 0, 0.5, s + 1, False, s == 2)
+    model = make_model(0)
+    plans = {}
+    for rule in ("all_pairs", "impurity_weighted", "untried_only"):
+        model.config = dataclasses.replace(model.config, explore_unknown=rule)
+        plans[rule] = model.forward_sparse(stats.sparse(), 6, optimism=True).q.detach()
+    torch.testing.assert_close(plans["impurity_weighted"], plans["all_pairs"], rtol=1e-12, atol=1e-12)
+    assert (plans["impurity_weighted"] - plans["untried_only"]).abs().max() > 1e-3
+    for _ in range(30):
+        for s in range(3):
+            stats.update(s, 0, 0.5, s + 1, False, s == 2)
+    for rule in ("impurity_weighted", "untried_only"):
+        model.config = dataclasses.replace(model.config, explore_unknown=rule)
+        plans[rule] = model.forward_sparse(stats.sparse(), 6, optimism=True).q.detach()
+    gap = (plans["impurity_weighted"] - plans["untried_only"]).abs().max()
+    assert 0 < gap < 0.01 * plans["untried_only"].abs().max()
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
