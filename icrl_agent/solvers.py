@@ -97,7 +97,7 @@ class DenseTransitions:
 
     def expect_each(self, vs: torch.Tensor, base: torch.Tensor | None = None) -> torch.Tensor:
         """:meth:`expect` of each ``vs[i]`` (``[L, ..., S] -> [L, ..., S, A]``), one product per value so the
-        result is bit for bit that of :meth:`expect` (a product of ``L`` columns rounds differently)."""
+        result is bit for bit that of :meth:`expect` (a product of ``L`` columns may round differently)."""
         return torch.stack([self.expect(v, base) for v in vs.unbind(0)])
 
 
