@@ -129,8 +129,8 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
     mean reward is positive; ``"terminal_rewards"``, only if moreover every such pair has ended an episode). With
     ``unknown_worth_after_goal="once"`` and rewards like that, the unknown successor is worth
     ``kappa scale (k - 1) / (horizon - 1)`` instead of ``kappa scale (k - 1)``. With optimism and
-    ``explore="untried_only"``, a visited pair has no unknown mass; with ``"impurity_weighted"``, ``rho m``. With ``config.spread_bonus`` ``c_v``, a visited pair
-    also gets ``c_v f (sqrt(Var_p_hat[V_{k-1}] / (N + 1)) + sqrt(rho) range(V_{k-1}) / (N + 1))`` (optimism only;
+    ``explore="untried_only"``, a visited pair has no unknown mass; with ``"impurity_weighted"``, ``rho m``. With
+    ``config.spread_bonus`` ``c_v``, a visited pair also gets ``c_v f (sqrt(Var_p_hat[V_{k-1}] / (N + 1)) + sqrt(rho) range(V_{k-1}) / (N + 1))`` (optimism only;
     terminal mass worth 0, ``f`` the bonus factor, ``rho`` the pooled share of visit pairs with different outcomes).
     Without optimism, ``config.exploit_spread_penalty`` ``c_p`` subtracts ``c_p / sqrt(N + 1)`` times the same two
     terms from a visited pair. With ``config.value_cap`` and optimism, every ``V_{k-1}`` is read capped at ``(k - 1) max(1, kappa scale)``
