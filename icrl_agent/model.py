@@ -923,7 +923,7 @@ class IcrlModel(nn.Module):
         base, slope = reward, bonus
         spread_terms = self._spread_terms(inp, graph, spread, optimism) if corrections else None
         if corrections and optimism and self.config.explore_unknown != "all_pairs":
-            unknown_mass = self._tried_pairs_unknown_mass(inp, graph, unknown_mass)
+            unknown_mass = self._tried_pairs_unknown_mass(inp, graph, unknown_mass, spread_terms)
         cap = None
         if optimism:
             kappa_scale = F.softplus(self.kappa_raw) * scale  # (B,)
@@ -972,13 +972,17 @@ class IcrlModel(nn.Module):
             bonus_of = spread_terms.variance
         return _limited_bonus_induction(without_spread, bonus_of, layers, cap, horizon_max, zeros[..., 0])
 
-    def _tried_pairs_unknown_mass(self, inp: _Inputs, graph: _Graph, unknown_mass: torch.Tensor) -> torch.Tensor:
+    def _tried_pairs_unknown_mass(
+        self, inp: _Inputs, graph: _Graph, unknown_mass: torch.Tensor, spread_terms: _SpreadTerms | None
+    ) -> torch.Tensor:
         """The exploring plan's unknown mass with ``explore_unknown`` applied: a tried pair gets none
-        (``untried_only``) or ``rho m`` (``impurity_weighted``); an untried pair keeps ``m``."""
+        (``untried_only``) or ``rho m`` (``impurity_weighted``, ``rho`` read from the spread terms when the plan has
+        them, so the impurity is computed once); an untried pair keeps ``m``."""
         tried = inp.counts > 0
         if self.config.explore_unknown == "untried_only":
             return unknown_mass.masked_fill(tried, 0.0)
-        rho = _outcome_impurity(inp, graph).square()
+        impurity = spread_terms.impurity if spread_terms is not None else _outcome_impurity(inp, graph)
+        rho = impurity.square()
         return torch.where(tried, unknown_mass * rho[:, None, None], unknown_mass)
 
     def _spread_terms(
@@ -1103,16 +1107,17 @@ def _limited_bonus_induction(
     values stacked, ``[layers + 1, B, S] -> [layers + 1, B, S, A]``, so a step costs one backup on the sparse
     path, not one per layer.
     """
-    fewer = [torch.stack([v0] * layers)]  # V^j, j < layers, k - 1 steps to go; the induction carries V^layers
+    fewer = torch.stack([v0] * layers)  # V^j, j < layers, k - 1 steps to go; the induction carries V^layers
 
     def backup(k: int, v: torch.Tensor) -> torch.Tensor:
-        values = torch.cat([fewer[0], v[None]])  # [layers + 1, B, S]: every layer's values in one backup
+        nonlocal fewer
+        values = torch.cat([fewer, v[None]])  # [layers + 1, B, S]: every layer's values in one backup
         if cap is not None:
             values = torch.minimum(values, (k - 1) * cap)
         plain = without_bonus(k, values)
         taken = plain[:-1] + bonus_of(values[:-1])
         q = torch.cat([plain[:1], torch.maximum(taken, plain[1:])])
-        fewer[0] = q[:layers].amax(-1)
+        fewer = q[:layers].amax(-1)
         return q[layers]
 
     return solvers.backward_induction(backup, horizon, v0)
