@@ -38,7 +38,7 @@ ENCODERS = ("gat", "none")
 ES_SCOPES = ("constants", "heads")
 EXPLOIT_UNTRIED = ("known_mean", "floor")
 EXPLOIT_UNKNOWN = ("all_pairs", "untried_only", "non_terminal")
-EXPLORE_UNKNOWN = ("all_pairs", "untried_only", "impurity_weighted")
+EXPLORE_UNKNOWN = ("all_pairs", "untried_only", "impurity_weighted", "learned_missing_mass")
 CEILING_WHEN = ("always", "reward_seen", "terminal_rewards")
 UNKNOWN_WORTH_AFTER_GOAL = ("per_step", "once")
 SPREAD_LIMITED_TERMS = ("both", "variance")
@@ -103,6 +103,9 @@ class ModelConfig:
         a tried one follows ``P̂`` and keeps its count bonus) or ``"impurity_weighted"`` (a tried pair keeps
         ``rho m``, ``rho`` the MDP's pooled share of visit pairs with different outcomes, see ``spread_bonus``: where
         every move proved deterministic a tried pair hides no outcome, where moves slip one tried once may)
+        or ``"learned_missing_mass"`` (a tried pair keeps ``M̂``, the missing-mass head's estimate of the true
+        chance that its next try leads to an outcome not yet seen from it; the head is trained supervised on prior
+        MDPs, whose true transitions are known, by ``tools/train_missing_mass.py``)
     :param spread_bonus: ``c_v >= 0``; the exploring plan adds an empirical-Bernstein bonus to a tried pair's
         count bonus: ``c_v f (sqrt(Var_P̂[V_{k-1}] / (N + 1)) + sqrt(rho) range(V_{k-1}) / (N + 1))``, ``f`` the
         per-pair bonus factor ``2 sigmoid(.)``. The first term is the spread of its successors' values (UCB-VI's
@@ -589,6 +592,8 @@ class IcrlModel(nn.Module):
             self.kappa_raw = nn.Parameter(torch.tensor(_softplus_inverse(config.init_kappa)))
             self.log_scale_gain = nn.Parameter(torch.tensor(0.0))
             self._init_sa_head()
+            if config.explore_unknown == "learned_missing_mass":
+                self.missing_mass_head = nn.Linear(3 * d + _N_MISSING, 1)
         else:
             self.policy_head = _mlp(3 * d, d, 1)
 
@@ -855,7 +860,8 @@ class IcrlModel(nn.Module):
         )
         horizon_max = int(inp.horizon.max())
         if self.config.head == "vi":
-            q_norm = self._plan(inp, graph, self.sa_head(h_all), scale, horizon_max, optimism, corrections)
+            missing = self._missing_mass(inp, graph, h_all) if self._uses_missing_mass(optimism) else None
+            q_norm = self._plan(inp, graph, self.sa_head(h_all), scale, horizon_max, optimism, corrections, missing)
             temperature = self._temperature(inp, q_norm, h_s, g, scale)
         else:
             score = self.policy_head(h_all).squeeze(-1)
@@ -870,6 +876,32 @@ class IcrlModel(nn.Module):
             state_mask=inp.state_mask,
             action_mask=inp.action_mask,
         )
+
+    def missing_mass(self, batch: StatsBatch) -> torch.Tensor:
+        """The missing-mass head's estimate ``M̂(s, a)``, ``[B, S, A]``: the chance that the next try of a pair
+        leads to an outcome not yet seen from it (only meaningful for tried pairs). The encoder runs without
+        gradient, so a loss on it trains the head alone (what ``tools/train_missing_mass.py`` does).
+
+        :param batch: statistics of ``B`` MDPs, as for :meth:`forward`
+        :raises ValueError: a model without the head (``explore_unknown`` is not ``"learned_missing_mass"``)
+        """
+        if not hasattr(self, "missing_mass_head"):
+            raise ValueError("this model has no missing-mass head: build it with explore_unknown='learned_missing_mass'")
+        inp, graph = self._dense_inputs(batch)
+        with torch.no_grad():
+            h_sa, h_s, g = self._encode(inp, graph)
+            h_all = torch.cat([h_sa, h_s.unsqueeze(2).expand_as(h_sa), g[:, None, None].expand_as(h_sa)], -1)
+        return self._missing_mass(inp, graph, h_all)
+
+    def _uses_missing_mass(self, optimism: bool) -> bool:
+        return optimism and self.config.explore_unknown == "learned_missing_mass"
+
+    def _missing_mass(self, inp: _Inputs, graph: _Graph, h_all: torch.Tensor) -> torch.Tensor:
+        """``M̂`` of every pair from its embedding, its count and the MDP's outcome impurity: ``[B, S, A]``."""
+        n = inp.counts
+        impurity = _outcome_impurity(inp, graph)[:, None, None].expand_as(n)
+        extra = torch.stack([torch.log1p(n), torch.rsqrt(n + 1.0), impurity], -1)
+        return torch.sigmoid(self.missing_mass_head(torch.cat([h_all, extra], -1)).squeeze(-1))
 
     def _scale(self, g: torch.Tensor, inp: _Inputs) -> torch.Tensor:
         """How large unseen rewards may be, in units of the largest seen (``c``): ``[B]``, >= 1."""
@@ -907,6 +939,7 @@ class IcrlModel(nn.Module):
         horizon_max: int,
         optimism: bool,
         corrections: bool,
+        missing: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Exact finite-horizon VI on the adjusted MDP, in normalized units: ``[B, Hmax, S, A]``.
 
@@ -923,7 +956,7 @@ class IcrlModel(nn.Module):
         base, slope = reward, bonus
         spread_terms = self._spread_terms(inp, graph, spread, optimism) if corrections else None
         if corrections and optimism and self.config.explore_unknown != "all_pairs":
-            unknown_mass = self._tried_pairs_unknown_mass(inp, graph, unknown_mass, spread_terms)
+            unknown_mass = self._tried_pairs_unknown_mass(inp, graph, unknown_mass, spread_terms, missing)
         cap = None
         if optimism:
             kappa_scale = F.softplus(self.kappa_raw) * scale  # (B,)
@@ -973,14 +1006,22 @@ class IcrlModel(nn.Module):
         return _limited_bonus_induction(without_spread, bonus_of, layers, cap, horizon_max, zeros[..., 0])
 
     def _tried_pairs_unknown_mass(
-        self, inp: _Inputs, graph: _Graph, unknown_mass: torch.Tensor, spread_terms: _SpreadTerms | None
+        self,
+        inp: _Inputs,
+        graph: _Graph,
+        unknown_mass: torch.Tensor,
+        spread_terms: _SpreadTerms | None,
+        missing: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The exploring plan's unknown mass with ``explore_unknown`` applied: a tried pair gets none
-        (``untried_only``) or ``rho m`` (``impurity_weighted``, ``rho`` read from the spread terms when the plan has
-        them, so the impurity is computed once); an untried pair keeps ``m``."""
+        (``untried_only``), ``rho m`` (``impurity_weighted``, ``rho`` read from the spread terms when the plan has
+        them, so the impurity is computed once) or the head's ``M̂`` (``learned_missing_mass``, given as
+        ``missing``); an untried pair keeps ``m``."""
         tried = inp.counts > 0
         if self.config.explore_unknown == "untried_only":
             return unknown_mass.masked_fill(tried, 0.0)
+        if missing is not None:
+            return torch.where(tried, missing, unknown_mass)
         impurity = spread_terms.impurity if spread_terms is not None else _outcome_impurity(inp, graph)
         rho = impurity.square()
         return torch.where(tried, unknown_mass * rho[:, None, None], unknown_mass)
@@ -1147,6 +1188,9 @@ def _successor_spread(transitions: solvers.Transitions, v: torch.Tensor) -> torc
     mean, second = transitions.expect_each(torch.cat([v, v * v])).chunk(2)
     # the floor keeps sqrt's gradient finite where every outcome is worth the same
     return torch.sqrt((second - mean * mean).clamp_min(1e-12))
+
+
+_N_MISSING = 3  # the missing-mass head's inputs besides the embeddings: log1p(N), 1 / sqrt(N + 1), sqrt(rho)
 
 
 def _outcome_impurity(inp: _Inputs, graph: _Graph) -> torch.Tensor:

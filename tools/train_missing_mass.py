@@ -1,0 +1,159 @@
+"""Train a missing-mass head on top of frozen weights, supervised on prior MDPs, and save the copy.
+
+    python tools/train_missing_mass.py icrl_agent/weights/icrl-v2.5 runs/missing-mass/v25-mm \\
+        --config configs/v2_5.yaml --steps 300 --seed 0
+
+A what-if for issue 15's "context-dependent optimism" with a low-variance training signal: with
+``explore_unknown: learned_missing_mass`` the exploring plan gives a tried pair the head's estimate ``M̂(s, a)``
+of the chance that its next try leads to an outcome not yet seen from it (the unknown successor's mass), where
+``untried_only`` gives it none and ``all_pairs`` the Dirichlet-style ``w / (N + w)``. On prior MDPs the truth is
+known: ``M = 1 - sum of P(s' | s, a) over the outcomes seen`` (every terminal state counts as one outcome). The
+loss is the binary cross-entropy of ``M̂`` against ``M`` over the tried pairs of each batch (data as stage 1's:
+``data`` and ``prior`` of ``--config``). Only the head moves: the encoder runs without gradient and every other
+tensor is copied from the source, so the exploitation plan, and every offline result, are the source's.
+
+The copy's card records the command, seed, steps, wall time and the held-out metrics (before and after):
+cross-entropy, and the mean ``M̂`` against the mean ``M`` per count bucket (calibration).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shlex
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from icrl_agent.checkpoint import checkpoint_sha256, load_checkpoint, save_checkpoint
+from icrl_agent.model import IcrlModel, ModelConfig
+from icrl_agent.pretraining.config import PretrainConfig, load_config
+from icrl_agent.pretraining.data import TrainingBatch, sample_training_batch
+
+COUNT_BUCKETS = ((1, 1), (2, 3), (4, 9), (10, math.inf))
+
+
+def true_missing_mass(batch: TrainingBatch) -> torch.Tensor:
+    """``M(s, a)``: the true probability of the outcomes not yet seen from each pair, ``[B, S, A]``."""
+    mdps, stats = batch.mdps, batch.stats
+    terminal = mdps.terminal[:, None, None, :]
+    seen_states = (stats.transitions > 0) & ~terminal
+    seen_terminal = (stats.terminal_counts > 0)[..., None] & terminal
+    seen = (mdps.P * (seen_states | seen_terminal)).sum(-1)
+    return (1.0 - seen).clamp(0.0, 1.0)
+
+
+def tried_pairs(batch: TrainingBatch) -> torch.Tensor:
+    """Bool ``[B, S, A]``: real pairs of known states that were tried at least once."""
+    stats = batch.stats
+    return (stats.counts > 0) & stats.state_mask[:, :, None] & stats.action_mask[:, None, :]
+
+
+def head_loss(model: IcrlModel, batch: TrainingBatch) -> torch.Tensor:
+    """Binary cross-entropy of ``M̂`` against ``M`` over the tried pairs."""
+    mask = tried_pairs(batch)
+    predicted = model.missing_mass(batch.stats)[mask].clamp(1e-6, 1.0 - 1e-6)
+    return F.binary_cross_entropy(predicted, true_missing_mass(batch)[mask])
+
+
+@torch.no_grad()
+def held_out_metrics(model: IcrlModel, batches: list[TrainingBatch]) -> dict[str, float]:
+    """Cross-entropy, and mean ``M̂`` against mean ``M`` per count bucket, over fixed batches."""
+    predicted, truth, counts = [], [], []
+    for batch in batches:
+        mask = tried_pairs(batch)
+        predicted.append(model.missing_mass(batch.stats)[mask])
+        truth.append(true_missing_mass(batch)[mask])
+        counts.append(batch.stats.counts[mask])
+    p, m, n = torch.cat(predicted), torch.cat(truth), torch.cat(counts)
+    metrics = {"bce": float(F.binary_cross_entropy(p.clamp(1e-6, 1 - 1e-6), m)), "pairs": float(len(m))}
+    metrics["mean_abs_error"] = float((p - m).abs().mean())
+    for lo, hi in COUNT_BUCKETS:
+        inside = (n >= lo) & (n <= hi)
+        name = f"n{lo}" if lo == hi else (f"n{lo}+" if math.isinf(hi) else f"n{lo}-{int(hi)}")
+        metrics[f"{name}/predicted"] = float(p[inside].mean()) if inside.any() else float("nan")
+        metrics[f"{name}/true"] = float(m[inside].mean()) if inside.any() else float("nan")
+        metrics[f"{name}/share"] = float(inside.float().mean())
+    return metrics
+
+
+def model_with_head(source: str) -> tuple[IcrlModel, dict[str, Any]]:
+    """The source's network with ``explore_unknown: learned_missing_mass`` and a fresh head (``M̂`` = 0.1)."""
+    loaded, card = load_checkpoint(source)
+    config = ModelConfig.from_dict(dict(card["model_config"], explore_unknown="learned_missing_mass"))
+    model = IcrlModel(config)
+    missing = model.load_state_dict(loaded.state_dict(), strict=False)
+    if set(missing.missing_keys) != {"missing_mass_head.weight", "missing_mass_head.bias"}:
+        raise ValueError(f"{source} does not fit the head's network: missing {missing.missing_keys}")
+    with torch.no_grad():
+        model.missing_mass_head.weight.zero_()
+        model.missing_mass_head.bias.fill_(math.log(0.1 / 0.9))
+    return model, card
+
+
+def batches(cfg: PretrainConfig, count: int, size: int, generator: torch.Generator) -> list[TrainingBatch]:
+    return [sample_training_batch(size, cfg.train_families, cfg.prior, cfg.data, generator) for _ in range(count)]
+
+
+def _clean(metrics: dict[str, float]) -> dict[str, float | None]:
+    return {k: (None if math.isnan(v) else round(v, 6)) for k, v in metrics.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("source", help="checkpoint whose network the head reads (directory, stem or .safetensors)")
+    parser.add_argument("out", help="stem of the copy to write")
+    parser.add_argument("--config", required=True, help="pretraining config whose prior and data the batches use")
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--eval-batches", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if args.steps < 1 or args.batch_size < 1 or args.eval_batches < 1:
+        parser.error("--steps, --batch-size and --eval-batches must be at least 1")
+    torch.manual_seed(args.seed)
+    cfg = load_config(args.config)
+    model, card = model_with_head(args.source)
+    held_out = batches(cfg, args.eval_batches, args.batch_size, torch.Generator().manual_seed(10_000 + args.seed))
+    before = held_out_metrics(model, held_out)
+    print(f"before: bce {before['bce']:.4f}, mean |M̂ - M| {before['mean_abs_error']:.4f}", flush=True)
+    optimizer = torch.optim.Adam(model.missing_mass_head.parameters(), lr=args.lr)
+    generator = torch.Generator().manual_seed(args.seed)
+    start = time.perf_counter()
+    for step in range(1, args.steps + 1):
+        loss = head_loss(model, batches(cfg, 1, args.batch_size, generator)[0])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if step % 50 == 0 or step == args.steps:
+            print(f"step {step}: bce {float(loss.detach()):.4f} ({time.perf_counter() - start:.0f} s)", flush=True)
+    wall = time.perf_counter() - start
+    after = held_out_metrics(model, held_out)
+    print(f"after: bce {after['bce']:.4f}, mean |M̂ - M| {after['mean_abs_error']:.4f}")
+    for lo, hi in COUNT_BUCKETS:
+        name = f"n{lo}" if lo == hi else (f"n{lo}+" if math.isinf(hi) else f"n{lo}-{int(hi)}")
+        print(f"  {name}: M̂ {after[name + '/predicted']:.3f} against M {after[name + '/true']:.3f} "
+              f"({after[name + '/share']:.0%} of tried pairs)")
+    training = dict(card.get("training", {}))
+    training["missing_mass_head"] = {
+        "source": args.source, "source_sha256": checkpoint_sha256(args.source),
+        "source_command": training.get("command"), "config": args.config, "steps": args.steps,
+        "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "wall_time_s": round(wall, 1),
+        "held_out_before": _clean(before), "held_out_after": _clean(after),
+    }
+    training["command"] = " ".join(["python", *map(shlex.quote, [Path(sys.argv[0]).as_posix(), *sys.argv[1:]])])
+    run_config = dict(card["config"])
+    if isinstance(run_config.get("model"), dict):
+        run_config["model"] = asdict(model.config)
+    path = save_checkpoint(args.out, model, run_config, training)
+    print(f"wrote {path} in {wall:.0f} s of training")
+
+
+if __name__ == "__main__":
+    main()
