@@ -71,6 +71,10 @@ class HeadCapture:
     def __init__(self, model: IcrlModel):
         self.raw: list[torch.Tensor] = []
         self.handle = model.sa_head.register_forward_hook(lambda _m, _i, out: self.raw.append(out.detach()))
+        self.missing: list[torch.Tensor] = []  # M̂ of the missing-mass head, when the model has one
+        if hasattr(model, "missing_mass_head"):
+            model.missing_mass_head.register_forward_hook(
+                lambda _m, _i, out: self.missing.append(torch.sigmoid(out.detach().squeeze(-1))))
 
     def last(self) -> np.ndarray:
         return self.raw[-1].double().numpy()
@@ -114,7 +118,7 @@ def tried_pairs_share(optimism: bool, unknown: str, explore: str, rho: float) ->
 
 def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: IcrlModel, horizon: int,
                optimism: bool, floor: bool = False, unknown: str = "all_pairs",
-               explore: str = "all_pairs") -> np.ndarray:
+               explore: str = "all_pairs", missing: np.ndarray | None = None) -> np.ndarray:
     """Q of the adjusted MDP the model describes, in input units, by backward induction ``[H, S, A]``.
 
     Per (s, a) with ``N`` visits, ``k`` steps to go, normalized rewards ``r̂ / c``:
@@ -129,7 +133,8 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
     mean reward is positive; ``"terminal_rewards"``, only if moreover every such pair has ended an episode). With
     ``unknown_worth_after_goal="once"`` and rewards like that, the unknown successor is worth
     ``kappa scale (k - 1) / (horizon - 1)`` instead of ``kappa scale (k - 1)``. With optimism and
-    ``explore="untried_only"``, a visited pair has no unknown mass; with ``"impurity_weighted"``, ``rho m``. With
+    ``explore="untried_only"``, a visited pair has no unknown mass; with ``"impurity_weighted"``, ``rho m``; with
+    ``"learned_missing_mass"``, ``missing`` (the missing-mass head's ``M̂ [S, A]``). With
     ``config.spread_bonus`` ``c_v``, a visited pair also gets ``c_v f (sqrt(Var_p_hat[V_{k-1}] / (N + 1)) + sqrt(rho) range(V_{k-1}) / (N + 1))`` (optimism only;
     terminal mass worth 0, ``f`` the bonus factor, ``rho`` the pooled share of visit pairs with different outcomes).
     Without optimism, ``config.exploit_spread_penalty`` ``c_p`` subtracts ``c_p / sqrt(N + 1)`` times the same two
@@ -150,7 +155,10 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
     dense = stats.dense()
     squared = (dense.transitions ** 2).sum(-1) + dense.terminal_counts ** 2
     rho = ((counts ** 2 - squared).sum() + 1.0) / ((counts * (counts - 1.0)).clip(min=0.0).sum() + 1.0)
-    m = np.where(visited, tried_pairs_share(optimism, unknown, explore, rho) * m, m)
+    if optimism and explore == "learned_missing_mass":
+        m = np.where(visited, missing, m)
+    else:
+        m = np.where(visited, tried_pairs_share(optimism, unknown, explore, rho) * m, m)
     continuing = m
     if not optimism and unknown == "non_terminal":
         continuing = m * (1.0 - stats.dense().terminal_counts / np.maximum(counts, 1.0))
@@ -684,7 +692,9 @@ def check_exploring_rule(stats: SufficientStats, horizon: int, model: IcrlModel,
         exploit = model.forward_sparse(stats.sparse(), horizon, optimism=False)
     c = empirical_mdp(stats)[4]
     raw, scale = capture.last()[0], explore_q.reward_scale.item() / c
-    expected = adjusted_q(stats, raw, scale, model, horizon, True, explore=model.config.explore_unknown)
+    missing = capture.missing[0][0].double().numpy() if capture.missing else None  # the sparse pass's
+    expected = adjusted_q(stats, raw, scale, model, horizon, True, explore=model.config.explore_unknown,
+                          missing=missing)
     np.testing.assert_allclose(explore_q.q[0].numpy(), expected, rtol=rtol, atol=1e-9)
     n_states, n_actions = expected.shape[1:]
     np.testing.assert_allclose(batched.q[0, :, :n_states, :n_actions].numpy(), expected, rtol=rtol, atol=1e-9)
@@ -703,6 +713,57 @@ def test_explore_unknown_impurity_weighted_gives_a_tried_pair_rho_times_its_unkn
         model.config, spread_bonus=0.5, value_cap=True, spread_bonus_per_episode=3, explore_unknown="untried_only"
     )
     check_exploring_rule(stats, horizon, model, {"explore_unknown": "impurity_weighted"}, rtol=1e-9)
+
+
+def model_with_missing_mass_head(seed: int) -> IcrlModel:
+    """:func:`make_model`'s network plus a missing-mass head (``explore_unknown="learned_missing_mass"``), with
+    icrl-v2.5's spread bonus limited to 3 per episode and the value cap; its config says ``untried_only`` until a
+    test turns the rule on."""
+    base = make_model(seed)
+    config = dataclasses.replace(base.config, spread_bonus=0.5, value_cap=True, spread_bonus_per_episode=3,
+                                 explore_unknown="learned_missing_mass")
+    torch.manual_seed(seed)
+    model = IcrlModel(config).double().eval()
+    model.load_state_dict(base.state_dict(), strict=False)
+    with torch.no_grad():
+        model.missing_mass_head.weight.mul_(5.0)
+    model.config = dataclasses.replace(config, explore_unknown="untried_only")
+    return model
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_explore_unknown_learned_missing_mass_gives_a_tried_pair_the_heads_estimate(seed):
+    """``explore_unknown="learned_missing_mass"``: a tried pair's unknown mass is the head's ``M̂``, an untried
+    pair keeps ``m``; in the sparse and the batched paths alike, and the exploitation plan is unchanged."""
+    stats, horizon = random_stats(seed)
+    model = model_with_missing_mass_head(seed)
+    check_exploring_rule(stats, horizon, model, {"explore_unknown": "learned_missing_mass"}, rtol=1e-9)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_missing_mass_head_reads_the_count_and_the_pooled_impurity(seed):
+    """With the embeddings' weights at 0, ``M̂ = sigmoid(a log1p(N) + b / sqrt(N + 1) + c sqrt(rho) + d)``, per
+    pair, ``rho`` the pooled share of visit pairs with different outcomes (as the spread bonus reads it)."""
+    stats, horizon = random_stats(seed)
+    model = model_with_missing_mass_head(seed)
+    a, b, c, d = 0.7, -1.3, 2.1, -0.4
+    with torch.no_grad():
+        model.missing_mass_head.weight.zero_()
+        model.missing_mass_head.weight[0, -3:] = torch.tensor([a, b, c], dtype=torch.float64)
+        model.missing_mass_head.bias.fill_(d)
+    predicted = model.missing_mass(to_batch([(stats, horizon)]))[0].detach().numpy()
+    counts = empirical_mdp(stats)[0]
+    dense = stats.dense()
+    squared = (dense.transitions ** 2).sum(-1) + dense.terminal_counts ** 2
+    rho = ((counts ** 2 - squared).sum() + 1.0) / ((counts * (counts - 1.0)).clip(min=0.0).sum() + 1.0)
+    expected = sigmoid(a * np.log1p(counts) + b / np.sqrt(counts + 1.0) + c * math.sqrt(rho) + d)
+    n_states, n_actions = counts.shape
+    np.testing.assert_allclose(predicted[:n_states, :n_actions], expected, rtol=1e-9)
+
+
+def test_missing_mass_needs_the_head():
+    with pytest.raises(ValueError, match="learned_missing_mass"):
+        make_model(0).missing_mass(to_batch([random_stats(0)]))
 
 
 def test_explore_unknown_impurity_weighted_is_all_pairs_before_a_pair_is_tried_twice():

@@ -1,0 +1,79 @@
+"""tools/train_missing_mass.py: the true missing mass of a pair, and a copy whose only new part is the head."""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+from types import SimpleNamespace
+
+import pytest
+import torch
+from conftest import load_script
+
+from icrl_agent.checkpoint import checkpoint_sha256, load_checkpoint, save_checkpoint
+from icrl_agent.model import IcrlModel, ModelConfig
+from icrl_agent.stats import SufficientStats
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+tool = load_script(ROOT / "tools" / "train_missing_mass.py")
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def one_pair_batch(seen_states: list[int], terminal_seen: bool) -> SimpleNamespace:
+    """One MDP, one pair: P = 0.5 to state 1, 0.3 to state 2, 0.1 to each of the terminal states 3 and 4."""
+    probabilities = torch.tensor([0.0, 0.5, 0.3, 0.1, 0.1])
+    transitions = torch.zeros(1, 1, 1, 5)
+    transitions[0, 0, 0, seen_states] = 2.0
+    mdps = SimpleNamespace(P=probabilities.view(1, 1, 1, 5),
+                           terminal=torch.tensor([[False, False, False, True, True]]))
+    stats = SimpleNamespace(transitions=transitions, terminal_counts=torch.full((1, 1, 1), float(terminal_seen)))
+    return SimpleNamespace(mdps=mdps, stats=stats)
+
+
+@pytest.mark.parametrize(
+    ("seen", "terminal_seen", "expected"),
+    [([1], False, 0.5), ([1], True, 0.3), ([1, 2], False, 0.2), ([1, 2], True, 0.0), ([], False, 1.0)],
+)
+def test_true_missing_mass_is_the_probability_of_the_outcomes_not_seen(seen, terminal_seen, expected):
+    """Every terminal state counts as one outcome: a pair that ended an episode once has shown all of them."""
+    missing = tool.true_missing_mass(one_pair_batch(seen, terminal_seen))
+    assert missing.shape == (1, 1, 1)
+    assert float(missing) == pytest.approx(expected, abs=1e-6)
+
+
+def test_the_copy_moves_only_the_head_and_records_how_it_was_made(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    source_model = IcrlModel(ModelConfig(d_model=16, n_heads=2, n_rounds=2, explore_unknown="untried_only"))
+    source = save_checkpoint(tmp_path / "src", source_model, {"seed": 0, "model": {"d_model": 16}}, {"seed": 0})
+    out = tmp_path / "copy"
+    argv = ["tools/train_missing_mass.py", str(source), str(out), "--config", str(ROOT / "configs" / "tiny.yaml"),
+            "--steps", "3", "--batch-size", "4", "--eval-batches", "1", "--lr", "0.1"]
+    monkeypatch.setattr(sys, "argv", argv)
+    tool.main()
+    model, card = load_checkpoint(out)
+    assert model.config.explore_unknown == "learned_missing_mass"
+    trained = card["training"]["missing_mass_head"]
+    assert trained["source_sha256"] == checkpoint_sha256(source)
+    assert trained["steps"] == 3 and trained["held_out_after"]["bce"] != trained["held_out_before"]["bce"]
+    assert card["training"]["command"].startswith("python tools/train_missing_mass.py")
+    copied = model.state_dict()
+    for name, tensor in source_model.state_dict().items():
+        torch.testing.assert_close(copied[name], tensor, rtol=0, atol=0)
+    assert model.missing_mass_head.bias.item() != pytest.approx(-2.1972246, abs=1e-6)  # moved from M̂ = 0.1
+
+    from gymnasium import spaces
+    stats = SufficientStats(spaces.Discrete(3), spaces.Discrete(2))
+    for s, a, r, s2 in [(0, 0, 0.0, 1), (1, 0, 1.0, 2), (2, 1, 0.0, 0), (0, 1, 0.5, 0)]:
+        stats.update(s, a, r, s2, False, False)
+    with torch.no_grad():
+        exploit = model.forward_sparse(stats.sparse(), 10, optimism=False).q
+        exploit_source = source_model.forward_sparse(stats.sparse(), 10, optimism=False).q
+    torch.testing.assert_close(exploit, exploit_source, rtol=0, atol=0)
+
+
+def test_a_source_that_does_not_fit_is_refused(tmp_path):
+    model = IcrlModel(ModelConfig(d_model=16, n_heads=2, n_rounds=2, head="gat_policy"))
+    source = save_checkpoint(tmp_path / "gat", model, {"seed": 0}, {"seed": 0})
+    with pytest.raises(ValueError, match="does not fit"):
+        tool.model_with_head(str(source))
