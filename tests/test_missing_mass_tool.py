@@ -42,19 +42,31 @@ def test_true_missing_mass_is_the_probability_of_the_outcomes_not_seen(seen, ter
     assert float(missing) == pytest.approx(expected, abs=1e-6)
 
 
+@pytest.mark.parametrize(("known", "expected"), [([0, 1, 2], 0.0), ([0, 1], 0.3), ([0], 0.8)])
+def test_true_unknown_state_mass_is_the_probability_of_a_non_terminal_state_not_met(known, expected):
+    """Terminal states are never the unknown successor, and seen outcomes do not matter, only met states."""
+    batch = one_pair_batch([1], terminal_seen=False)
+    state_mask = torch.zeros(1, 5, dtype=torch.bool)
+    state_mask[0, known] = True
+    batch.stats.state_mask = state_mask
+    batch.mdps.state_mask = torch.ones(1, 5, dtype=torch.bool)
+    assert float(tool.true_unknown_state_mass(batch)) == pytest.approx(expected, abs=1e-6)
+
+
 def test_the_copy_moves_only_the_head_and_records_how_it_was_made(tmp_path, monkeypatch):
     torch.manual_seed(0)
     source_model = IcrlModel(ModelConfig(d_model=16, n_heads=2, n_rounds=2, explore_unknown="untried_only"))
     source = save_checkpoint(tmp_path / "src", source_model, {"seed": 0, "model": {"d_model": 16}}, {"seed": 0})
     out = tmp_path / "copy"
     argv = ["tools/train_missing_mass.py", str(source), str(out), "--config", str(ROOT / "configs" / "tiny.yaml"),
-            "--steps", "3", "--batch-size", "4", "--eval-batches", "1", "--lr", "0.1"]
+            "--steps", "3", "--batch-size", "4", "--eval-batches", "1", "--lr", "0.1", "--target", "unknown_states"]
     monkeypatch.setattr(sys, "argv", argv)
     tool.main()
     model, card = load_checkpoint(out)
     assert model.config.explore_unknown == "learned_missing_mass"
     trained = card["training"]["missing_mass_head"]
     assert trained["source_sha256"] == checkpoint_sha256(source)
+    assert trained["target"] == "unknown_states"
     assert trained["steps"] == 3 and trained["held_out_after"]["bce"] != trained["held_out_before"]["bce"]
     assert card["training"]["command"].startswith("python tools/train_missing_mass.py")
     copied = model.state_dict()

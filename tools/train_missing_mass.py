@@ -48,27 +48,41 @@ def true_missing_mass(batch: TrainingBatch) -> torch.Tensor:
     return (1.0 - seen).clamp(0.0, 1.0)
 
 
+def true_unknown_state_mass(batch: TrainingBatch) -> torch.Tensor:
+    """``M(s, a)`` for ``--target unknown_states``: the true probability that a pair leads to a non-terminal state
+    the agent has not met yet (not in ``stats.state_mask``), ``[B, S, A]``: what the plan's unknown successor, a
+    state worth ``kappa scale`` per step, stands for."""
+    mdps, stats = batch.mdps, batch.stats
+    unmet = ~stats.state_mask & ~mdps.terminal & mdps.state_mask
+    return (mdps.P * unmet[:, None, None, :]).sum(-1).clamp(0.0, 1.0)
+
+
+TARGETS = {"unseen_outcomes": true_missing_mass, "unknown_states": true_unknown_state_mass}
+
+
 def tried_pairs(batch: TrainingBatch) -> torch.Tensor:
     """Bool ``[B, S, A]``: real pairs of known states that were tried at least once."""
     stats = batch.stats
     return (stats.counts > 0) & stats.state_mask[:, :, None] & stats.action_mask[:, None, :]
 
 
-def head_loss(model: IcrlModel, batch: TrainingBatch) -> torch.Tensor:
-    """Binary cross-entropy of ``M̂`` against ``M`` over the tried pairs."""
+def head_loss(model: IcrlModel, batch: TrainingBatch, target: str = "unseen_outcomes") -> torch.Tensor:
+    """Binary cross-entropy of ``M̂`` against ``M`` (``target``, a key of :data:`TARGETS`) over the tried pairs."""
     mask = tried_pairs(batch)
     predicted = model.missing_mass(batch.stats)[mask].clamp(1e-6, 1.0 - 1e-6)
-    return F.binary_cross_entropy(predicted, true_missing_mass(batch)[mask])
+    return F.binary_cross_entropy(predicted, TARGETS[target](batch)[mask])
 
 
 @torch.no_grad()
-def held_out_metrics(model: IcrlModel, batches: list[TrainingBatch]) -> dict[str, float]:
+def held_out_metrics(
+    model: IcrlModel, batches: list[TrainingBatch], target: str = "unseen_outcomes"
+) -> dict[str, float]:
     """Cross-entropy, and mean ``M̂`` against mean ``M`` per count bucket, over fixed batches."""
     predicted, truth, counts = [], [], []
     for batch in batches:
         mask = tried_pairs(batch)
         predicted.append(model.missing_mass(batch.stats)[mask])
-        truth.append(true_missing_mass(batch)[mask])
+        truth.append(TARGETS[target](batch)[mask])
         counts.append(batch.stats.counts[mask])
     p, m, n = torch.cat(predicted), torch.cat(truth), torch.cat(counts)
     metrics = {"bce": float(F.binary_cross_entropy(p.clamp(1e-6, 1 - 1e-6), m)), "pairs": float(len(m))}
@@ -114,6 +128,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--eval-batches", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--target", choices=sorted(TARGETS), default="unseen_outcomes",
+                        help="what M̂ learns: the chance of an outcome not yet seen from the pair (unseen_outcomes) "
+                             "or of a state not yet met (unknown_states)")
     args = parser.parse_args()
     if args.steps < 1 or args.batch_size < 1 or args.eval_batches < 1:
         parser.error("--steps, --batch-size and --eval-batches must be at least 1")
@@ -121,20 +138,20 @@ def main() -> None:
     cfg = load_config(args.config)
     model, card = model_with_head(args.source)
     held_out = batches(cfg, args.eval_batches, args.batch_size, torch.Generator().manual_seed(10_000 + args.seed))
-    before = held_out_metrics(model, held_out)
+    before = held_out_metrics(model, held_out, args.target)
     print(f"before: bce {before['bce']:.4f}, mean |M̂ - M| {before['mean_abs_error']:.4f}", flush=True)
     optimizer = torch.optim.Adam(model.missing_mass_head.parameters(), lr=args.lr)
     generator = torch.Generator().manual_seed(args.seed)
     start = time.perf_counter()
     for step in range(1, args.steps + 1):
-        loss = head_loss(model, batches(cfg, 1, args.batch_size, generator)[0])
+        loss = head_loss(model, batches(cfg, 1, args.batch_size, generator)[0], args.target)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         if step % 50 == 0 or step == args.steps:
             print(f"step {step}: bce {float(loss.detach()):.4f} ({time.perf_counter() - start:.0f} s)", flush=True)
     wall = time.perf_counter() - start
-    after = held_out_metrics(model, held_out)
+    after = held_out_metrics(model, held_out, args.target)
     print(f"after: bce {after['bce']:.4f}, mean |M̂ - M| {after['mean_abs_error']:.4f}")
     for lo, hi in COUNT_BUCKETS:
         name = f"n{lo}" if lo == hi else (f"n{lo}+" if math.isinf(hi) else f"n{lo}-{int(hi)}")
@@ -143,7 +160,7 @@ def main() -> None:
     training = dict(card.get("training", {}))
     training["missing_mass_head"] = {
         "source": args.source, "source_sha256": checkpoint_sha256(args.source),
-        "source_command": training.get("command"), "config": args.config, "steps": args.steps,
+        "source_command": training.get("command"), "config": args.config, "target": args.target, "steps": args.steps,
         "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "wall_time_s": round(wall, 1),
         "held_out_before": _clean(before), "held_out_after": _clean(after),
     }
