@@ -879,8 +879,9 @@ class IcrlModel(nn.Module):
 
     def missing_mass(self, batch: StatsBatch) -> torch.Tensor:
         """The missing-mass head's estimate ``M̂(s, a)``, ``[B, S, A]``: the chance that the next try of a pair
-        leads to an outcome not yet seen from it (only meaningful for tried pairs). The encoder runs without
-        gradient, so a loss on it trains the head alone (what ``tools/train_missing_mass.py`` does).
+        leads to something it has not shown yet, an outcome not seen from it or a state not met, whichever
+        ``tools/train_missing_mass.py --target`` trained it for (only meaningful for tried pairs). The encoder runs
+        without gradient, so a loss on it trains the head alone.
 
         :param batch: statistics of ``B`` MDPs, as for :meth:`forward`
         :raises ValueError: a model without the head (``explore_unknown`` is not ``"learned_missing_mass"``)

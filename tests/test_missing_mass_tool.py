@@ -89,3 +89,14 @@ def test_a_source_that_does_not_fit_is_refused(tmp_path):
     source = save_checkpoint(tmp_path / "gat", model, {"seed": 0}, {"seed": 0})
     with pytest.raises(ValueError, match="does not fit"):
         tool.model_with_head(str(source))
+
+
+def test_a_source_that_has_the_head_already_is_refused(tmp_path):
+    model = IcrlModel(ModelConfig(d_model=16, n_heads=2, n_rounds=2, explore_unknown="learned_missing_mass"))
+    source = save_checkpoint(tmp_path / "with_head", model, {"seed": 0}, {"seed": 0})
+    with pytest.raises(ValueError, match="already has a missing-mass head"):
+        tool.model_with_head(str(source))
+
+
+def test_bucket_names():
+    assert [tool.bucket_name(lo, hi) for lo, hi in tool.COUNT_BUCKETS] == ["n1", "n2-3", "n4-9", "n10+"]

@@ -1,14 +1,15 @@
 """Train a missing-mass head on top of frozen weights, supervised on prior MDPs, and save the copy.
 
-    python tools/train_missing_mass.py icrl_agent/weights/icrl-v2.5 runs/missing-mass/v25-mm \\
-        --config configs/v2_5.yaml --steps 300 --seed 0
+    python tools/train_missing_mass.py icrl_agent/weights/icrl-v2.5 runs/missing-mass/v25-mm-states \\
+        --config configs/v2_5.yaml --steps 2000 --eval-batches 16 --seed 0 --target unknown_states
 
 A what-if for issue 15's "context-dependent optimism" with a low-variance training signal: with
 ``explore_unknown: learned_missing_mass`` the exploring plan gives a tried pair the head's estimate ``M̂(s, a)``
 of the chance that its next try leads to an outcome not yet seen from it (the unknown successor's mass), where
 ``untried_only`` gives it none and ``all_pairs`` the Dirichlet-style ``w / (N + w)``. On prior MDPs the truth is
-known: ``M = 1 - sum of P(s' | s, a) over the outcomes seen`` (every terminal state counts as one outcome). The
-loss is the binary cross-entropy of ``M̂`` against ``M`` over the tried pairs of each batch (data as stage 1's:
+known. ``--target unseen_outcomes``: ``M = 1 - sum of P(s' | s, a) over the outcomes seen from the pair`` (every
+terminal state counts as one outcome); ``--target unknown_states``: ``M = sum of P(s' | s, a) over the non-terminal
+states not met yet``, what the plan's unknown successor stands for. The loss is the binary cross-entropy of ``M̂`` against ``M`` over the tried pairs of each batch (data as stage 1's:
 ``data`` and ``prior`` of ``--config``). Only the head moves: the encoder runs without gradient and every other
 tensor is copied from the source, so the exploitation plan, and every offline result, are the source's.
 
@@ -73,6 +74,13 @@ def head_loss(model: IcrlModel, batch: TrainingBatch, target: str = "unseen_outc
     return F.binary_cross_entropy(predicted, TARGETS[target](batch)[mask])
 
 
+def bucket_name(lo: float, hi: float) -> str:
+    """``n1``, ``n2-3``, ``n10+``: the metrics' name of the count bucket ``[lo, hi]``."""
+    if lo == hi:
+        return f"n{lo}"
+    return f"n{lo}+" if math.isinf(hi) else f"n{lo}-{int(hi)}"
+
+
 @torch.no_grad()
 def held_out_metrics(
     model: IcrlModel, batches: list[TrainingBatch], target: str = "unseen_outcomes"
@@ -89,7 +97,7 @@ def held_out_metrics(
     metrics["mean_abs_error"] = float((p - m).abs().mean())
     for lo, hi in COUNT_BUCKETS:
         inside = (n >= lo) & (n <= hi)
-        name = f"n{lo}" if lo == hi else (f"n{lo}+" if math.isinf(hi) else f"n{lo}-{int(hi)}")
+        name = bucket_name(lo, hi)
         metrics[f"{name}/predicted"] = float(p[inside].mean()) if inside.any() else float("nan")
         metrics[f"{name}/true"] = float(m[inside].mean()) if inside.any() else float("nan")
         metrics[f"{name}/share"] = float(inside.float().mean())
@@ -99,11 +107,14 @@ def held_out_metrics(
 def model_with_head(source: str) -> tuple[IcrlModel, dict[str, Any]]:
     """The source's network with ``explore_unknown: learned_missing_mass`` and a fresh head (``M̂`` = 0.1)."""
     loaded, card = load_checkpoint(source)
+    if hasattr(loaded, "missing_mass_head"):
+        raise ValueError(f"{source} already has a missing-mass head; start from the checkpoint it was trained on")
     config = ModelConfig.from_dict(dict(card["model_config"], explore_unknown="learned_missing_mass"))
     model = IcrlModel(config)
-    missing = model.load_state_dict(loaded.state_dict(), strict=False)
-    if set(missing.missing_keys) != {"missing_mass_head.weight", "missing_mass_head.bias"}:
-        raise ValueError(f"{source} does not fit the head's network: missing {missing.missing_keys}")
+    keys = model.load_state_dict(loaded.state_dict(), strict=False)
+    if keys.unexpected_keys or set(keys.missing_keys) != {"missing_mass_head.weight", "missing_mass_head.bias"}:
+        raise ValueError(f"{source} does not fit the head's network (head={config.head!r}): missing "
+                         f"{keys.missing_keys}, unexpected {keys.unexpected_keys}; give a head='vi' checkpoint")
     with torch.no_grad():
         model.missing_mass_head.weight.zero_()
         model.missing_mass_head.bias.fill_(math.log(0.1 / 0.9))
@@ -154,7 +165,7 @@ def main() -> None:
     after = held_out_metrics(model, held_out, args.target)
     print(f"after: bce {after['bce']:.4f}, mean |M̂ - M| {after['mean_abs_error']:.4f}")
     for lo, hi in COUNT_BUCKETS:
-        name = f"n{lo}" if lo == hi else (f"n{lo}+" if math.isinf(hi) else f"n{lo}-{int(hi)}")
+        name = bucket_name(lo, hi)
         print(f"  {name}: M̂ {after[name + '/predicted']:.3f} against M {after[name + '/true']:.3f} "
               f"({after[name + '/share']:.0%} of tried pairs)")
     training = dict(card.get("training", {}))
