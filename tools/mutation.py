@@ -5,8 +5,8 @@
     python tools/mutation.py score [GROUP ...]   # killed / total per group, and the survivors by name
     python tools/mutation.py results|show NAME|browse|...   # any other mutmut command, in the stage
 
-GROUPs: solvers, planning_agent, stats, spaces, checkpoint, model (its planning layer: `_adjusted_mdp`
-and `_plan`), envs, baselines. Not in CI: a full run takes tens of minutes on two cores.
+GROUPs: solvers, planning_agent, stats, spaces, checkpoint, model (its planning layer: `_adjusted_mdp`,
+`_plan`, `_tried_pairs_unknown_mass` and `_missing_mass`), envs, baselines. Not in CI: a full run takes tens of minutes on two cores.
 
 Why a stage: mutmut copies the sources into `mutants/`, puts that first on sys.path and names a mutant
 by its file path. `envs/` and `baselines/` sit at the top of the checkout and install as
@@ -54,7 +54,8 @@ GROUPS: dict[str, list[str]] = {
     "stats": ["icrl_agent.stats.*"],
     "spaces": ["icrl_agent.spaces.*"],
     "checkpoint": ["icrl_agent.checkpoint.*"],
-    "model": ["icrl_agent.model.xǁIcrlModelǁ_adjusted_mdp__mutmut_*", "icrl_agent.model.xǁIcrlModelǁ_plan__mutmut_*"],
+    "model": [f"icrl_agent.model.xǁIcrlModelǁ{name}__mutmut_*"
+              for name in ("_adjusted_mdp", "_plan", "_tried_pairs_unknown_mass", "_missing_mass")],
     "envs": ["icrl_agent.envs.*"],
     "baselines": ["icrl_agent.baselines.*"],
 }
