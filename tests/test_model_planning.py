@@ -110,6 +110,14 @@ def exact_q(p_hat: np.ndarray, reward: np.ndarray, horizon: int) -> np.ndarray:
     return np.stack(out)
 
 
+def pooled_rho(stats: SufficientStats) -> float:
+    """``rho``: the chance that two visits of one pair had different outcomes, pooled, ``(D + 1) / (T + 1)``."""
+    dense = stats.dense()
+    counts = dense.counts
+    squared = (dense.transitions ** 2).sum(-1) + dense.terminal_counts ** 2
+    return float(((counts ** 2 - squared).sum() + 1.0) / ((counts * (counts - 1.0)).clip(min=0.0).sum() + 1.0))
+
+
 def tried_pairs_share(optimism: bool, unknown: str, explore: str, rho: float) -> float:
     """How much of its unknown mass a tried pair keeps under the plan's rule."""
     rule = explore if optimism else unknown
@@ -153,8 +161,7 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
     w = math.exp(model.log_unknown_gain.item()) * 2.0 * sigmoid(raw[..., 3])
     m = w / (counts + w)
     dense = stats.dense()
-    squared = (dense.transitions ** 2).sum(-1) + dense.terminal_counts ** 2
-    rho = ((counts ** 2 - squared).sum() + 1.0) / ((counts * (counts - 1.0)).clip(min=0.0).sum() + 1.0)
+    rho = pooled_rho(stats)
     if optimism and explore == "learned_missing_mass":
         m = np.where(visited, missing, m)
     else:
@@ -753,10 +760,7 @@ def test_missing_mass_head_reads_the_count_and_the_pooled_impurity(seed):
         model.missing_mass_head.bias.fill_(d)
     predicted = model.missing_mass(to_batch([(stats, horizon)]))[0].detach().numpy()
     counts = empirical_mdp(stats)[0]
-    dense = stats.dense()
-    squared = (dense.transitions ** 2).sum(-1) + dense.terminal_counts ** 2
-    rho = ((counts ** 2 - squared).sum() + 1.0) / ((counts * (counts - 1.0)).clip(min=0.0).sum() + 1.0)
-    expected = sigmoid(a * np.log1p(counts) + b / np.sqrt(counts + 1.0) + c * math.sqrt(rho) + d)
+    expected = sigmoid(a * np.log1p(counts) + b / np.sqrt(counts + 1.0) + c * math.sqrt(pooled_rho(stats)) + d)
     n_states, n_actions = counts.shape
     np.testing.assert_allclose(predicted[:n_states, :n_actions], expected, rtol=1e-9)
 
