@@ -848,20 +848,11 @@ class IcrlModel(nn.Module):
 
     def _run(self, inp: _Inputs, graph: _Graph, optimism: bool, corrections: bool) -> ModelOutput:
         h_sa, h_s, g = self._encode(inp, graph)
-        n_states, n_actions = h_sa.shape[1], h_sa.shape[2]
         scale = self._scale(g, inp)
-        h_all = torch.cat(
-            [
-                h_sa,
-                h_s.unsqueeze(2).expand(-1, -1, n_actions, -1),
-                g[:, None, None].expand(-1, n_states, n_actions, -1),
-            ],
-            -1,
-        )
+        h_all = _pair_context(h_sa, h_s, g)
         horizon_max = int(inp.horizon.max())
         if self.config.head == "vi":
-            missing = self._missing_mass(inp, graph, h_all) if self._uses_missing_mass(optimism) else None
-            q_norm = self._plan(inp, graph, self.sa_head(h_all), scale, horizon_max, optimism, corrections, missing)
+            q_norm = self._plan(inp, graph, self.sa_head(h_all), scale, horizon_max, optimism, corrections, h_all)
             temperature = self._temperature(inp, q_norm, h_s, g, scale)
         else:
             score = self.policy_head(h_all).squeeze(-1)
@@ -890,18 +881,13 @@ class IcrlModel(nn.Module):
             raise ValueError("this model has no missing-mass head: build it with explore_unknown='learned_missing_mass'")
         inp, graph = self._dense_inputs(batch)
         with torch.no_grad():
-            h_sa, h_s, g = self._encode(inp, graph)
-            h_all = torch.cat([h_sa, h_s.unsqueeze(2).expand_as(h_sa), g[:, None, None].expand_as(h_sa)], -1)
-        return self._missing_mass(inp, graph, h_all)
+            h_all = _pair_context(*self._encode(inp, graph))
+        return self._missing_mass(inp, h_all, _outcome_impurity(inp, graph))
 
-    def _uses_missing_mass(self, optimism: bool) -> bool:
-        return optimism and self.config.explore_unknown == "learned_missing_mass"
-
-    def _missing_mass(self, inp: _Inputs, graph: _Graph, h_all: torch.Tensor) -> torch.Tensor:
-        """``M̂`` of every pair from its embedding, its count and the MDP's outcome impurity: ``[B, S, A]``."""
+    def _missing_mass(self, inp: _Inputs, h_all: torch.Tensor, impurity: torch.Tensor) -> torch.Tensor:
+        """``M̂`` of every pair from its embedding, its count and the MDP's outcome impurity ``[B]``: ``[B, S, A]``."""
         n = inp.counts
-        impurity = _outcome_impurity(inp, graph)[:, None, None].expand_as(n)
-        extra = torch.stack([torch.log1p(n), torch.rsqrt(n + 1.0), impurity], -1)
+        extra = torch.stack([torch.log1p(n), torch.rsqrt(n + 1.0), impurity[:, None, None].expand_as(n)], -1)
         return torch.sigmoid(self.missing_mass_head(torch.cat([h_all, extra], -1)).squeeze(-1))
 
     def _scale(self, g: torch.Tensor, inp: _Inputs) -> torch.Tensor:
@@ -940,7 +926,7 @@ class IcrlModel(nn.Module):
         horizon_max: int,
         optimism: bool,
         corrections: bool,
-        missing: torch.Tensor | None = None,
+        h_all: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Exact finite-horizon VI on the adjusted MDP, in normalized units: ``[B, Hmax, S, A]``.
 
@@ -957,7 +943,7 @@ class IcrlModel(nn.Module):
         base, slope = reward, bonus
         spread_terms = self._spread_terms(inp, graph, spread, optimism) if corrections else None
         if corrections and optimism and self.config.explore_unknown != "all_pairs":
-            unknown_mass = self._tried_pairs_unknown_mass(inp, graph, unknown_mass, spread_terms, missing)
+            unknown_mass = self._tried_pairs_unknown_mass(inp, graph, unknown_mass, spread_terms, h_all)
         cap = None
         if optimism:
             kappa_scale = F.softplus(self.kappa_raw) * scale  # (B,)
@@ -1012,18 +998,20 @@ class IcrlModel(nn.Module):
         graph: _Graph,
         unknown_mass: torch.Tensor,
         spread_terms: _SpreadTerms | None,
-        missing: torch.Tensor | None = None,
+        h_all: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The exploring plan's unknown mass with ``explore_unknown`` applied: a tried pair gets none
-        (``untried_only``), ``rho m`` (``impurity_weighted``, ``rho`` read from the spread terms when the plan has
-        them, so the impurity is computed once) or the head's ``M̂`` (``learned_missing_mass``, given as
-        ``missing``); an untried pair keeps ``m``."""
+        (``untried_only``), ``rho m`` (``impurity_weighted``) or the head's ``M̂`` read from the pair context
+        ``h_all`` (``learned_missing_mass``); an untried pair keeps ``m``. The impurity both rules read comes from
+        the spread terms when the plan has them, so it is computed once per plan."""
         tried = inp.counts > 0
         if self.config.explore_unknown == "untried_only":
             return unknown_mass.masked_fill(tried, 0.0)
-        if missing is not None:
-            return torch.where(tried, missing, unknown_mass)
         impurity = spread_terms.impurity if spread_terms is not None else _outcome_impurity(inp, graph)
+        if self.config.explore_unknown == "learned_missing_mass":
+            if h_all is None:
+                raise ValueError("explore_unknown='learned_missing_mass' plans need the pair context h_all")
+            return torch.where(tried, self._missing_mass(inp, h_all, impurity), unknown_mass)
         rho = impurity.square()
         return torch.where(tried, unknown_mass * rho[:, None, None], unknown_mass)
 
@@ -1091,6 +1079,11 @@ class IcrlModel(nn.Module):
             self.temperature_head(torch.cat([h_s, g[:, None].expand_as(h_s)], -1)).squeeze(-1)
         )
         return factor * gap * inp.c[:, None]
+
+
+def _pair_context(h_sa: torch.Tensor, h_s: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Each pair's embedding beside its state's and the MDP's: ``[B, S, A, 3 d]``, what the per-pair heads read."""
+    return torch.cat([h_sa, h_s.unsqueeze(2).expand_as(h_sa), g[:, None, None].expand_as(h_sa)], -1)
 
 
 def _linear_backups(
