@@ -124,6 +124,14 @@ class ModelConfig:
         bonus, or only the ``"variance"`` term (it fades like ``1 / sqrt(N + 1)``, so it can be collected on
         moves tried many times); the range term, which fades like ``1 / (N + 1)`` and keeps a move tried once or
         twice worth retrying, then counts on every step
+    :param tried_unknown_limited: ``False`` (icrl-v1 to v2.5): a tried pair's unknown-successor mass (what
+        ``explore_unknown`` leaves it) is part of every step's backup; ``True``: with ``spread_bonus_per_episode``
+        ``n``, it becomes a bonus ``M (U_{k-1} - P̂ V_{k-1})``, ``M`` that mass and ``U_{k-1}`` the unknown successor's
+        worth, counted among the episode's ``n`` limited bonuses. One retry of a pair whose unseen outcome may pay
+        (Chain's forward move that slipped once) keeps its worth; many small masses collected by wandering (long
+        or deep MDPs whose pairs were each tried once) are worth at most ``n`` of them. An untried pair keeps its
+        mass ``m`` on every step. Needs ``spread_bonus_per_episode`` and an ``explore_unknown`` other than
+        ``"untried_only"``
     :param value_cap: ``False`` (icrl-v1 to v2.2) or ``True`` (icrl-v2.3 to v2.5): the exploring plan caps every
         successor value at ``V_{k-1} <= (k - 1) max(1, kappa scale)`` (normalized units), the most ``k - 1``
         steps can be worth when each pays at most the largest reward seen or the unknown successor's worth per
@@ -174,6 +182,7 @@ class ModelConfig:
     spread_bonus: float = 0.0
     spread_bonus_per_episode: int | None = None
     spread_bonus_limited_terms: str = "both"
+    tried_unknown_limited: bool = False
     value_cap: bool = False
     unknown_worth_after_goal: str = "per_step"
     exploit_spread_penalty: float = 0.0
@@ -204,8 +213,9 @@ class ModelConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
                 raise ValueError(f"ModelConfig.{name} must be a number >= 0, got {value!r}")
-        if not isinstance(self.value_cap, bool):
-            raise ValueError(f"ModelConfig.value_cap must be true or false, got {self.value_cap!r}")
+        for name in ("value_cap", "tried_unknown_limited"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"ModelConfig.{name} must be true or false, got {getattr(self, name)!r}")
         for name in ("max_pseudo_count", "init_bonus", "init_unknown_mass", "init_kappa", "min_temperature"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
@@ -229,6 +239,14 @@ class ModelConfig:
             raise ValueError(
                 "ModelConfig.spread_bonus_per_episode limits the spread bonus, which is off: set spread_bonus > 0 "
                 "or leave spread_bonus_per_episode at None"
+            )
+        if self.tried_unknown_limited and (
+            self.spread_bonus_per_episode is None or self.explore_unknown == "untried_only"
+        ):
+            raise ValueError(
+                "ModelConfig.tried_unknown_limited counts a tried pair's unknown mass among the episode's limited "
+                "bonuses: set spread_bonus_per_episode and an explore_unknown other than 'untried_only', or leave it "
+                "false"
             )
 
     @classmethod
@@ -942,14 +960,16 @@ class IcrlModel(nn.Module):
             reward, bonus, unknown_mass, spread = inp.reward_norm, zeros, zeros, zeros
         base, slope = reward, bonus
         spread_terms = self._spread_terms(inp, graph, spread, optimism) if corrections else None
-        if corrections and optimism and self.config.explore_unknown != "all_pairs":
-            unknown_mass = self._tried_pairs_unknown_mass(inp, graph, unknown_mass, spread_terms, h_all)
-        cap = None
+        tried_unknown = None  # a tried pair's unknown mass, when it is one of the episode's limited bonuses
+        if corrections and optimism:
+            unknown_mass, tried_unknown = self._exploring_unknown_mass(inp, graph, unknown_mass, spread_terms, h_all)
+        cap = worth_per_step = None
         if optimism:
             kappa_scale = F.softplus(self.kappa_raw) * scale  # (B,)
             if corrections and self.config.value_cap:
                 cap = kappa_scale.clamp_min(1.0)[:, None]  # (B, 1), per step
-            worth = unknown_mass * self._unknown_worth_per_step(inp, kappa_scale)[:, None, None]
+            worth_per_step = self._unknown_worth_per_step(inp, kappa_scale)
+            worth = unknown_mass * worth_per_step[:, None, None]
             base, slope = base - worth, slope + worth
         neutral = corrections and not optimism
         if neutral and self.config.exploit_unknown == "untried_only":
@@ -986,11 +1006,42 @@ class IcrlModel(nn.Module):
         if layers is None or spread_terms is None:
             return solvers.backward_induction(backup, horizon_max, zeros[..., 0])
         without_spread: solvers.Backup = partial(_linear_backups, known, base, slope)
-        bonus_of = spread_terms.both
+        bonus_of = self._limited_bonuses(graph, spread_terms, tried_unknown, worth_per_step)
         if self.config.spread_bonus_limited_terms == "variance":  # the range term stays on every step
             without_spread = partial(_plus_term, without_spread, spread_terms.range)
-            bonus_of = spread_terms.variance
         return _limited_bonus_induction(without_spread, bonus_of, layers, cap, horizon_max, zeros[..., 0])
+
+    def _limited_bonuses(
+        self,
+        graph: _Graph,
+        spread_terms: _SpreadTerms,
+        tried_unknown: torch.Tensor | None,
+        worth_per_step: torch.Tensor | None,
+    ) -> solvers.Backup:
+        """What the exploring plan counts on at most ``spread_bonus_per_episode`` steps: the spread terms
+        ``spread_bonus_limited_terms`` names, plus a tried pair's unknown-successor term with
+        ``tried_unknown_limited``."""
+        terms = spread_terms.variance if self.config.spread_bonus_limited_terms == "variance" else spread_terms.both
+        if tried_unknown is None or worth_per_step is None:
+            return partial(_spread_only, terms)
+        return partial(_with_tried_unknown, terms, graph.transitions, tried_unknown, worth_per_step)
+
+    def _exploring_unknown_mass(
+        self,
+        inp: _Inputs,
+        graph: _Graph,
+        unknown_mass: torch.Tensor,
+        spread_terms: _SpreadTerms | None,
+        h_all: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The exploring plan's unknown masses: ``(on every step, as a limited bonus)``. ``explore_unknown`` sets a
+        tried pair's; with ``tried_unknown_limited`` it moves to the second (``None`` without the rule)."""
+        if self.config.explore_unknown != "all_pairs":
+            unknown_mass = self._tried_pairs_unknown_mass(inp, graph, unknown_mass, spread_terms, h_all)
+        if not self.config.tried_unknown_limited:
+            return unknown_mass, None
+        tried = inp.counts > 0
+        return unknown_mass.masked_fill(tried, 0.0), unknown_mass.masked_fill(~tried, 0.0)
 
     def _tried_pairs_unknown_mass(
         self,
@@ -1124,9 +1175,28 @@ def _plus_term(
     return backup(k, v) + term(v)
 
 
+def _spread_only(terms: Callable[[torch.Tensor], torch.Tensor], k: int, v: torch.Tensor) -> torch.Tensor:
+    return terms(v)
+
+
+def _with_tried_unknown(
+    terms: Callable[[torch.Tensor], torch.Tensor],
+    transitions: solvers.Transitions,
+    mass: torch.Tensor,
+    worth_per_step: torch.Tensor,
+    k: int,
+    v: torch.Tensor,
+) -> torch.Tensor:
+    """The limited spread terms plus a tried pair's unknown-successor term ``M (U_{k-1} - P̂ V_{k-1})`` for stacked
+    values ``v [L, B, S]``: ``[L, B, S, A]``. ``mass`` (``M``) is 0 on untried pairs, ``U_{k-1}`` is
+    ``(k - 1) worth_per_step``; negative where the known outcomes are worth more, so the plan never takes it there."""
+    unknown_value = ((k - 1) * worth_per_step)[:, None, None]  # (B, 1, 1)
+    return terms(v) + mass * (unknown_value - transitions.expect_each(v))
+
+
 def _limited_bonus_induction(
     without_bonus: solvers.Backup,
-    bonus_of: Callable[[torch.Tensor], torch.Tensor],
+    bonus_of: solvers.Backup,
     layers: int,
     cap: torch.Tensor | None,
     horizon: int,
@@ -1150,7 +1220,7 @@ def _limited_bonus_induction(
         if cap is not None:
             values = torch.minimum(values, (k - 1) * cap)
         plain = without_bonus(k, values)
-        taken = plain[:-1] + bonus_of(values[:-1])
+        taken = plain[:-1] + bonus_of(k, values[:-1])
         q = torch.cat([plain[:1], torch.maximum(taken, plain[1:])])
         fewer = q[:layers].amax(-1)
         return q[layers]

@@ -124,6 +124,14 @@ def tried_pairs_share(optimism: bool, unknown: str, explore: str, rho: float) ->
     return {"untried_only": 0.0, "impurity_weighted": rho}.get(rule, 1.0)
 
 
+def split_tried_mass(m: np.ndarray, visited: np.ndarray, limited: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``(tried pairs' mass for the limited bonus, the mass every step keeps)``: with ``limited`` a visited pair's
+    unknown mass moves to the first; otherwise the first is 0."""
+    if not limited:
+        return np.zeros_like(m), m
+    return np.where(visited, m, 0.0), np.where(visited, 0.0, m)
+
+
 def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: IcrlModel, horizon: int,
                optimism: bool, floor: bool = False, unknown: str = "all_pairs",
                explore: str = "all_pairs", missing: np.ndarray | None = None) -> np.ndarray:
@@ -150,7 +158,8 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
     (kappa before the ``optimism_horizon`` factor). With optimism and ``config.spread_bonus_per_episode`` ``n``, the
     plan has ``n + 1`` value layers, ``j`` the spread bonuses left: layer 0 has none, layer ``j`` takes the larger of
     a bonus now (read from layer ``j - 1``'s values, which the pair then leads to) and keeping it; the plan is layer
-    ``n``'s.
+    ``n``'s. With ``config.tried_unknown_limited`` too, a visited pair's unknown mass ``M`` leaves every step's backup
+    and joins the limited bonus as ``M (kappa scale (k - 1) - p_hat V_{k-1})``.
     """
     counts, reward_mean, p_hat, visited, c = empirical_mdp(stats)
     r_norm = reward_mean / c
@@ -166,6 +175,8 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
         m = np.where(visited, missing, m)
     else:
         m = np.where(visited, tried_pairs_share(optimism, unknown, explore, rho) * m, m)
+    layers = model.config.spread_bonus_per_episode if optimism else None
+    tried_mass, m = split_tried_mass(m, visited, layers is not None and model.config.tried_unknown_limited)
     continuing = m
     if not optimism and unknown == "non_terminal":
         continuing = m * (1.0 - stats.dense().terminal_counts / np.maximum(counts, 1.0))
@@ -173,7 +184,6 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
     bonus = bonus_coef * scale / np.sqrt(counts + 1.0) if optimism else np.zeros_like(reward)
     spread_coef = model.config.spread_bonus * 2.0 * sigmoid(raw[..., 2]) / np.sqrt(counts + 1.0) * visited
     penalty_coef = model.config.exploit_spread_penalty / np.sqrt(counts + 1.0) * visited
-    layers = model.config.spread_bonus_per_episode if optimism else None
     kappa = softplus(model.kappa_raw.item())
     capped = optimism and model.config.value_cap
     cap_per_step = max(1.0, kappa * scale)
@@ -206,15 +216,16 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
         q = q + (m * kappa * scale * (k - 1) if optimism else continuing * v.mean())
         return q + spread_coef * range_term(v) if layers is not None and limit_variance_only else q
 
-    def limited_bonus(v: np.ndarray) -> np.ndarray:
-        return spread_coef * (variance_term(v) if limit_variance_only else spread_terms(v))
+    def limited_bonus(v: np.ndarray, k: int) -> np.ndarray:
+        spread = spread_coef * (variance_term(v) if limit_variance_only else spread_terms(v))
+        return spread + tried_mass * (kappa * scale * (k - 1) - p_hat @ v)
 
     if layers is not None:  # values[j]: j spread bonuses left
         values, out = [np.zeros(counts.shape[0])] * (layers + 1), []
         for k in range(1, horizon + 1):
             values = [np.minimum(v, (k - 1) * cap_per_step) if capped else v for v in values]
             plain = [without_spread(v, k) for v in values]
-            qs = [plain[0]] + [np.maximum(plain[j - 1] + limited_bonus(values[j - 1]), plain[j])
+            qs = [plain[0]] + [np.maximum(plain[j - 1] + limited_bonus(values[j - 1], k), plain[j])
                                for j in range(1, layers + 1)]
             out.append(qs[-1])
             values = [q.max(-1) for q in qs]
@@ -791,6 +802,57 @@ def test_explore_unknown_impurity_weighted_is_all_pairs_before_a_pair_is_tried_t
         plans[rule] = model.forward_sparse(stats.sparse(), 6, optimism=True).q.detach()
     gap = (plans["impurity_weighted"] - plans["untried_only"]).abs().max()
     assert 0 < gap < 0.01 * plans["untried_only"].abs().max()
+
+
+@pytest.mark.parametrize("explore", ["all_pairs", "impurity_weighted", "learned_missing_mass"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_tried_unknown_limited_counts_a_tried_pairs_unknown_mass_among_the_episodes_bonuses(seed, explore):
+    """``tried_unknown_limited``: a tried pair's unknown mass ``M`` (what ``explore_unknown`` leaves it) leaves every
+    step's backup and becomes the bonus ``M (U_{k-1} - P̂ V_{k-1})`` taken on at most ``n`` steps with the spread
+    bonus; an untried pair keeps ``m`` on every step. Sparse and batched paths alike; the exploitation plan is
+    unchanged."""
+    stats, horizon = random_stats(seed)
+    model = model_with_missing_mass_head(seed)
+    model.config = dataclasses.replace(model.config, explore_unknown=explore)
+    check_exploring_rule(stats, horizon, model, {"tried_unknown_limited": True}, rtol=1e-9)
+
+
+def test_tried_unknown_limited_caps_what_many_tried_pairs_are_worth():
+    """A corridor whose every move was tried three times (one outcome each, no reward): with a tried pair's unknown
+    mass on every step, the exploring plan collects it step after step; limited to one bonus per episode, it gains
+    less than half as much over the plan without any tried-pair mass, and still something."""
+    stats = SufficientStats(spaces.Discrete(12), spaces.Discrete(2))
+    for _ in range(3):
+        for s in range(11):
+            stats.update(s, 0, 0.0, s + 1, False, False)
+            stats.update(s, 1, 0.0, s, False, False)
+        stats.update(11, 0, 0.0, 11, False, False)
+        stats.update(11, 1, 0.0, 11, False, True)
+    model = make_model(0)
+    with torch.no_grad():
+        model.log_bonus_gain.fill_(-20.0)  # the count bonus off, as in icrl-v2.5 (0.0002), so no value hits the cap
+    base = dict(explore_unknown="all_pairs", spread_bonus=0.5, value_cap=True, spread_bonus_per_episode=1,
+                tried_unknown_limited=False)
+    values = {}
+    for name, rule in {"every step": {}, "limited": {"tried_unknown_limited": True},
+                       "none": {"explore_unknown": "untried_only"}}.items():
+        model.config = dataclasses.replace(model.config, **{**base, **rule})
+        with torch.no_grad():
+            values[name] = model.forward_sparse(stats.sparse(), 40, optimism=True).q[0, -1].amax(-1)
+    gain_limited = (values["limited"] - values["none"]).max().item()
+    gain_every_step = (values["every step"] - values["none"]).max().item()
+    assert 0 < gain_limited < 0.5 * gain_every_step
+
+
+@pytest.mark.parametrize("rule", [{"spread_bonus_per_episode": None},
+                                  {"explore_unknown": "untried_only"}])
+def test_tried_unknown_limited_needs_limited_bonuses_and_a_tried_pair_mass(rule):
+    config = dict(spread_bonus=0.3, spread_bonus_per_episode=3, explore_unknown="impurity_weighted",
+                  tried_unknown_limited=True)
+    with pytest.raises(ValueError, match="tried_unknown_limited counts a tried pair's unknown mass"):
+        ModelConfig(**{**config, **rule})
+    with pytest.raises(ValueError, match="tried_unknown_limited must be true or false"):
+        ModelConfig(**{**config, "tried_unknown_limited": 1})
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
