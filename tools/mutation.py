@@ -6,7 +6,8 @@
     python tools/mutation.py results|show NAME|browse|...   # any other mutmut command, in the stage
 
 GROUPs: solvers, planning_agent, stats, spaces, checkpoint, model (its planning layer: `_adjusted_mdp`,
-`_plan`, `_tried_pairs_unknown_mass` and `_missing_mass`), envs, baselines. Not in CI: a full run takes tens of minutes on two cores.
+`_plan`, `_tried_pairs_unknown_mass`, `_missing_mass`, `_exploring_unknown_mass`, `_limited_bonuses` and
+`_with_tried_unknown`), envs, baselines. Not in CI: a full run takes tens of minutes on two cores.
 
 Why a stage: mutmut copies the sources into `mutants/`, puts that first on sys.path and names a mutant
 by its file path. `envs/` and `baselines/` sit at the top of the checkout and install as
@@ -55,7 +56,9 @@ GROUPS: dict[str, list[str]] = {
     "spaces": ["icrl_agent.spaces.*"],
     "checkpoint": ["icrl_agent.checkpoint.*"],
     "model": [f"icrl_agent.model.xǁIcrlModelǁ{name}__mutmut_*"
-              for name in ("_adjusted_mdp", "_plan", "_tried_pairs_unknown_mass", "_missing_mass")],
+              for name in ("_adjusted_mdp", "_plan", "_tried_pairs_unknown_mass", "_missing_mass",
+                           "_exploring_unknown_mass", "_limited_bonuses")]
+    + ["icrl_agent.model.x__with_tried_unknown__mutmut_*"],
     "envs": ["icrl_agent.envs.*"],
     "baselines": ["icrl_agent.baselines.*"],
 }
