@@ -132,6 +132,11 @@ class ModelConfig:
         or deep MDPs whose pairs were each tried once) are worth at most ``n`` of them. An untried pair keeps its
         mass ``m`` on every step. Needs ``spread_bonus_per_episode`` and an ``explore_unknown`` other than
         ``"untried_only"``
+    :param tried_unknown_worth_after_goal: with ``tried_unknown_limited``, the ``U`` of a tried pair's bonus:
+        ``"per_step"`` (the unknown successor's worth, as an untried pair reaches it) or ``"once"`` (as
+        ``unknown_worth_after_goal="once"``, for this bonus only: where every positive reward seen ended an episode,
+        ``kappa * scale (k - 1) / (H - 1)``, one more goal, so after a goal the bonus no longer draws the agent off
+        its way on every episode of a long horizon; an untried pair keeps its worth)
     :param value_cap: ``False`` (icrl-v1 to v2.2) or ``True`` (icrl-v2.3 to v2.5): the exploring plan caps every
         successor value at ``V_{k-1} <= (k - 1) max(1, kappa scale)`` (normalized units), the most ``k - 1``
         steps can be worth when each pays at most the largest reward seen or the unknown successor's worth per
@@ -183,6 +188,7 @@ class ModelConfig:
     spread_bonus_per_episode: int | None = None
     spread_bonus_limited_terms: str = "both"
     tried_unknown_limited: bool = False
+    tried_unknown_worth_after_goal: str = "per_step"
     value_cap: bool = False
     unknown_worth_after_goal: str = "per_step"
     exploit_spread_penalty: float = 0.0
@@ -205,6 +211,7 @@ class ModelConfig:
             "explore_unknown": EXPLORE_UNKNOWN, "encoder": ENCODERS, "scale_head": SCALE_HEADS,
             "scale_inputs": SCALE_INPUTS, "optimism_horizon_max_when": CEILING_WHEN,
             "unknown_worth_after_goal": UNKNOWN_WORTH_AFTER_GOAL, "spread_bonus_limited_terms": SPREAD_LIMITED_TERMS,
+            "tried_unknown_worth_after_goal": UNKNOWN_WORTH_AFTER_GOAL,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -224,12 +231,18 @@ class ModelConfig:
 
     def _check_rule_combinations(self) -> None:
         """Refuse planning rules that cannot be set together."""
-        if self.unknown_worth_after_goal == "once" and (
-            self.optimism_horizon is not None or self.optimism_horizon_max is not None
-        ):
+        for name in ("unknown_worth_after_goal", "tried_unknown_worth_after_goal"):
+            if getattr(self, name) == "once" and (
+                self.optimism_horizon is not None or self.optimism_horizon_max is not None
+            ):
+                raise ValueError(
+                    f"ModelConfig.{name}='once' sets the unknown successor's worth after a goal itself: "
+                    "leave optimism_horizon and optimism_horizon_max at None"
+                )
+        if self.tried_unknown_worth_after_goal != "per_step" and not self.tried_unknown_limited:
             raise ValueError(
-                "ModelConfig.unknown_worth_after_goal='once' sets the unknown successor's worth after a goal itself: "
-                "leave optimism_horizon and optimism_horizon_max at None"
+                "ModelConfig.tried_unknown_worth_after_goal sets the worth in a tried pair's limited bonus: set "
+                "tried_unknown_limited true, or leave it at 'per_step'"
             )
         if self.optimism_horizon is not None and self.optimism_horizon_max is not None:
             raise ValueError(
@@ -968,8 +981,9 @@ class IcrlModel(nn.Module):
             kappa_scale = F.softplus(self.kappa_raw) * scale  # (B,)
             if corrections and self.config.value_cap:
                 cap = kappa_scale.clamp_min(1.0)[:, None]  # (B, 1), per step
-            worth_per_step = self._unknown_worth_per_step(inp, kappa_scale)
-            worth = unknown_mass * worth_per_step[:, None, None]
+            worth = unknown_mass * self._unknown_worth_per_step(inp, kappa_scale)[:, None, None]
+            after_goal = self.config.tried_unknown_worth_after_goal
+            worth_per_step = self._unknown_worth_per_step(inp, kappa_scale, after_goal)
             base, slope = base - worth, slope + worth
         neutral = corrections and not optimism
         if neutral and self.config.exploit_unknown == "untried_only":
@@ -1089,12 +1103,16 @@ class IcrlModel(nn.Module):
             return (-self.config.exploit_spread_penalty * torch.rsqrt(inp.counts + 1.0)).masked_fill(untried, 0.0)
         return None
 
-    def _unknown_worth_per_step(self, inp: _Inputs, kappa_scale: torch.Tensor) -> torch.Tensor:
+    def _unknown_worth_per_step(
+        self, inp: _Inputs, kappa_scale: torch.Tensor, after_goal: str | None = None
+    ) -> torch.Tensor:
         """What the unknown successor is worth per step to go, in normalized units: ``[B]``, from
         ``kappa_scale`` (``kappa * scale``, its worth at any horizon) and the horizon rules.
 
-        It is reached after one step, so with ``k`` steps to go it is worth this times ``k - 1``.
+        It is reached after one step, so with ``k`` steps to go it is worth this times ``k - 1``. ``after_goal``
+        replaces ``config.unknown_worth_after_goal`` (a tried pair's limited bonus has its own).
         """
+        after_goal = self.config.unknown_worth_after_goal if after_goal is None else after_goal
         per_step = kappa_scale
         if not inp.horizon_known:  # a guessed horizon must not make the first episode less optimistic
             return per_step
@@ -1108,7 +1126,7 @@ class IcrlModel(nn.Module):
                 applies = _goal_rewards_only(inp) if when == "terminal_rewards" else _reward_seen(inp)
                 shrink = torch.where(applies, shrink, torch.ones_like(shrink))
             per_step = per_step * shrink
-        if self.config.unknown_worth_after_goal == "once":
+        if after_goal == "once":
             # it is reached after one step, so at most H - 1 steps count: a whole episode gives it kappa * scale
             once = kappa_scale / (horizon - 1.0).clamp_min(1.0)
             per_step = torch.where(_goal_rewards_only(inp), once, per_step)

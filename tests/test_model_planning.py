@@ -132,6 +132,24 @@ def split_tried_mass(m: np.ndarray, visited: np.ndarray, limited: bool) -> tuple
     return np.where(visited, m, 0.0), np.where(visited, 0.0, m)
 
 
+def unknown_worth_kappas(model: IcrlModel, kappa: float, rewarded_pairs: np.ndarray, terminal_counts: np.ndarray,
+                         horizon: int) -> tuple[float, float]:
+    """``(kappa of the unknown successor's worth, kappa of a tried pair's limited bonus)`` after the horizon rules
+    :func:`adjusted_q`'s docstring names."""
+    config = model.config
+    if config.optimism_horizon is not None:
+        kappa *= config.optimism_horizon / horizon
+    goal_rewards_only = bool(rewarded_pairs.any()) and bool((terminal_counts[rewarded_pairs] > 0).all())
+    ceiling_applies = {"always": True, "reward_seen": bool(rewarded_pairs.any()), "terminal_rewards": goal_rewards_only}[
+        config.optimism_horizon_max_when
+    ]
+    if config.optimism_horizon_max is not None and ceiling_applies:
+        kappa *= min(1.0, config.optimism_horizon_max / horizon)
+    once = {name: getattr(config, name) == "once" and goal_rewards_only
+            for name in ("unknown_worth_after_goal", "tried_unknown_worth_after_goal")}
+    return tuple(kappa / max(horizon - 1, 1) if once[name] else kappa for name in once)  # type: ignore[return-value]
+
+
 def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: IcrlModel, horizon: int,
                optimism: bool, floor: bool = False, unknown: str = "all_pairs",
                explore: str = "all_pairs", missing: np.ndarray | None = None) -> np.ndarray:
@@ -159,7 +177,8 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
     plan has ``n + 1`` value layers, ``j`` the spread bonuses left: layer 0 has none, layer ``j`` takes the larger of
     a bonus now (read from layer ``j - 1``'s values, which the pair then leads to) and keeping it; the plan is layer
     ``n``'s. With ``config.tried_unknown_limited`` too, a visited pair's unknown mass ``M`` leaves every step's backup
-    and joins the limited bonus as ``M (kappa scale (k - 1) - p_hat V_{k-1})``.
+    and joins the limited bonus as ``M (kappa scale (k - 1) - p_hat V_{k-1})``, its kappa divided by ``horizon - 1``
+    with ``tried_unknown_worth_after_goal="once"`` and goal rewards only (as ``unknown_worth_after_goal`` does).
     """
     counts, reward_mean, p_hat, visited, c = empirical_mdp(stats)
     r_norm = reward_mean / c
@@ -187,18 +206,7 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
     kappa = softplus(model.kappa_raw.item())
     capped = optimism and model.config.value_cap
     cap_per_step = max(1.0, kappa * scale)
-    if model.config.optimism_horizon is not None:
-        kappa *= model.config.optimism_horizon / horizon
-    rewarded_pairs = visited & (reward_mean > 0)
-    when = model.config.optimism_horizon_max_when
-    goal_rewards_only = bool(rewarded_pairs.any()) and bool((dense.terminal_counts[rewarded_pairs] > 0).all())
-    ceiling_applies = {"always": True, "reward_seen": bool(rewarded_pairs.any()), "terminal_rewards": goal_rewards_only}[
-        when
-    ]
-    if model.config.optimism_horizon_max is not None and ceiling_applies:
-        kappa *= min(1.0, model.config.optimism_horizon_max / horizon)
-    if model.config.unknown_worth_after_goal == "once" and goal_rewards_only:
-        kappa /= max(horizon - 1, 1)
+    kappa, kappa_tried = unknown_worth_kappas(model, kappa, visited & (reward_mean > 0), dense.terminal_counts, horizon)
 
     def variance_term(v: np.ndarray) -> np.ndarray:
         return np.sqrt(np.maximum(p_hat @ (v * v) - (p_hat @ v) ** 2, 1e-12))
@@ -218,7 +226,7 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
 
     def limited_bonus(v: np.ndarray, k: int) -> np.ndarray:
         spread = spread_coef * (variance_term(v) if limit_variance_only else spread_terms(v))
-        return spread + tried_mass * (kappa * scale * (k - 1) - p_hat @ v)
+        return spread + tried_mass * (kappa_tried * scale * (k - 1) - p_hat @ v)
 
     if layers is not None:  # values[j]: j spread bonuses left
         values, out = [np.zeros(counts.shape[0])] * (layers + 1), []
@@ -842,6 +850,47 @@ def test_tried_unknown_limited_caps_what_many_tried_pairs_are_worth():
     gain_limited = (values["limited"] - values["none"]).max().item()
     gain_every_step = (values["every step"] - values["none"]).max().item()
     assert 0 < gain_limited < 0.5 * gain_every_step
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_tried_unknown_worth_after_goal_once_applies_only_where_every_reward_seen_ended_an_episode(seed):
+    """``tried_unknown_worth_after_goal="once"``: where the positive rewards all came from pairs that ended an
+    episode, a tried pair's limited bonus reads the unknown successor's worth as one more goal; an MDP with a
+    rewarded pair that never ended one, or with only costs, keeps the per-step worth; the three match the numpy
+    backward induction in one batch, and the exploitation plan is unchanged."""
+    items = [goal_stats(seed), random_stats(seed), costs_only_stats(seed)]
+    check_goal_and_other_rewards(items[0][0], items[1][0])
+    model = make_model(seed)
+    model.config = dataclasses.replace(model.config, spread_bonus=0.5, value_cap=True, spread_bonus_per_episode=3,
+                                       tried_unknown_limited=True)
+    per_step = [model.forward_sparse(st.sparse(), h).q.detach() for st, h in items]
+    exploit = [model.forward_sparse(st.sparse(), h, optimism=False).q.detach() for st, h in items]
+    model.config = dataclasses.replace(model.config, tried_unknown_worth_after_goal="once")
+    capture = HeadCapture(model)
+    with torch.no_grad():
+        batched = model(to_batch(items), optimism=True)
+        raw = capture.last()
+        sparse = [model.forward_sparse(st.sparse(), h).q for st, h in items]
+        sparse_exploit = [model.forward_sparse(st.sparse(), h, optimism=False).q for st, h in items]
+    assert np.abs(sparse[0].numpy() - per_step[0].numpy()).max() > 1e-3
+    for kept, plain in zip(sparse[1:] + sparse_exploit, per_step[1:] + exploit, strict=True):
+        np.testing.assert_allclose(kept.numpy(), plain.numpy(), rtol=1e-12, atol=1e-12)
+    for i, (stats, horizon) in enumerate(items):
+        s, a = stats.n_states, stats.n_actions
+        scale = batched.reward_scale[i].item() / empirical_mdp(stats)[4]
+        expected = adjusted_q(stats, raw[i, :s, :a], scale, model, horizon, True)
+        np.testing.assert_allclose(sparse[i][0].numpy(), expected, rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(batched.q[i, :horizon, :s, :a].numpy(), expected, rtol=1e-9, atol=1e-9)
+
+
+def test_tried_unknown_worth_after_goal_needs_the_limit_and_no_horizon_rule():
+    with pytest.raises(ValueError, match="tried_unknown_worth_after_goal sets the worth in a tried pair's limited"):
+        ModelConfig(tried_unknown_worth_after_goal="once")
+    limited = dict(spread_bonus=0.3, spread_bonus_per_episode=3, tried_unknown_limited=True)
+    with pytest.raises(ValueError, match="tried_unknown_worth_after_goal='once' sets the unknown successor's worth"):
+        ModelConfig(**limited, tried_unknown_worth_after_goal="once", optimism_horizon_max=20)
+    with pytest.raises(ValueError, match="tried_unknown_worth_after_goal must be one of"):
+        ModelConfig(**limited, tried_unknown_worth_after_goal="twice")
 
 
 @pytest.mark.parametrize("rule", [{"spread_bonus_per_episode": None},
