@@ -105,7 +105,7 @@ class ModelConfig:
         every move proved deterministic a tried pair hides no outcome, where moves slip one tried once may)
         or ``"learned_missing_mass"`` (a tried pair keeps ``M̂``, the missing-mass head's estimate of the true
         chance that its next try leads to an outcome not yet seen from it; the head is trained supervised on prior
-        MDPs, whose true transitions are known, by ``tools/train_missing_mass.py``)
+        MDPs, whose true transitions are known, by ``python -m icrl_agent.pretraining missing-mass``)
     :param spread_bonus: ``c_v >= 0``; the exploring plan adds an empirical-Bernstein bonus to a tried pair's
         count bonus: ``c_v f (sqrt(Var_P̂[V_{k-1}] / (N + 1)) + sqrt(rho) range(V_{k-1}) / (N + 1))``, ``f`` the
         per-pair bonus factor ``2 sigmoid(.)``. The first term is the spread of its successors' values (UCB-VI's
@@ -902,7 +902,7 @@ class IcrlModel(nn.Module):
     def missing_mass(self, batch: StatsBatch) -> torch.Tensor:
         """The missing-mass head's estimate ``M̂(s, a)``, ``[B, S, A]``: the chance that the next try of a pair
         leads to something it has not shown yet, an outcome not seen from it or a state not met, whichever
-        ``tools/train_missing_mass.py --target`` trained it for (only meaningful for tried pairs). The encoder runs
+        ``python -m icrl_agent.pretraining missing-mass --target`` trained it for (only meaningful for tried pairs). The encoder runs
         without gradient, so a loss on it trains the head alone.
 
         :param batch: statistics of ``B`` MDPs, as for :meth:`forward`

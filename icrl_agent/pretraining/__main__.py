@@ -2,7 +2,8 @@
 
 Under ``torchrun --nproc_per_node=N -m icrl_agent.pretraining ...`` the same command trains with DDP.
 ``python -m icrl_agent.pretraining evaluate {prior,accuracy,speed} ...`` runs the pretraining diagnostics
-(:mod:`icrl_agent.pretraining.evaluate`).
+(:mod:`icrl_agent.pretraining.evaluate`), and ``python -m icrl_agent.pretraining missing-mass SOURCE OUT ...`` adds
+a trained missing-mass head to a checkpoint (:mod:`icrl_agent.pretraining.missing_mass`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from icrl_agent.pretraining.config import PretrainConfig, load_config
 from icrl_agent.pretraining.distributed import resolve_device
 
 EVALUATE = "evaluate"
+MISSING_MASS = "missing-mass"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -25,7 +27,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m icrl_agent.pretraining",
         description=(__doc__ or "").split("\n")[0],
-        epilog=f"Diagnostics of pretrained weights:\n  python -m icrl_agent.pretraining {EVALUATE} --help",
+        epilog=(f"Diagnostics of pretrained weights:\n  python -m icrl_agent.pretraining {EVALUATE} --help\n"
+                f"A missing-mass head on a checkpoint:\n  python -m icrl_agent.pretraining {MISSING_MASS} --help"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", required=True, help="YAML or JSON run config (see configs/default.yaml)")
@@ -70,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         from icrl_agent.pretraining.evaluate.cli import main as evaluate_main
 
         return evaluate_main(words[1:])
+    if words[:1] == [MISSING_MASS]:
+        from icrl_agent.pretraining.missing_mass import main as missing_mass_main
+
+        return missing_mass_main(words[1:])
     args = parse_args(words)
     try:
         cfg = config_from_args(args)

@@ -1,17 +1,19 @@
-"""Train a missing-mass head on top of frozen weights, supervised on prior MDPs, and save the copy.
+"""The missing-mass head: train it on top of frozen weights, supervised on prior MDPs, and save the copy.
 
-    python tools/train_missing_mass.py icrl_agent/weights/icrl-v2.5 runs/missing-mass/v25-mm-states \\
+    python -m icrl_agent.pretraining missing-mass icrl_agent/weights/icrl-v2.5 runs/missing-mass/v25-mm-states \\
         --config configs/v2_5.yaml --steps 2000 --eval-batches 16 --seed 0 --target unknown_states
 
-A what-if for issue 15's "context-dependent optimism" with a low-variance training signal: with
+Issue 15's "context-dependent optimism" with a low-variance training signal: with
 ``explore_unknown: learned_missing_mass`` the exploring plan gives a tried pair the head's estimate ``M̂(s, a)``
 of the chance that its next try leads to an outcome not yet seen from it (the unknown successor's mass), where
 ``untried_only`` gives it none and ``all_pairs`` the Dirichlet-style ``w / (N + w)``. On prior MDPs the truth is
 known. ``--target unseen_outcomes``: ``M = 1 - sum of P(s' | s, a) over the outcomes seen from the pair`` (every
 terminal state counts as one outcome); ``--target unknown_states``: ``M = sum of P(s' | s, a) over the non-terminal
-states not met yet``, what the plan's unknown successor stands for. The loss is the binary cross-entropy of ``M̂`` against ``M`` over the tried pairs of each batch (data as stage 1's:
-``data`` and ``prior`` of ``--config``). Only the head moves: the encoder runs without gradient and every other
-tensor is copied from the source, so the exploitation plan, and every offline result, are the source's.
+states not met yet``, what the plan's unknown successor stands for. The loss is the binary cross-entropy of ``M̂``
+against ``M`` over the tried pairs of each batch (data as stage 1's: ``data`` and ``prior`` of ``--config``). Only
+the head moves: the encoder runs without gradient and every other tensor is copied from the source, so the
+exploitation plan, and every offline result, are the source's. ``--model KEY=VALUE`` sets other planning options
+of the copy (e.g. ``tried_unknown_limited=true``); they change no tensor.
 
 The copy's card records the command, seed, steps, wall time and the held-out metrics (before and after):
 cross-entropy, and the mean ``M̂`` against the mean ``M`` per count bucket (calibration).
@@ -25,7 +27,6 @@ import shlex
 import sys
 import time
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -35,6 +36,9 @@ from icrl_agent.checkpoint import checkpoint_sha256, load_checkpoint, save_check
 from icrl_agent.model import IcrlModel, ModelConfig
 from icrl_agent.pretraining.config import PretrainConfig, load_config
 from icrl_agent.pretraining.data import TrainingBatch, sample_training_batch
+from icrl_agent.pretraining.evaluate.cli import parse_key_value
+
+COMMAND = "python -m icrl_agent.pretraining missing-mass"
 
 COUNT_BUCKETS = ((1, 1), (2, 3), (4, 9), (10, math.inf))
 
@@ -104,12 +108,17 @@ def held_out_metrics(
     return metrics
 
 
-def model_with_head(source: str) -> tuple[IcrlModel, dict[str, Any]]:
-    """The source's network with ``explore_unknown: learned_missing_mass`` and a fresh head (``M̂`` = 0.1)."""
+def model_with_head(source: str, options: dict[str, Any] | None = None) -> tuple[IcrlModel, dict[str, Any]]:
+    """The source's network with ``explore_unknown: learned_missing_mass`` and a fresh head (``M̂`` = 0.1).
+
+    :param options: other :class:`ModelConfig` fields to set (planning options; no tensor depends on them)
+    """
     loaded, card = load_checkpoint(source)
     if hasattr(loaded, "missing_mass_head"):
         raise ValueError(f"{source} already has a missing-mass head; start from the checkpoint it was trained on")
-    config = ModelConfig.from_dict(dict(card["model_config"], explore_unknown="learned_missing_mass"))
+    if "explore_unknown" in (options or {}):
+        raise ValueError("--model explore_unknown is set by this command (learned_missing_mass); leave it out")
+    config = ModelConfig.from_dict(dict(card["model_config"], **(options or {}), explore_unknown="learned_missing_mass"))
     model = IcrlModel(config)
     keys = model.load_state_dict(loaded.state_dict(), strict=False)
     if keys.unexpected_keys or set(keys.missing_keys) != {"missing_mass_head.weight", "missing_mass_head.bias"}:
@@ -129,8 +138,10 @@ def _clean(metrics: dict[str, float]) -> dict[str, float | None]:
     return {k: (None if math.isnan(v) else round(v, 6)) for k, v in metrics.items()}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None) -> int:
+    """``python -m icrl_agent.pretraining missing-mass SOURCE OUT --config FILE [...]``; returns the exit code."""
+    words = sys.argv[1:] if argv is None else list(argv)
+    parser = argparse.ArgumentParser(prog=COMMAND, description=(__doc__ or "").split("\n")[0])
     parser.add_argument("source", help="checkpoint whose network the head reads (directory, stem or .safetensors)")
     parser.add_argument("out", help="stem of the copy to write")
     parser.add_argument("--config", required=True, help="pretraining config whose prior and data the batches use")
@@ -142,12 +153,20 @@ def main() -> None:
     parser.add_argument("--target", choices=sorted(TARGETS), default="unseen_outcomes",
                         help="what M̂ learns: the chance of an outcome not yet seen from the pair (unseen_outcomes) "
                              "or of a state not yet met (unknown_states)")
-    args = parser.parse_args()
+    parser.add_argument("--model", action="append", default=[], metavar="KEY=VALUE",
+                        help="a ModelConfig field of the copy, e.g. tried_unknown_limited=true (repeatable)")
+    args = parser.parse_args(words)
     if args.steps < 1 or args.batch_size < 1 or args.eval_batches < 1:
         parser.error("--steps, --batch-size and --eval-batches must be at least 1")
-    torch.manual_seed(args.seed)
-    cfg = load_config(args.config)
-    model, card = model_with_head(args.source)
+    try:
+        options = dict(parse_key_value(text, "--model takes key=value (e.g. tried_unknown_limited=true)")
+                       for text in args.model)
+        cfg = load_config(args.config)
+        torch.manual_seed(args.seed)
+        model, card = model_with_head(args.source, options)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     held_out = batches(cfg, args.eval_batches, args.batch_size, torch.Generator().manual_seed(10_000 + args.seed))
     before = held_out_metrics(model, held_out, args.target)
     print(f"before: bce {before['bce']:.4f}, mean |M̂ - M| {before['mean_abs_error']:.4f}", flush=True)
@@ -172,16 +191,13 @@ def main() -> None:
     training["missing_mass_head"] = {
         "source": args.source, "source_sha256": checkpoint_sha256(args.source),
         "source_command": training.get("command"), "config": args.config, "target": args.target, "steps": args.steps,
-        "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "wall_time_s": round(wall, 1),
-        "held_out_before": _clean(before), "held_out_after": _clean(after),
+        "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "model": options,
+        "wall_time_s": round(wall, 1), "held_out_before": _clean(before), "held_out_after": _clean(after),
     }
-    training["command"] = " ".join(["python", *map(shlex.quote, [Path(sys.argv[0]).as_posix(), *sys.argv[1:]])])
+    training["command"] = " ".join([COMMAND, *map(shlex.quote, words)])
     run_config = dict(card["config"])
     if isinstance(run_config.get("model"), dict):
         run_config["model"] = asdict(model.config)
     path = save_checkpoint(args.out, model, run_config, training)
     print(f"wrote {path} in {wall:.0f} s of training")
-
-
-if __name__ == "__main__":
-    main()
+    return 0

@@ -1,21 +1,21 @@
-"""tools/train_missing_mass.py: the true missing mass of a pair, and a copy whose only new part is the head."""
+"""``python -m icrl_agent.pretraining missing-mass``: the true missing mass of a pair, and a copy whose only new part
+is the head."""
 
 from __future__ import annotations
 
 import pathlib
-import sys
 from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import load_script
 
 from icrl_agent.checkpoint import checkpoint_sha256, load_checkpoint, save_checkpoint
 from icrl_agent.model import IcrlModel, ModelConfig
+from icrl_agent.pretraining import missing_mass as tool
+from icrl_agent.pretraining.__main__ import main as pretraining_main
 from icrl_agent.stats import SufficientStats
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-tool = load_script(ROOT / "tools" / "train_missing_mass.py")
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -53,22 +53,29 @@ def test_true_unknown_state_mass_is_the_probability_of_a_non_terminal_state_not_
     assert float(tool.true_unknown_state_mass(batch)) == pytest.approx(expected, abs=1e-6)
 
 
-def test_the_copy_moves_only_the_head_and_records_how_it_was_made(tmp_path, monkeypatch):
+def small_source(tmp_path: pathlib.Path, **config) -> tuple[IcrlModel, pathlib.Path]:
     torch.manual_seed(0)
-    source_model = IcrlModel(ModelConfig(d_model=16, n_heads=2, n_rounds=2, explore_unknown="untried_only"))
-    source = save_checkpoint(tmp_path / "src", source_model, {"seed": 0, "model": {"d_model": 16}}, {"seed": 0})
+    model = IcrlModel(ModelConfig(d_model=16, n_heads=2, n_rounds=2, **config))
+    return model, save_checkpoint(tmp_path / "src", model, {"seed": 0, "model": {"d_model": 16}}, {"seed": 0})
+
+
+def test_the_copy_moves_only_the_head_and_records_how_it_was_made(tmp_path):
+    source_model, source = small_source(tmp_path, explore_unknown="untried_only", spread_bonus=0.3,
+                                        spread_bonus_per_episode=3)
     out = tmp_path / "copy"
-    argv = ["tools/train_missing_mass.py", str(source), str(out), "--config", str(ROOT / "configs" / "tiny.yaml"),
-            "--steps", "3", "--batch-size", "4", "--eval-batches", "1", "--lr", "0.1", "--target", "unknown_states"]
-    monkeypatch.setattr(sys, "argv", argv)
-    tool.main()
+    argv = ["missing-mass", str(source), str(out), "--config", str(ROOT / "configs" / "tiny.yaml"),
+            "--steps", "3", "--batch-size", "4", "--eval-batches", "1", "--lr", "0.1", "--target", "unknown_states",
+            "--model", "tried_unknown_limited=true"]
+    assert pretraining_main(argv) == 0
     model, card = load_checkpoint(out)
     assert model.config.explore_unknown == "learned_missing_mass"
+    assert model.config.tried_unknown_limited is True
     trained = card["training"]["missing_mass_head"]
     assert trained["source_sha256"] == checkpoint_sha256(source)
     assert trained["target"] == "unknown_states"
     assert trained["steps"] == 3 and trained["held_out_after"]["bce"] != trained["held_out_before"]["bce"]
-    assert card["training"]["command"].startswith("python tools/train_missing_mass.py")
+    assert trained["model"] == {"tried_unknown_limited": True}
+    assert card["training"]["command"] == "python -m icrl_agent.pretraining " + " ".join(argv)
     copied = model.state_dict()
     for name, tensor in source_model.state_dict().items():
         torch.testing.assert_close(copied[name], tensor, rtol=0, atol=0)
@@ -100,3 +107,19 @@ def test_a_source_that_has_the_head_already_is_refused(tmp_path):
 
 def test_bucket_names():
     assert [tool.bucket_name(lo, hi) for lo, hi in tool.COUNT_BUCKETS] == ["n1", "n2-3", "n4-9", "n10+"]
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    ("explore_unknown=all_pairs", "--model explore_unknown is set by this command"),
+    ("tried_unknown_limited=1", "tried_unknown_limited must be true or false"),
+    ("no_such_key=1", "unknown ModelConfig keys"),
+    ("tried_unknown_limited", "--model takes key=value"),
+])
+def test_a_bad_model_option_is_refused_by_name_and_writes_nothing(tmp_path, capsys, option, message):
+    _, source = small_source(tmp_path, explore_unknown="untried_only", spread_bonus=0.3, spread_bonus_per_episode=3)
+    out = tmp_path / "copy"
+    argv = ["missing-mass", str(source), str(out), "--config", str(ROOT / "configs" / "tiny.yaml"), "--steps", "1",
+            "--model", option]
+    assert pretraining_main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not list(tmp_path.glob("copy*"))
