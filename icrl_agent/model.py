@@ -976,14 +976,12 @@ class IcrlModel(nn.Module):
         tried_unknown = None  # a tried pair's unknown mass, when it is one of the episode's limited bonuses
         if corrections and optimism:
             unknown_mass, tried_unknown = self._exploring_unknown_mass(inp, graph, unknown_mass, spread_terms, h_all)
-        cap = worth_per_step = None
+        cap = kappa_scale = None
         if optimism:
             kappa_scale = F.softplus(self.kappa_raw) * scale  # (B,)
             if corrections and self.config.value_cap:
                 cap = kappa_scale.clamp_min(1.0)[:, None]  # (B, 1), per step
             worth = unknown_mass * self._unknown_worth_per_step(inp, kappa_scale)[:, None, None]
-            after_goal = self.config.tried_unknown_worth_after_goal
-            worth_per_step = self._unknown_worth_per_step(inp, kappa_scale, after_goal)
             base, slope = base - worth, slope + worth
         neutral = corrections and not optimism
         if neutral and self.config.exploit_unknown == "untried_only":
@@ -1020,24 +1018,26 @@ class IcrlModel(nn.Module):
         if layers is None or spread_terms is None:
             return solvers.backward_induction(backup, horizon_max, zeros[..., 0])
         without_spread: solvers.Backup = partial(_linear_backups, known, base, slope)
-        bonus_of = self._limited_bonuses(graph, spread_terms, tried_unknown, worth_per_step)
+        bonus_of = self._limited_bonuses(inp, graph, spread_terms, tried_unknown, kappa_scale)
         if self.config.spread_bonus_limited_terms == "variance":  # the range term stays on every step
             without_spread = partial(_plus_term, without_spread, spread_terms.range)
         return _limited_bonus_induction(without_spread, bonus_of, layers, cap, horizon_max, zeros[..., 0])
 
     def _limited_bonuses(
         self,
+        inp: _Inputs,
         graph: _Graph,
         spread_terms: _SpreadTerms,
         tried_unknown: torch.Tensor | None,
-        worth_per_step: torch.Tensor | None,
+        kappa_scale: torch.Tensor | None,
     ) -> solvers.Backup:
         """What the exploring plan counts on at most ``spread_bonus_per_episode`` steps: the spread terms
         ``spread_bonus_limited_terms`` names, plus a tried pair's unknown-successor term with
-        ``tried_unknown_limited``."""
+        ``tried_unknown_limited`` (its worth per step from ``kappa_scale`` and ``tried_unknown_worth_after_goal``)."""
         terms = spread_terms.variance if self.config.spread_bonus_limited_terms == "variance" else spread_terms.both
-        if tried_unknown is None or worth_per_step is None:
+        if tried_unknown is None or kappa_scale is None:
             return partial(_spread_only, terms)
+        worth_per_step = self._unknown_worth_per_step(inp, kappa_scale, self.config.tried_unknown_worth_after_goal)
         return partial(_with_tried_unknown, terms, graph.transitions, tried_unknown, worth_per_step)
 
     def _exploring_unknown_mass(
@@ -1207,7 +1207,8 @@ def _with_tried_unknown(
 ) -> torch.Tensor:
     """The limited spread terms plus a tried pair's unknown-successor term ``M (U_{k-1} - P̂ V_{k-1})`` for stacked
     values ``v [L, B, S]``: ``[L, B, S, A]``. ``mass`` (``M``) is 0 on untried pairs, ``U_{k-1}`` is
-    ``(k - 1) worth_per_step``; negative where the known outcomes are worth more, so the plan never takes it there."""
+    ``(k - 1) worth_per_step``. The term is negative where the known outcomes are worth more, and then lowers what
+    taking the pair's bonus is worth."""
     unknown_value = ((k - 1) * worth_per_step)[:, None, None]  # (B, 1, 1)
     return terms(v) + mass * (unknown_value - transitions.expect_each(v))
 
