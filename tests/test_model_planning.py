@@ -582,28 +582,23 @@ def test_optimism_horizon_max_when_terminal_rewards_applies_only_where_every_rew
         np.testing.assert_allclose(batched.q[i, :horizon, :s, :a].numpy(), expected, rtol=1e-9, atol=1e-9)
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_unknown_worth_after_goal_once_applies_only_where_every_reward_seen_ended_an_episode(seed):
-    """``unknown_worth_after_goal="once"``: where the positive rewards all came from pairs that ended an episode, the
-    unknown successor is worth ``kappa scale`` over a whole episode (not per step to go); an MDP with a rewarded
-    pair that never ended one, or with only costs, keeps the default plan; all three match the numpy backward
-    induction in one batch, and the exploitation plan is unchanged."""
+def check_rule_acts_only_on_goal_statistics(model: IcrlModel, rule: dict, seed: int) -> None:
+    """Turn ``rule`` (config keys) on: the exploring plan changes on statistics whose positive rewards all ended an
+    episode, stays bit for bit on statistics with a rewarded pair that never ended one and on cost-only ones, matches
+    the numpy backward induction on all three in one batch, and the exploitation plan is unchanged."""
     items = [goal_stats(seed), random_stats(seed), costs_only_stats(seed)]
     check_goal_and_other_rewards(items[0][0], items[1][0])
-    model = make_model(seed)
-    default = [model.forward_sparse(st.sparse(), h).q.detach() for st, h in items]
+    before = [model.forward_sparse(st.sparse(), h).q.detach() for st, h in items]
     exploit = [model.forward_sparse(st.sparse(), h, optimism=False).q.detach() for st, h in items]
-    model.config = dataclasses.replace(model.config, unknown_worth_after_goal="once")
+    model.config = dataclasses.replace(model.config, **rule)
     capture = HeadCapture(model)
     with torch.no_grad():
         batched = model(to_batch(items), optimism=True)
         raw = capture.last()
         sparse = [model.forward_sparse(st.sparse(), h).q for st, h in items]
         sparse_exploit = [model.forward_sparse(st.sparse(), h, optimism=False).q for st, h in items]
-    assert np.abs(sparse[0].numpy() - default[0].numpy()).max() > 1e-3
-    for kept, plain in zip(sparse[1:], default[1:], strict=True):
-        np.testing.assert_allclose(kept.numpy(), plain.numpy(), rtol=1e-12, atol=1e-12)
-    for kept, plain in zip(sparse_exploit, exploit, strict=True):
+    assert np.abs(sparse[0].numpy() - before[0].numpy()).max() > 1e-3
+    for kept, plain in zip(sparse[1:] + sparse_exploit, before[1:] + exploit, strict=True):
         np.testing.assert_allclose(kept.numpy(), plain.numpy(), rtol=1e-12, atol=1e-12)
     for i, (stats, horizon) in enumerate(items):
         s, a = stats.n_states, stats.n_actions
@@ -611,6 +606,15 @@ def test_unknown_worth_after_goal_once_applies_only_where_every_reward_seen_ende
         expected = adjusted_q(stats, raw[i, :s, :a], scale, model, horizon, True)
         np.testing.assert_allclose(sparse[i][0].numpy(), expected, rtol=1e-9, atol=1e-9)
         np.testing.assert_allclose(batched.q[i, :horizon, :s, :a].numpy(), expected, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_unknown_worth_after_goal_once_applies_only_where_every_reward_seen_ended_an_episode(seed):
+    """``unknown_worth_after_goal="once"``: where the positive rewards all came from pairs that ended an episode, the
+    unknown successor is worth ``kappa scale`` over a whole episode (not per step to go); an MDP with a rewarded
+    pair that never ended one, or with only costs, keeps the default plan; all three match the numpy backward
+    induction in one batch, and the exploitation plan is unchanged."""
+    check_rule_acts_only_on_goal_statistics(make_model(seed), {"unknown_worth_after_goal": "once"}, seed)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -858,29 +862,10 @@ def test_tried_unknown_worth_after_goal_once_applies_only_where_every_reward_see
     episode, a tried pair's limited bonus reads the unknown successor's worth as one more goal; an MDP with a
     rewarded pair that never ended one, or with only costs, keeps the per-step worth; the three match the numpy
     backward induction in one batch, and the exploitation plan is unchanged."""
-    items = [goal_stats(seed), random_stats(seed), costs_only_stats(seed)]
-    check_goal_and_other_rewards(items[0][0], items[1][0])
     model = make_model(seed)
     model.config = dataclasses.replace(model.config, spread_bonus=0.5, value_cap=True, spread_bonus_per_episode=3,
                                        tried_unknown_limited=True)
-    per_step = [model.forward_sparse(st.sparse(), h).q.detach() for st, h in items]
-    exploit = [model.forward_sparse(st.sparse(), h, optimism=False).q.detach() for st, h in items]
-    model.config = dataclasses.replace(model.config, tried_unknown_worth_after_goal="once")
-    capture = HeadCapture(model)
-    with torch.no_grad():
-        batched = model(to_batch(items), optimism=True)
-        raw = capture.last()
-        sparse = [model.forward_sparse(st.sparse(), h).q for st, h in items]
-        sparse_exploit = [model.forward_sparse(st.sparse(), h, optimism=False).q for st, h in items]
-    assert np.abs(sparse[0].numpy() - per_step[0].numpy()).max() > 1e-3
-    for kept, plain in zip(sparse[1:] + sparse_exploit, per_step[1:] + exploit, strict=True):
-        np.testing.assert_allclose(kept.numpy(), plain.numpy(), rtol=1e-12, atol=1e-12)
-    for i, (stats, horizon) in enumerate(items):
-        s, a = stats.n_states, stats.n_actions
-        scale = batched.reward_scale[i].item() / empirical_mdp(stats)[4]
-        expected = adjusted_q(stats, raw[i, :s, :a], scale, model, horizon, True)
-        np.testing.assert_allclose(sparse[i][0].numpy(), expected, rtol=1e-9, atol=1e-9)
-        np.testing.assert_allclose(batched.q[i, :horizon, :s, :a].numpy(), expected, rtol=1e-9, atol=1e-9)
+    check_rule_acts_only_on_goal_statistics(model, {"tried_unknown_worth_after_goal": "once"}, seed)
 
 
 def test_tried_unknown_worth_after_goal_needs_the_limit_and_no_horizon_rule():
