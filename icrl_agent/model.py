@@ -1018,23 +1018,24 @@ class IcrlModel(nn.Module):
         if layers is None or spread_terms is None:
             return solvers.backward_induction(backup, horizon_max, zeros[..., 0])
         without_spread: solvers.Backup = partial(_linear_backups, known, base, slope)
-        bonus_of = self._limited_bonuses(inp, graph, spread_terms, tried_unknown, kappa_scale)
+        limited_terms = spread_terms.both
         if self.config.spread_bonus_limited_terms == "variance":  # the range term stays on every step
             without_spread = partial(_plus_term, without_spread, spread_terms.range)
+            limited_terms = spread_terms.variance
+        bonus_of = self._limited_bonuses(inp, graph, limited_terms, tried_unknown, kappa_scale)
         return _limited_bonus_induction(without_spread, bonus_of, layers, cap, horizon_max, zeros[..., 0])
 
     def _limited_bonuses(
         self,
         inp: _Inputs,
         graph: _Graph,
-        spread_terms: _SpreadTerms,
+        terms: Callable[[torch.Tensor], torch.Tensor],
         tried_unknown: torch.Tensor | None,
         kappa_scale: torch.Tensor | None,
     ) -> solvers.Backup:
-        """What the exploring plan counts on at most ``spread_bonus_per_episode`` steps: the spread terms
-        ``spread_bonus_limited_terms`` names, plus a tried pair's unknown-successor term with
-        ``tried_unknown_limited`` (its worth per step from ``kappa_scale`` and ``tried_unknown_worth_after_goal``)."""
-        terms = spread_terms.variance if self.config.spread_bonus_limited_terms == "variance" else spread_terms.both
+        """What the exploring plan counts on at most ``spread_bonus_per_episode`` steps: the limited spread
+        ``terms``, plus a tried pair's unknown-successor term with ``tried_unknown_limited`` (its worth per step from
+        ``kappa_scale`` and ``tried_unknown_worth_after_goal``)."""
         if tried_unknown is None or kappa_scale is None:
             return partial(_spread_only, terms)
         worth_per_step = self._unknown_worth_per_step(inp, kappa_scale, self.config.tried_unknown_worth_after_goal)
