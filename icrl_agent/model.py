@@ -47,6 +47,8 @@ OPTIMISM_CONSTANTS = ("bonus", "unknown", "kappa", "scale_gain")
 _MAX_LOG_SCALE = 16.0  # unseen rewards up to e^16 ~ 9e6 times those seen: keeps exp() finite
 _N_SA, _N_STATE, _N_GLOBAL = 8, 4, 15
 _GAP_FLOOR = 1e-3  # temperature floor relative to the reward scale, for states whose actions tie
+# stacked successor values [L, B, S] -> (limited spread terms, P̂ V), each [L, B, S, A]
+_TermsAndMean = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass
@@ -1018,10 +1020,10 @@ class IcrlModel(nn.Module):
         if layers is None or spread_terms is None:
             return solvers.backward_induction(backup, horizon_max, zeros[..., 0])
         without_spread: solvers.Backup = partial(_linear_backups, known, base, slope)
-        limited_terms = spread_terms.both
+        limited_terms = spread_terms.both_and_mean
         if self.config.spread_bonus_limited_terms == "variance":  # the range term stays on every step
             without_spread = partial(_plus_term, without_spread, spread_terms.range)
-            limited_terms = spread_terms.variance
+            limited_terms = spread_terms.variance_and_mean
         bonus_of = self._limited_bonuses(inp, graph, limited_terms, tried_unknown, kappa_scale)
         return _limited_bonus_induction(without_spread, bonus_of, layers, cap, horizon_max, zeros[..., 0])
 
@@ -1029,17 +1031,17 @@ class IcrlModel(nn.Module):
         self,
         inp: _Inputs,
         graph: _Graph,
-        terms: Callable[[torch.Tensor], torch.Tensor],
+        terms: _TermsAndMean,
         tried_unknown: torch.Tensor | None,
         kappa_scale: torch.Tensor | None,
     ) -> solvers.Backup:
         """What the exploring plan counts on at most ``spread_bonus_per_episode`` steps: the limited spread
-        ``terms``, plus a tried pair's unknown-successor term with ``tried_unknown_limited`` (its worth per step from
+        ``terms`` (with ``P̂ V``), plus a tried pair's unknown-successor term with ``tried_unknown_limited`` (its worth per step from
         ``kappa_scale`` and ``tried_unknown_worth_after_goal``)."""
         if tried_unknown is None or kappa_scale is None:
             return partial(_spread_only, terms)
         worth_per_step = self._unknown_worth_per_step(inp, kappa_scale, self.config.tried_unknown_worth_after_goal)
-        return partial(_with_tried_unknown, terms, graph.transitions, tried_unknown, worth_per_step)
+        return partial(_with_tried_unknown, terms, tried_unknown, worth_per_step)
 
     def _exploring_unknown_mass(
         self,
@@ -1167,7 +1169,8 @@ def _linear_backups(
 class _SpreadTerms:
     """The spread terms of every pair as functions of stacked successor values ``V_{k-1}`` ``[L, B, S]``, each
     ``[L, B, S, A]``: ``coefficient`` times the spread of the successors' values (``variance``), times the value
-    range weighted by the outcome impurity (``range``), or both, from one computation of what they share."""
+    range weighted by the outcome impurity (``range``), or both, from one computation of what they share. The
+    ``*_and_mean`` forms also return ``P̂ V_{k-1}``, which the spread computes anyway."""
 
     coefficient: torch.Tensor
     transitions: solvers.Transitions
@@ -1179,10 +1182,15 @@ class _SpreadTerms:
         return (self.impurity * _value_range(v, self.padding))[..., None, None] * self.count_decay
 
     def both(self, v: torch.Tensor) -> torch.Tensor:
-        return self.coefficient * (_successor_spread(self.transitions, v) + self._unseen(v))
+        return self.both_and_mean(v)[0]
 
-    def variance(self, v: torch.Tensor) -> torch.Tensor:
-        return self.coefficient * _successor_spread(self.transitions, v)
+    def both_and_mean(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        spread, mean = _successor_spread(self.transitions, v)
+        return self.coefficient * (spread + self._unseen(v)), mean
+
+    def variance_and_mean(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        spread, mean = _successor_spread(self.transitions, v)
+        return self.coefficient * spread, mean
 
     def range(self, v: torch.Tensor) -> torch.Tensor:
         return self.coefficient * self._unseen(v)
@@ -1194,24 +1202,24 @@ def _plus_term(
     return backup(k, v) + term(v)
 
 
-def _spread_only(terms: Callable[[torch.Tensor], torch.Tensor], k: int, v: torch.Tensor) -> torch.Tensor:
-    return terms(v)
+def _spread_only(terms: _TermsAndMean, k: int, v: torch.Tensor) -> torch.Tensor:
+    return terms(v)[0]
 
 
 def _with_tried_unknown(
-    terms: Callable[[torch.Tensor], torch.Tensor],
-    transitions: solvers.Transitions,
+    terms: _TermsAndMean,
     mass: torch.Tensor,
     worth_per_step: torch.Tensor,
     k: int,
     v: torch.Tensor,
 ) -> torch.Tensor:
     """The limited spread terms plus a tried pair's unknown-successor term ``M (U_{k-1} - P̂ V_{k-1})`` for stacked
-    values ``v [L, B, S]``: ``[L, B, S, A]``. ``mass`` (``M``) is 0 on untried pairs, ``U_{k-1}`` is
-    ``(k - 1) worth_per_step``. The term is negative where the known outcomes are worth more, and then lowers what
+    values ``v [L, B, S]``: ``[L, B, S, A]``. ``terms`` returns the spread terms and ``P̂ V``; ``mass`` (``M``) is 0
+    on untried pairs, ``U_{k-1}`` is ``(k - 1) worth_per_step``. The term is negative where the known outcomes are worth more, and then lowers what
     taking the pair's bonus is worth."""
     unknown_value = ((k - 1) * worth_per_step)[:, None, None]  # (B, 1, 1)
-    return terms(v) + mass * (unknown_value - transitions.expect_each(v))
+    bonus, mean = terms(v)
+    return bonus + mass * (unknown_value - mean)
 
 
 def _limited_bonus_induction(
@@ -1266,12 +1274,12 @@ def _goal_rewards_only(inp: _Inputs) -> torch.Tensor:
     return rewarded.any(-1) & (ended | ~rewarded).all(-1)
 
 
-def _successor_spread(transitions: solvers.Transitions, v: torch.Tensor) -> torch.Tensor:
-    """``sqrt(Var_P̂[v])`` per pair for each of the stacked values ``v [L, B, S]``: ``[L, B, S, A]`` (a terminal
-    outcome counts as worth 0; an untried pair gets 0)."""
+def _successor_spread(transitions: solvers.Transitions, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(sqrt(Var_P̂[v]), P̂ v)`` per pair for each of the stacked values ``v [L, B, S]``: each ``[L, B, S, A]`` (a
+    terminal outcome counts as worth 0; an untried pair gets 0)."""
     mean, second = transitions.expect_each(torch.cat([v, v * v])).chunk(2)
     # the floor keeps sqrt's gradient finite where every outcome is worth the same
-    return torch.sqrt((second - mean * mean).clamp_min(1e-12))
+    return torch.sqrt((second - mean * mean).clamp_min(1e-12)), mean
 
 
 _N_MISSING = 3  # the missing-mass head's inputs besides the embeddings: log1p(N), 1 / sqrt(N + 1), sqrt(rho)
