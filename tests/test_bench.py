@@ -4,6 +4,8 @@ import csv
 import json
 import math
 import os
+import re
+import shlex
 from pathlib import Path
 
 import gymnasium as gym
@@ -435,29 +437,59 @@ def test_sweep_optvi_runs_one_agent_per_bonus_and_names_the_best(tmp_path, capsy
     assert data["agents"]["optvi:c=0.01"]["params"] == {"c": 0.01}
 
 
-def test_every_committed_results_file_cites_a_command_that_still_parses():
-    """The first command line of each committed table must be accepted by today's CLI (bench or evaluate)."""
-    import shlex
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
+
+def _cited_command(table: Path) -> list[str]:
+    """The words of the command a committed table starts with (its first command line)."""
+    line = next(line for line in table.read_text().splitlines() if "python -m icrl_agent." in line
+                or "python tools/two_goals.py" in line)
+    return shlex.split(line.strip().strip("`"))
+
+
+def _parsed_command(words: list[str]) -> dict:
+    """What a cited command asks for, as today's CLI parses it (bench, evaluate, or tools/two_goals.py); flags that
+    change no result (``--force``, progress bars) are left out."""
     from icrl_agent.pretraining.evaluate.cli import build_parser as evaluate_parser
 
-    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
-    tables = sorted(results.rglob("*.md"))
+    if words[1] == "tools/two_goals.py":  # the online benchmark on an env registered by that tool only
+        parsed = load_script(BENCHMARKS.parent / "tools" / "two_goals.py").build_parser().parse_args(words[2:])
+    elif words[:3] == ["python", "-m", "icrl_agent.bench"]:
+        parsed = build_parser().parse_args(words[3:])
+    else:
+        assert words[:4] == ["python", "-m", "icrl_agent.pretraining", "evaluate"], words
+        parsed = evaluate_parser().parse_args(words[4:])
+    return {k: v for k, v in vars(parsed).items() if k not in ("force", "progress", "no_progress")}
+
+
+def test_every_committed_results_file_cites_a_command_that_still_parses():
+    """The first command line of each committed table must be accepted by today's CLI (bench or evaluate)."""
+    tables = sorted((BENCHMARKS / "results").rglob("*.md"))
     assert len(tables) >= 10
-    two_goals = load_script(Path(__file__).resolve().parents[1] / "tools" / "two_goals.py")
     for table in tables:
-        line = next(line for line in table.read_text().splitlines() if "python -m icrl_agent." in line
-                    or "python tools/two_goals.py" in line)
-        words = shlex.split(line.strip().strip("`"))
-        if words[1] == "tools/two_goals.py":  # the online benchmark on an env registered by that tool only
-            two_goals.build_parser().parse_args(words[2:])
-            continue
-        assert words[:3] in (["python", "-m", "icrl_agent.bench"], ["python", "-m", "icrl_agent.pretraining"]), table
-        if words[2] == "icrl_agent.bench":
-            build_parser().parse_args(words[3:])
-        else:
-            assert words[3] == "evaluate", table
-            evaluate_parser().parse_args(words[4:])
+        assert _parsed_command(_cited_command(table)), table
+
+
+def test_the_benchmarks_index_has_a_row_with_each_results_folders_command():
+    """benchmarks/README.md names every committed results folder (and top-level table) in a row whose command asks
+    for what the folder's own table says produced it, so a reader rerunning a row gets that folder's numbers."""
+    rows: dict[str, list[str]] = {}
+    for line in (BENCHMARKS / "README.md").read_text().splitlines():
+        if line.startswith("| `results/"):
+            cells = line.split(" | ")
+            command = cells[-1].removesuffix(" |").strip().strip("`")
+            for name in re.findall(r"`results/([^/`.]+)", cells[0]):
+                rows.setdefault(name, []).append(command)
+    results = BENCHMARKS / "results"
+    tables = {p.name: sorted(p.glob("*.md")) for p in results.iterdir() if p.is_dir()}
+    for table in results.glob("*.md"):  # the first benchmarks were written straight into results/
+        tables.setdefault(table.stem, []).append(table)
+    assert len(tables) >= 100
+    for name, folder_tables in sorted(tables.items()):
+        assert name in rows, f"benchmarks/README.md has no row for results/{name}"
+        recorded = [_parsed_command(_cited_command(table)) for table in folder_tables]
+        cited = [_parsed_command(shlex.split(command)) for command in rows[name]]
+        assert any(row in recorded for row in cited), f"results/{name}: its row's command differs from {recorded[0]}"
 
 
 def test_the_agent_and_every_tabular_baseline_fit_the_tabular_policy_protocol():
