@@ -41,11 +41,11 @@ def test_every_shipped_weights_file_has_reference_outputs_and_the_default_is_one
     assert all(maker.output_path(name).exists() for name in NAMES)
 
 
-def assert_close(actual: torch.Tensor, expected, what: str) -> None:
+def assert_close(actual: torch.Tensor, expected, what: str, atol: float = ATOL) -> None:
     actual = actual.detach().double().numpy()
     expected = np.asarray(expected, dtype=np.float64)
     assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != reference {expected.shape}; {HINT}"
-    np.testing.assert_allclose(actual, expected, rtol=RTOL, atol=ATOL, err_msg=f"{what} differs; {HINT}")
+    np.testing.assert_allclose(actual, expected, rtol=RTOL, atol=atol, err_msg=f"{what} differs; {HINT}")
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -90,8 +90,8 @@ def test_shipped_model_outputs_match_the_reference(name, case, optimism):
 @pytest.mark.parametrize("optimism", [True, False])
 @pytest.mark.parametrize("name", NAMES)
 def test_the_dense_path_matches_the_reference_too(name, optimism):
-    shipped_model = model(name)
     """All cases in one padded batch through ``forward``: the training path computes the same outputs."""
+    shipped_model = model(name)
     built = {case: maker.CASES[case]() for case in sorted(maker.CASES)}
     n_states = max(stats.n_states for stats, _ in built.values())
     n_actions = max(stats.n_actions for stats, _ in built.values())
@@ -118,7 +118,10 @@ def test_the_dense_path_matches_the_reference_too(name, optimism):
         s, a = stats.n_states, stats.n_actions
         what = f"{case} via the dense path (optimism={optimism})"
         assert_close(out.q[i, :horizon, :s, :a], ref["q"], f"{what} q")
-        assert_close(out.temperature[i, :s], ref["temperature"], f"{what} temperature")
+        # a temperature is a gap between Q values, so its rounding error scales with Q's size, not its own (the
+        # step costs' exploring Q reaches 6e6 with icrl-v2.6, and the two paths round it differently)
+        q_size = float(np.abs(np.nan_to_num(np.asarray(ref["q"], dtype=np.float64), posinf=0.0, neginf=0.0)).max())
+        assert_close(out.temperature[i, :s], ref["temperature"], f"{what} temperature", atol=ATOL + RTOL * q_size)
         assert_close(out.reward_scale[i], ref["reward_scale"], f"{what} reward_scale")
 
 
@@ -266,3 +269,34 @@ def test_icrl_v2_5_is_icrl_v2_4_with_three_spread_bonuses_per_episode():
         explore_5, explore_4 = (np.asarray(ref[case]["optimism"]["true"]["q"], dtype=np.float64)
                                 for ref in (v2_5_ref, v2_4_ref))
         assert np.nanmax(np.abs(np.nan_to_num(explore_5 - explore_4))) > 1e-3, case
+
+
+def test_icrl_v2_6_is_icrl_v2_5_with_a_learned_missing_mass_as_a_limited_bonus():
+    """icrl-v2.6 (``python -m icrl_agent.pretraining missing-mass``: only the new missing-mass head trained) =
+    icrl-v2.5's tensors + that head, planning with ``explore_unknown: learned_missing_mass``,
+    ``tried_unknown_limited`` and ``tried_unknown_worth_after_goal: once``. Its exploitation Q equals icrl-v2.5's in
+    every case (offline behaviour unchanged); its exploring Q differs in every case. Where no positive reward was
+    seen (the step costs), a tried pair's bonus toward the unknown successor only adds: no state is worth less."""
+    from dataclasses import replace
+
+    from icrl_agent.checkpoint import load_checkpoint
+
+    new, new_card = load_checkpoint(maker.weights_path("icrl-v2.6"))
+    old, old_card = load_checkpoint(maker.weights_path("icrl-v2.5"))
+    assert new.config == replace(old.config, explore_unknown="learned_missing_mass", tried_unknown_limited=True,
+                                 tried_unknown_worth_after_goal="once")
+    new_tensors, old_tensors = new.state_dict(), old.state_dict()
+    assert all(torch.equal(new_tensors[k], t) for k, t in old_tensors.items())
+    assert sorted(set(new_tensors) - set(old_tensors)) == ["missing_mass_head.bias", "missing_mass_head.weight"]
+    assert new_card["training"]["missing_mass_head"]["source_sha256"] == old_card["sha256"]
+    v2_6_ref, v2_5_ref = REFERENCES["icrl-v2.6"]["cases"], REFERENCES["icrl-v2.5"]["cases"]
+    for case in maker.CASES:
+        np.testing.assert_allclose(
+            v2_6_ref[case]["optimism"]["false"]["q"], v2_5_ref[case]["optimism"]["false"]["q"], rtol=RTOL, atol=ATOL
+        )
+        explore_6, explore_5 = (np.asarray(ref[case]["optimism"]["true"]["q"], dtype=np.float64)
+                                for ref in (v2_6_ref, v2_5_ref))
+        assert np.nanmax(np.abs(np.nan_to_num(explore_6 - explore_5))) > 1e-3, case
+    costs_6, costs_5 = (np.asarray(ref["negative_step_costs"]["optimism"]["true"]["q"], dtype=np.float64).max(-1)
+                        for ref in (v2_6_ref, v2_5_ref))
+    assert (costs_6 >= costs_5 * (1 - RTOL) - ATOL).all() and (costs_6[-1] > costs_5[-1]).all()
