@@ -123,3 +123,20 @@ def test_a_bad_model_option_is_refused_by_name_and_writes_nothing(tmp_path, caps
     assert pretraining_main(argv) == 2
     assert message in capsys.readouterr().err
     assert not list(tmp_path.glob("copy*"))
+
+
+def test_an_existing_copy_is_refused_before_training_and_kept_unless_forced(tmp_path, capsys):
+    """OUT naming weights that exist (shipped ones, e.g. ``icrl_agent/weights/icrl-v2.6``, whose stem has a dot)
+    stops the run with an error naming ``--force``, and leaves both files as they were."""
+    _, source = small_source(tmp_path, explore_unknown="untried_only", spread_bonus=0.3, spread_bonus_per_episode=3)
+    out = tmp_path / "weights-v2.6"
+    argv = ["missing-mass", str(source), str(out), "--config", str(ROOT / "configs" / "tiny.yaml"), "--steps", "1",
+            "--batch-size", "4", "--eval-batches", "1"]
+    assert pretraining_main(argv) == 0
+    written = {path: path.read_bytes() for path in tmp_path.glob("weights-v2.6.*")}
+    assert len(written) == 2
+    assert pretraining_main(argv + ["--lr", "0.5"]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert {path: path.read_bytes() for path in tmp_path.glob("weights-v2.6.*")} == written
+    assert pretraining_main(argv + ["--lr", "0.5", "--force"]) == 0
+    assert load_checkpoint(out)[1]["training"]["missing_mass_head"]["lr"] == 0.5

@@ -1,7 +1,10 @@
 """The missing-mass head: train it on top of frozen weights, supervised on prior MDPs, and save the copy.
 
-    python -m icrl_agent.pretraining missing-mass icrl_agent/weights/icrl-v2.5 runs/missing-mass/v25-mm-states \\
-        --config configs/v2_5.yaml --steps 2000 --eval-batches 16 --seed 0 --target unknown_states
+    python -m icrl_agent.pretraining missing-mass icrl_agent/weights/icrl-v2.5 icrl_agent/weights/icrl-v2.6 \\
+        --config configs/v2_5.yaml --steps 2000 --eval-batches 16 --seed 0 --target unknown_states \\
+        --model tried_unknown_limited=true --model tried_unknown_worth_after_goal=once
+
+(the command that made the shipped icrl-v2.6, about 2 minutes on one CPU thread)
 
 Issue 15's "context-dependent optimism" with a low-variance training signal: with
 ``explore_unknown: learned_missing_mass`` the exploring plan gives a tried pair the head's estimate ``M̂(s, a)``
@@ -32,7 +35,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from icrl_agent.checkpoint import checkpoint_sha256, load_checkpoint, save_checkpoint
+from icrl_agent.checkpoint import checkpoint_paths, checkpoint_sha256, load_checkpoint, save_checkpoint
 from icrl_agent.model import IcrlModel, ModelConfig
 from icrl_agent.pretraining.config import PretrainConfig, load_config
 from icrl_agent.pretraining.data import TrainingBatch, sample_training_batch
@@ -155,9 +158,15 @@ def main(argv: list[str] | None = None) -> int:
                              "or of a state not yet met (unknown_states)")
     parser.add_argument("--model", action="append", default=[], metavar="KEY=VALUE",
                         help="a ModelConfig field of the copy, e.g. tried_unknown_limited=true (repeatable)")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing copy at OUT")
     args = parser.parse_args(words)
     if args.steps < 1 or args.batch_size < 1 or args.eval_batches < 1:
         parser.error("--steps, --batch-size and --eval-batches must be at least 1")
+    existing = [path for path in checkpoint_paths(args.out) if path.exists()]
+    if existing and not args.force:  # before training, so the refusal costs nothing
+        print(f"error: {existing[0]} exists (it may be shipped or committed weights); choose another OUT, or pass "
+              "--force to overwrite it", file=sys.stderr)
+        return 2
     try:
         options = dict(parse_key_value(text, "--model takes key=value (e.g. tried_unknown_limited=true)")
                        for text in args.model)
