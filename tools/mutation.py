@@ -6,8 +6,8 @@
     python tools/mutation.py results|show NAME|browse|...   # any other mutmut command, in the stage
 
 GROUPs: solvers, planning_agent, stats, spaces, checkpoint, model (its planning layer: `_adjusted_mdp`,
-`_plan`, `_tried_pairs_unknown_mass`, `_missing_mass`, `_exploring_unknown_mass`, `_limited_bonuses` and
-`_with_tried_unknown`), envs, baselines. Not in CI: a full run takes tens of minutes on two cores.
+`_plan`, `_tried_pairs_unknown_mass`, `_missing_mass`, `_exploring_unknown_mass`, `_limited_bonuses`,
+`_with_tried_unknown`, `_successor_spread` and the spread terms' `*_and_mean`), envs, baselines. Not in CI: a full run takes tens of minutes on two cores.
 
 Why a stage: mutmut copies the sources into `mutants/`, puts that first on sys.path and names a mutant
 by its file path. `envs/` and `baselines/` sit at the top of the checkout and install as
@@ -58,7 +58,8 @@ GROUPS: dict[str, list[str]] = {
     "model": [f"icrl_agent.model.xǁIcrlModelǁ{name}__mutmut_*"
               for name in ("_adjusted_mdp", "_plan", "_tried_pairs_unknown_mass", "_missing_mass",
                            "_exploring_unknown_mass", "_limited_bonuses")]
-    + ["icrl_agent.model.x__with_tried_unknown__mutmut_*"],
+    + ["icrl_agent.model.x__with_tried_unknown__mutmut_*", "icrl_agent.model.x__successor_spread__mutmut_*"]
+    + [f"icrl_agent.model.xǁ_SpreadTermsǁ{name}__mutmut_*" for name in ("both_and_mean", "variance_and_mean")],
     "envs": ["icrl_agent.envs.*"],
     "baselines": ["icrl_agent.baselines.*"],
 }
