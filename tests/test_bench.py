@@ -539,3 +539,54 @@ def test_env_keywords_give_portable_plot_names(tmp_path):
           "--workers", "1", "--out", str(tmp_path)])
     assert "curves_DeepSea_size-3.png" in os.listdir(tmp_path / "online")
     assert "| DeepSea:size=3 |" in (tmp_path / "online.md").read_text()
+
+
+def test_paired_rows_pair_runs_by_seed_over_the_seeds_both_finished():
+    """B - A is taken seed by seed (A's seeds listed in another order, B missing one), its CI is degenerate when
+    every seed differs by the same amount, and the stuck seeds are counted per agent."""
+    from icrl_agent.bench.paired import paired_rows
+
+    a = {"icrl/Chain-v0": {2: 0.3, 0: 0.9, 1: 0.5, 3: 0.95}, "icrl/OnlyInA-v0": {0: 0.1}}
+    b = {"icrl/Chain-v0": {0: 1.0, 1: 0.6, 2: 0.4}}
+    (row,) = paired_rows(a, b, below=0.55)
+    assert (row.env, row.seeds, row.below_a, row.below_b) == ("icrl/Chain-v0", 3, 2, 1)
+    assert row.mean_a == pytest.approx((0.9 + 0.5 + 0.3) / 3) and row.mean_b == pytest.approx((1.0 + 0.6 + 0.4) / 3)
+    assert row.difference == pytest.approx(0.1) and (row.ci_low, row.ci_high) == pytest.approx((0.1, 0.1))
+    (flipped,) = paired_rows(b, a, below=0.55)
+    assert flipped.difference == pytest.approx(-0.1)
+
+
+def test_bench_paired_compares_committed_runs_seed_by_seed(capsys):
+    """The CLI on a committed run of two agents: each env's difference is the mean over seeds of B's run minus A's,
+    normalized as the bench normalizes, and its bootstrap CI holds it."""
+    folder = BENCHMARKS / "results" / "whatif_tried_unknown_limited_once_retest_60_seeds"
+    agent_a, agent_b = "icrl:weights=icrl_agent/weights/icrl-v2.5", "icrl:weights=runs/missing-mass/v25-mm-states-lim-once"
+    assert main(["paired", str(folder), "--agent-a", agent_a, "--agent-b", agent_b]) == 0
+    table = capsys.readouterr().out
+    data = json.loads((folder / "online" / "results.json").read_text())
+    score = {(r["agent"], r["env"], r["seed"]): np.mean((np.array(r["returns"]) - data["envs"][r["env"]]["random"])
+                                                        / (data["envs"][r["env"]]["optimal"] - data["envs"][r["env"]]["random"]))
+             for r in data["runs"]}
+    for env in data["envs"]:
+        difference = np.mean([score[(agent_b, env, s)] - score[(agent_a, env, s)] for s in range(60)])
+        line = next(line for line in table.splitlines() if line.startswith(f"| {env.removeprefix('icrl/').replace('-v0', '')} |"))
+        cells = [c.strip() for c in line.split("|")]
+        assert cells[2] == "60" and cells[5].startswith(f"{difference:+.3f} [")
+        low, high = (float(x) for x in cells[5].split("[")[1].rstrip("]").split(","))
+        assert low < difference < high
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["paired", "benchmarks/results/no_such_folder"], "no online results at"),
+    (["paired", "benchmarks/results/whatif_tried_unknown_limited_once_retest_60_seeds"], "holds 2 agents"),
+    (["paired", "benchmarks/results/icrl_v2_6", "--agent-a", "optvi"], "has no agent 'optvi'; it holds: icrl"),
+    (["paired", "benchmarks/results/icrl_v2_6"], "A and B are the same runs"),
+    (["paired", "benchmarks/results/icrl_v2_6", "benchmarks/results/es_quiet_arms"], "holds 3 agents"),
+    (["paired", "benchmarks/results/icrl_v2_6", "benchmarks/results/whatif_tried_unknown_limited_once_deepsea_sweep"],
+     "share no (env, seed) run"),
+])
+def test_bench_paired_refuses_what_it_cannot_pair_naming_the_fix(argv, message, capsys, monkeypatch):
+    monkeypatch.chdir(BENCHMARKS.parent)
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err

@@ -1,7 +1,8 @@
-"""Command line of the benchmarks: ``python -m icrl_agent.bench {online,offline,speed,sweep-optvi}``.
+"""Command line of the benchmarks: ``python -m icrl_agent.bench {online,offline,speed,sweep-optvi,paired}``.
 
 Each subcommand prints its markdown table, preceded by the exact command that reproduces it (every
 option spelled out), and writes JSON + CSV + PNG under ``<out>/<kind>/`` and the table to ``<out>/<kind>.md``.
+``paired`` only reads two online results and prints their seed-by-seed comparison.
 Without ``--out`` every run gets a new folder under ``runs/bench/``; a folder that already holds files
 (e.g. the committed ``benchmarks/results/``) is written into only with ``--force``. The pretraining
 diagnostics (online return on prior MDPs, accuracy, pretraining throughput) are
@@ -158,6 +159,14 @@ def build_parser() -> argparse.ArgumentParser:
         "the 1-thread figures are always reported beside them",
     )
     _output_options(p, progress=False)
+
+    p = sub.add_parser("paired", help="two agents' online runs compared seed by seed, with bootstrap CIs",
+                       formatter_class=formatter)
+    p.add_argument("a", help="A's online results: the --out folder of `bench online`, or its results.json")
+    p.add_argument("b", nargs="?", default=None, help="B's online results (default: A's, for two agents of one run)")
+    p.add_argument("--agent-a", default=None, help="A's agent as named in its results (default: the only one)")
+    p.add_argument("--agent-b", default=None, help="B's agent as named in its results (default: the only one)")
+    p.add_argument("--below", type=float, default=0.8, help="count the seeds scoring below this, per agent")
     return parser
 
 
@@ -246,6 +255,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "paired":  # reads results, runs nothing: no results folder, no command to record
+        from icrl_agent.bench.paired import compare
+
+        try:
+            _, markdown = compare(args.a, args.b, args.agent_a, args.agent_b, args.below)
+        except ValueError as err:
+            parser.error(str(err))
+        print(markdown)
+        return 0
     command = canonical_command(parser, args)
     try:
         markdown, errors = _run(args, command)
