@@ -6,7 +6,7 @@
 Stage 2's evolution strategies could not move the per-pair optimism heads: independent gradient estimates
 barely agree (``tools/es_gradient_agreement.py``). This probe measures the same for losses that backpropagate
 through the exploring plan (``optimism=True``), and fits the optimism outputs on them. Starting from a
-checkpoint (``--weights``, default icrl-v2.1), only these move: kappa, the bonus gain, the bonus row of the
+checkpoint (``--weights``, default the shipped weights), only these move: kappa, the bonus gain, the bonus row of the
 per-(s, a) head's last layer and (unless ``--no-scale-head``) the reward-scale head; the encoder and every
 output the exploitation plan reads stay as they are. Batches are fresh MDPs of the weights' prior, half with
 uniform/epsilon-optimal data, half with the model's own online episodes (1..``--online-episodes``).
@@ -160,10 +160,15 @@ def gradient(model: IcrlModel, cfg: PretrainConfig, args: argparse.Namespace, pa
 
 
 def load(weights: str, explore_untried: bool) -> tuple[IcrlModel, dict, PretrainConfig]:
-    """The model (optionally with ``explore_unknown: untried_only``), its card and its run config."""
+    """The model (optionally with ``explore_unknown: untried_only``, and then without icrl-v2.6's tried-pair bonus
+    and missing-mass head, which give a tried pair a mass), its card and its run config."""
     model, card = load_checkpoint(weights)
     if explore_untried:
-        model.config = replace(model.config, explore_unknown="untried_only")
+        config = replace(model.config, explore_unknown="untried_only", tried_unknown_limited=False,
+                         tried_unknown_worth_after_goal="per_step")
+        kept = {k: v for k, v in model.state_dict().items() if not k.startswith("missing_mass_head.")}
+        model = IcrlModel(config)
+        model.load_state_dict(kept)
     cfg = config_from_dict(nest_flat_config(card["config"]))
     return model.eval(), card, replace(cfg, model=model.config)
 
@@ -179,7 +184,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=0, help="Adam steps (0: no fit)")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--no-scale-head", action="store_true", help="leave the reward-scale head as it is")
-    parser.add_argument("--explore-untried", action="store_true", help="model.explore_unknown: untried_only")
+    parser.add_argument("--explore-untried", action="store_true",
+                        help="model.explore_unknown: untried_only (and tried_unknown_limited: false)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="", help="stem of the weights to write after the fit")
     args = parser.parse_args(argv)
