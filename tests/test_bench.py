@@ -230,7 +230,7 @@ def test_committed_results_are_read_back_by_the_report_code(path):
     if "threshold" in data:  # online / sweep
         result = OnlineResult.load(path)
         assert len(result.rows) == len(data["summary"]) and result.rows[0].to_json()["env"] == data["summary"][0]["env"]
-        assert result.rows[0].normalized
+        assert all(row.normalized == result.envs[row.env].normalized for row in result.rows)  # raw where no model
         markdown = render_online(result)
         assert "| env |" in markdown and result.command in markdown
         rows, _ = summarize(result.runs, result.envs, parse_agents([a for a in result.agents if a in AGENTS]
@@ -590,3 +590,18 @@ def test_bench_paired_refuses_what_it_cannot_pair_naming_the_fix(argv, message, 
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_paired_raw_returns_count_no_stuck_seeds_and_stay_out_of_the_mean():
+    """Raw returns of envs without an exact model (a plain Gymnasium id) are compared seed by seed too, but their
+    scales differ: they count no seed below the threshold and the mean row averages the normalized envs only."""
+    from icrl_agent.bench.paired import paired_rows, render_paired
+
+    a = {"icrl/Chain-v0": {0: 0.5, 1: 0.9}, "Taxi-v4": {0: -200.0, 1: -100.0}}
+    b = {"icrl/Chain-v0": {0: 0.7, 1: 0.9}, "Taxi-v4": {0: -150.0, 1: -100.0}}
+    chain, taxi = paired_rows(a, b, below=0.8, raw=frozenset({"Taxi-v4"}))
+    assert (chain.below_a, chain.below_b, chain.normalized) == (1, 1, True)
+    assert (taxi.below_a, taxi.below_b, taxi.normalized, taxi.difference) == (None, None, False, 25.0)
+    table = render_paired([chain, taxi], "a", "b", 0.8)
+    assert "| Taxi-v4 (raw return) | 2 | -150.000 | -125.000 | +25.000 [+0.000, +50.000] | n/a |" in table
+    assert "| **mean over envs with an exact model** |  | 0.700 | 0.800 | +0.100 | 1 / 1 |" in table

@@ -34,8 +34,9 @@ class PairedRow:
     :param difference: the mean of ``B - A`` over those seeds
     :param ci_low: 95% bootstrap CI of ``difference``, low end
     :param ci_high: its high end
-    :param below_a: A's seeds scoring below the threshold
-    :param below_b: B's seeds scoring below the threshold
+    :param below_a: A's seeds scoring below the threshold (``None`` where returns are raw)
+    :param below_b: B's seeds scoring below the threshold (``None`` where returns are raw)
+    :param normalized: the scores are normalized returns (the env has an exact model), not raw ones
     """
 
     env: str
@@ -45,8 +46,9 @@ class PairedRow:
     difference: float
     ci_low: float
     ci_high: float
-    below_a: int
-    below_b: int
+    below_a: int | None
+    below_b: int | None
+    normalized: bool = True
 
 
 def load_online(path: str | Path) -> OnlineResult:
@@ -81,8 +83,9 @@ def run_scores(result: OnlineResult, agent: str) -> Scores:
     return scores
 
 
-def paired_rows(a: Scores, b: Scores, below: float) -> list[PairedRow]:
-    """One row per env both hold, over the seeds both finished there (envs in A's order)."""
+def paired_rows(a: Scores, b: Scores, below: float, raw: frozenset[str] = frozenset()) -> list[PairedRow]:
+    """One row per env both hold, over the seeds both finished there (envs in A's order); ``raw``: the envs whose
+    scores are raw returns, where no seed is counted below ``below``."""
     rows = []
     for env, a_by_seed in a.items():
         seeds = sorted(set(a_by_seed) & set(b.get(env, {})))
@@ -91,23 +94,29 @@ def paired_rows(a: Scores, b: Scores, below: float) -> list[PairedRow]:
         x = np.array([a_by_seed[s] for s in seeds])
         y = np.array([b[env][s] for s in seeds])
         low, high = report.bootstrap_ci(y - x)
+        normalized = env not in raw
+        below_a, below_b = (int((x < below).sum()), int((y < below).sum())) if normalized else (None, None)
         rows.append(PairedRow(env, len(seeds), float(x.mean()), float(y.mean()), float((y - x).mean()), low, high,
-                              int((x < below).sum()), int((y < below).sum())))
+                              below_a, below_b, normalized))
     return rows
 
 
 def render_paired(rows: list[PairedRow], label_a: str, label_b: str, below: float) -> str:
-    """The comparison as a markdown table, with the mean over envs of each column."""
+    """The comparison as a markdown table, with the mean over the envs with normalized returns (raw returns of
+    different envs do not average)."""
     header = ["env", "seeds", f"A: {label_a}", f"B: {label_b}", "B - A [95% CI]", f"seeds below {below:g} (A / B)"]
     body: list[list[object]] = [
-        [short_env_name(r.env), r.seeds, f"{r.mean_a:.3f}", f"{r.mean_b:.3f}",
-         f"{r.difference:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]", f"{r.below_a} / {r.below_b}"]
+        [short_env_name(r.env) if r.normalized else f"{short_env_name(r.env)} (raw return)", r.seeds,
+         f"{r.mean_a:.3f}", f"{r.mean_b:.3f}", f"{r.difference:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]",
+         f"{r.below_a} / {r.below_b}" if r.normalized else "n/a"]
         for r in rows
     ]
-    if rows:
-        body.append(["**mean over envs**", "", f"{np.mean([r.mean_a for r in rows]):.3f}",
-                     f"{np.mean([r.mean_b for r in rows]):.3f}", f"{np.mean([r.difference for r in rows]):+.3f}",
-                     f"{sum(r.below_a for r in rows)} / {sum(r.below_b for r in rows)}"])
+    normalized = [r for r in rows if r.normalized]
+    if normalized:
+        body.append(["**mean over envs with an exact model**", "", f"{np.mean([r.mean_a for r in normalized]):.3f}",
+                     f"{np.mean([r.mean_b for r in normalized]):.3f}",
+                     f"{np.mean([r.difference for r in normalized]):+.3f}",
+                     f"{sum(r.below_a or 0 for r in normalized)} / {sum(r.below_b or 0 for r in normalized)}"])
     return report.markdown_table(header, body)
 
 
@@ -127,7 +136,8 @@ def compare(path_a: str, path_b: str | None = None, agent_a: str | None = None, 
     name_a, name_b = pick_agent(result_a, agent_a, "a"), pick_agent(result_b, agent_b, "b")
     if path_b is None and name_a == name_b:
         raise ValueError(f"A and B are the same runs ({name_a}): give a second folder or --agent-b")
-    rows = paired_rows(run_scores(result_a, name_a), run_scores(result_b, name_b), below)
+    raw = frozenset(env for env, ref in {**result_a.envs, **result_b.envs}.items() if not ref.normalized)
+    rows = paired_rows(run_scores(result_a, name_a), run_scores(result_b, name_b), below, raw)
     if not rows:
         raise ValueError("A and B share no (env, seed) run: they must have run the same envs with the same seeds")
     intro = f"Paired by seed: A = `{name_a}` ({path_a}), B = `{name_b}` ({path_b or path_a}).\n\n"
