@@ -1036,8 +1036,8 @@ class IcrlModel(nn.Module):
         kappa_scale: torch.Tensor | None,
     ) -> solvers.Backup:
         """What the exploring plan counts on at most ``spread_bonus_per_episode`` steps: the limited spread
-        ``terms`` (with ``P̂ V``), plus a tried pair's unknown-successor term with ``tried_unknown_limited`` (its worth per step from
-        ``kappa_scale`` and ``tried_unknown_worth_after_goal``)."""
+        ``terms`` (with ``P̂ V``), plus a tried pair's unknown-successor term with ``tried_unknown_limited``
+        (its worth per step from ``kappa_scale`` and ``tried_unknown_worth_after_goal``)."""
         if tried_unknown is None or kappa_scale is None:
             return partial(_spread_only, terms)
         worth_per_step = self._unknown_worth_per_step(inp, kappa_scale, self.config.tried_unknown_worth_after_goal)
@@ -1214,9 +1214,9 @@ def _with_tried_unknown(
     v: torch.Tensor,
 ) -> torch.Tensor:
     """The limited spread terms plus a tried pair's unknown-successor term ``M (U_{k-1} - P̂ V_{k-1})`` for stacked
-    values ``v [L, B, S]``: ``[L, B, S, A]``. ``terms`` returns the spread terms and ``P̂ V``; ``mass`` (``M``) is 0
-    on untried pairs, ``U_{k-1}`` is ``(k - 1) worth_per_step``. The term is negative where the known outcomes are worth more, and then lowers what
-    taking the pair's bonus is worth."""
+    values ``v [L, B, S]``: ``[L, B, S, A]``. ``terms`` returns the spread terms and ``P̂ V``; ``mass`` (``M``) is
+    0 on untried pairs, ``U_{k-1}`` is ``(k - 1) worth_per_step``. The term is negative where the known outcomes
+    are worth more, and then lowers what taking the pair's bonus is worth."""
     unknown_value = ((k - 1) * worth_per_step)[:, None, None]  # (B, 1, 1)
     bonus, mean = terms(v)
     return bonus + mass * (unknown_value - mean)

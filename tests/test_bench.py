@@ -560,17 +560,21 @@ def test_bench_paired_compares_committed_runs_seed_by_seed(capsys):
     """The CLI on a committed run of two agents: each env's difference is the mean over seeds of B's run minus A's,
     normalized as the bench normalizes, and its bootstrap CI holds it."""
     folder = BENCHMARKS / "results" / "whatif_tried_unknown_limited_once_retest_60_seeds"
-    agent_a, agent_b = "icrl:weights=icrl_agent/weights/icrl-v2.5", "icrl:weights=runs/missing-mass/v25-mm-states-lim-once"
+    agent_a = "icrl:weights=icrl_agent/weights/icrl-v2.5"
+    agent_b = "icrl:weights=runs/missing-mass/v25-mm-states-lim-once"
     assert main(["paired", str(folder), "--agent-a", agent_a, "--agent-b", agent_b]) == 0
     table = capsys.readouterr().out
     data = json.loads((folder / "online" / "results.json").read_text())
-    score = {(r["agent"], r["env"], r["seed"]): np.mean((np.array(r["returns"]) - data["envs"][r["env"]]["random"])
-                                                        / (data["envs"][r["env"]]["optimal"] - data["envs"][r["env"]]["random"]))
-             for r in data["runs"]}
+
+    def score(run: dict) -> float:
+        env = data["envs"][run["env"]]
+        return float(np.mean((np.array(run["returns"]) - env["random"]) / (env["optimal"] - env["random"])))
+
+    scores = {(r["agent"], r["env"], r["seed"]): score(r) for r in data["runs"]}
     for env in data["envs"]:
-        difference = np.mean([score[(agent_b, env, s)] - score[(agent_a, env, s)] for s in range(60)])
-        line = next(line for line in table.splitlines() if line.startswith(f"| {env.removeprefix('icrl/').replace('-v0', '')} |"))
-        cells = [c.strip() for c in line.split("|")]
+        difference = np.mean([scores[(agent_b, env, s)] - scores[(agent_a, env, s)] for s in range(60)])
+        label = env.removeprefix("icrl/").replace("-v0", "")
+        cells = [c.strip() for c in next(line for line in table.splitlines() if line.startswith(f"| {label} |")).split("|")]
         assert cells[2] == "60" and cells[5].startswith(f"{difference:+.3f} [")
         low, high = (float(x) for x in cells[5].split("[")[1].rstrip("]").split(","))
         assert low < difference < high
@@ -581,6 +585,7 @@ def test_bench_paired_compares_committed_runs_seed_by_seed(capsys):
     (["paired", "benchmarks/results/whatif_tried_unknown_limited_once_retest_60_seeds"], "holds 2 agents"),
     (["paired", "benchmarks/results/icrl_v2_6", "--agent-a", "optvi"], "has no agent 'optvi'; it holds: icrl"),
     (["paired", "benchmarks/results/icrl_v2_6"], "A and B are the same runs"),
+    (["paired", "benchmarks/results/icrl_v2_6", "benchmarks/results/icrl_v2_6/"], "A and B are the same runs"),
     (["paired", "benchmarks/results/icrl_v2_6", "benchmarks/results/es_quiet_arms"], "holds 3 agents"),
     (["paired", "benchmarks/results/icrl_v2_6", "benchmarks/results/whatif_tried_unknown_limited_once_deepsea_sweep"],
      "share no (env, seed) run"),

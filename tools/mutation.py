@@ -7,7 +7,8 @@
 
 GROUPs: solvers, planning_agent, stats, spaces, checkpoint, model (its planning layer: `_adjusted_mdp`,
 `_plan`, `_tried_pairs_unknown_mass`, `_missing_mass`, `_exploring_unknown_mass`, `_limited_bonuses`,
-`_with_tried_unknown`, `_successor_spread` and the spread terms' `*_and_mean`), envs, baselines. Not in CI: a full run takes tens of minutes on two cores.
+`_with_tried_unknown`, `_successor_spread` and the spread terms' `*_and_mean`), envs, baselines.
+Not in CI: a full run takes tens of minutes on two cores.
 
 Why a stage: mutmut copies the sources into `mutants/`, puts that first on sys.path and names a mutant
 by its file path. `envs/` and `baselines/` sit at the top of the checkout and install as

@@ -134,7 +134,7 @@ def compare(path_a: str, path_b: str | None = None, agent_a: str | None = None, 
     result_a = load_online(path_a)
     result_b = result_a if path_b is None else load_online(path_b)
     name_a, name_b = pick_agent(result_a, agent_a, "a"), pick_agent(result_b, agent_b, "b")
-    if path_b is None and name_a == name_b:
+    if name_a == name_b and (path_b is None or Path(path_a).resolve() == Path(path_b).resolve()):
         raise ValueError(f"A and B are the same runs ({name_a}): give a second folder or --agent-b")
     raw = frozenset(env for env, ref in {**result_a.envs, **result_b.envs}.items() if not ref.normalized)
     rows = paired_rows(run_scores(result_a, name_a), run_scores(result_b, name_b), below, raw)
