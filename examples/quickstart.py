@@ -8,9 +8,9 @@ There is no training step: ``agent.act(obs)`` picks an action, ``agent.observe(.
 ``env.step`` returned, and the agent's statistics (and so its plan) grow with every transition. The script
 prints the mean return of each block of ``--every`` episodes, then the greedy policy
 (``act(obs, deterministic=True)``) in the states the agent has met, with the env's own action names when
-it has them. With an env that exposes its exact model (every ``icrl/...`` env) it then prints the greedy
-policy's exact expected return next to the optimal and the uniformly random policy's; with any other env,
-the greedy policy's mean return over ``--eval-episodes`` episodes.
+it has them. With an env that has an exact model (every ``icrl/...`` env, and Gymnasium's toy-text envs through
+their transition tables) it then prints the greedy policy's exact expected return next to the optimal and the
+uniformly random policy's; with any other env, the greedy policy's mean return over ``--eval-episodes`` episodes.
 
 With the shipped weights (icrl-v2.6) on RiverSwim, seeds 0-9 at the default 100 episodes: 10 of 10 end with the
 optimal greedy policy (expected return 3.397), as with icrl-v2.5, v2.4, v2.3 and v2.2. icrl-v2.1 did so on 7 of 10
@@ -24,7 +24,7 @@ import gymnasium as gym
 import numpy as np
 
 from icrl_agent import Agent, solvers
-from icrl_agent.env_info import action_names, env_id_arg, env_info, make_env, run_episode
+from icrl_agent.env_info import action_names, env_id_arg, env_info, exact_model, make_env, run_episode
 
 SHOWN_STATES = 24
 """The greedy policy is printed for at most this many states."""
@@ -86,7 +86,7 @@ def main() -> None:
     more = f" (+{stats.n_states - SHOWN_STATES} more states)" if stats.n_states > SHOWN_STATES else ""
     print(f"greedy policy (observation=action), in the order states were met: {', '.join(shown)}{more}")
     if info.exact:
-        model = env.unwrapped
+        model = exact_model(env)
         print(
             f"expected return of the greedy policy {solvers.policy_value(model, greedy_policy(env, agent)):.3f} "
             f"(optimal {info.optimal:.3f}, random {info.random:.3f}); "

@@ -4,8 +4,8 @@
 benchmark id, or a short benchmark name such as ``RiverSwim``) goes through :func:`make_env` and
 :func:`env_info`:
 
-- an env whose ``unwrapped`` exposes its exact model (``transition_matrix()``, ``initial_distribution()``
-  and ``horizon``, as every ``icrl/...`` benchmark env does) is scored by **normalized return**:
+- an env with an exact model (:func:`exact_model`: every ``icrl/...`` benchmark env, and Gymnasium's toy-text envs
+  through their ``P`` tables) is scored by **normalized return**:
   0 = the uniformly random policy's expected return, 1 = the optimal policy's, both computed exactly;
 - any other env is scored by its **raw return** (nothing says what is good), and the axis labels say so.
 
@@ -172,6 +172,47 @@ class EnvInfo:
         return out
 
 
+@dataclass(frozen=True)
+class ToyTextModel:
+    """The exact model of a plain Gymnasium toy-text env, read from its ``P`` table, over the episodes the bench
+    runs (:class:`icrl_agent.solvers.TabularModel`): terminal states are zero-reward self-loops, as in the icrl/
+    copies of these envs."""
+
+    P: np.ndarray
+    R: np.ndarray
+    terminal: np.ndarray
+    initial: np.ndarray
+    horizon: int
+
+    def transition_matrix(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.P, self.R, self.terminal
+
+    def initial_distribution(self) -> np.ndarray:
+        return self.initial
+
+
+def exact_model(env: gym.Env, cap: int = MAX_HORIZON) -> Any | None:
+    """The env's exact model, or ``None``: ``env.unwrapped`` when it has ``transition_matrix()``,
+    ``initial_distribution()`` and ``horizon`` (every icrl/ env), else a :class:`ToyTextModel` read from Gymnasium's
+    ``P`` table and ``initial_state_distrib`` (FrozenLake-v1, CliffWalking-v1, Taxi-v4 as ``gymnasium.make`` makes
+    them) when ending an episode is a property of the next state, over the env's time limit, else ``cap`` steps."""
+    inner: Any = env.unwrapped
+    if all(hasattr(inner, a) for a in ("transition_matrix", "initial_distribution", "horizon")):
+        return inner
+    table, initial = getattr(inner, "P", None), getattr(inner, "initial_state_distrib", None)
+    if not isinstance(table, dict) or initial is None or not isinstance(env.action_space, gym.spaces.Discrete):
+        return None
+    from icrl_agent.envs.toy_text import model_from_gymnasium
+
+    initial = np.asarray(initial, dtype=np.float64)
+    try:
+        P, R, terminal, _ = model_from_gymnasium(table, initial, int(env.action_space.n))
+    except ValueError:  # `done` is not a function of the next state: no terminal-state model
+        return None
+    limit = env.spec.max_episode_steps if env.spec is not None else None
+    return ToyTextModel(P, R, terminal, initial, int(limit) if limit else cap)
+
+
 def env_info(env_id: str) -> EnvInfo:
     """Sizes, horizon and (with an exact model) reference returns of ``env_id``.
 
@@ -182,14 +223,13 @@ def env_info(env_id: str) -> EnvInfo:
 
     env = make_env(env_id)
     try:
-        model: Any = env.unwrapped
+        model = exact_model(env)
         n_actions, _ = discrete_action_space(env.action_space)
         obs_space = env.observation_space
         n_states = int(obs_space.n) if isinstance(obs_space, spaces.Discrete) else None
         limit = getattr(env.spec, "max_episode_steps", None) if _has_time_limit(env) else None
-        has_model = all(hasattr(model, a) for a in ("transition_matrix", "initial_distribution", "horizon"))
         name = env.spec.id if env.spec is not None else str(env_id)
-        if not has_model:
+        if model is None:
             return EnvInfo(name, n_states, n_actions, limit)
         P, R, _ = model.transition_matrix()
         return EnvInfo(

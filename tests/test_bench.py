@@ -193,12 +193,13 @@ def test_progress_bar_only_on_a_terminal(tmp_path, capsys, monkeypatch):
     assert show_progress(None) and not show_progress(False)
 
 
-@pytest.mark.parametrize("env_id", ["FrozenLake-v1", "CliffWalking-v1", "Taxi-v4"])
-def test_any_gymnasium_id_with_finite_spaces_runs_and_reports_raw_returns(env_id, tmp_path):
+def test_a_finite_gymnasium_env_without_a_model_runs_and_reports_raw_returns(tmp_path):
+    """Blackjack-v1 (a Tuple observation space, no transition table) runs online on raw returns; the offline
+    benchmark, which scores the greedy policy exactly, refuses it by name."""
+    env_id = "Blackjack-v1"
     ref = env_reference(env_id)
     assert not ref.normalized and ref.optimal is None
-    if env_id == "CliffWalking-v1":  # no TimeLimit: the bench caps episodes
-        assert gym.make(env_id).spec.max_episode_steps is None and ref.horizon == EPISODE_CAP
+    assert gym.make(env_id).spec.max_episode_steps is None and ref.horizon == EPISODE_CAP  # the bench caps episodes
     result = run_online(env_id, "random,qlearning", seeds=1, episodes=3, workers=1, out=str(tmp_path))
     assert not result.errors
     assert all(not row.normalized for row in result.rows)
@@ -212,10 +213,38 @@ def test_any_gymnasium_id_with_finite_spaces_runs_and_reports_raw_returns(env_id
         run_offline(env_id, "vi", seeds=1, sizes=[10], behaviours=["uniform"], workers=1, out=str(tmp_path / "off"))
 
 
+@pytest.mark.parametrize(("env_id", "copy"), [("FrozenLake-v1", "icrl/FrozenLake4x4-v0"),
+                                              ("FrozenLake8x8-v1", "icrl/FrozenLake8x8-v0"), ("Taxi-v4", "icrl/Taxi-v0"),
+                                              ("CliffWalking-v1", "icrl/CliffWalking-v0")])
+def test_a_plain_toy_text_env_is_scored_from_its_transition_table_as_its_icrl_copy(env_id, copy):
+    """``gymnasium.make("FrozenLake-v1")`` and friends, as users make them, get exact references read from
+    Gymnasium's ``P`` table: the optimum and the random policy's value of their ``icrl/`` copy over the same
+    horizon (CliffWalking-v1 has no time limit, so the bench's cap), and the classical agents' hints."""
+    from icrl_agent import solvers
+    from icrl_agent.bench.agents import model_hints
+    from icrl_agent.bench.common import exact_model
+
+    plain, registered = env_reference(env_id), env_reference(copy)
+    assert plain.normalized and plain.n_states == registered.n_states and plain.reward_max == registered.reward_max
+    assert plain.horizon == (gym.make(env_id).spec.max_episode_steps or EPISODE_CAP)  # what the bench runs
+    copy_model = exact_model(make_env(copy))
+    assert plain.optimal == pytest.approx(solvers.optimal_value(copy_model, horizon=plain.horizon))
+    assert plain.random == pytest.approx(solvers.random_value(copy_model, horizon=plain.horizon))
+    assert model_hints(make_env(env_id)) == {"horizon": plain.horizon, "reward_max": registered.reward_max}
+
+
+def test_a_plain_toy_text_env_runs_normalized_online_and_offline(tmp_path):
+    result = run_online("FrozenLake-v1", "random", seeds=1, episodes=5, workers=1, out=str(tmp_path / "on"))
+    assert not result.errors and all(row.normalized for row in result.rows)
+    offline = run_offline("FrozenLake-v1", "vi", seeds=1, sizes=[50], behaviours=["uniform"], workers=1,
+                          out=str(tmp_path / "off"))
+    assert not offline.errors and offline.rows
+
+
 def test_an_env_with_a_model_is_normalized_beside_one_without(tmp_path):
-    result = run_online(f"{FROZEN},FrozenLake-v1", "random", seeds=2, episodes=5, workers=1, out=str(tmp_path))
+    result = run_online(f"{FROZEN},Blackjack-v1", "random", seeds=2, episodes=5, workers=1, out=str(tmp_path))
     rows = {r.env: r for r in result.rows}
-    assert rows["icrl/FrozenLake4x4-v0"].normalized and not rows["FrozenLake-v1"].normalized
+    assert rows["icrl/FrozenLake4x4-v0"].normalized and not rows["Blackjack-v1"].normalized
     assert "**mean over envs with an exact model**" in result.markdown
 
 

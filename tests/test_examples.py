@@ -101,14 +101,22 @@ def test_compare_baselines(tmp_path):
 # ---------------------------------------------------------------------- any Gymnasium id (issue 16)
 
 GYM_IDS = ("FrozenLake-v1", "CliffWalking-v1", "Taxi-v4")  # CliffWalking-v1 has no time limit
+NO_MODEL_ID = "Blackjack-v1"  # a Tuple observation space and no transition table
 
 
 @pytest.mark.parametrize("env_id", GYM_IDS)
-def test_quickstart_on_plain_gymnasium_ids(tmp_path, env_id):
+def test_quickstart_on_plain_gymnasium_ids_scores_from_their_transition_tables(tmp_path, env_id):
     out = run_example("quickstart.py", "--env", env_id, "--episodes", "2", "--every", "1", "--eval-episodes", "1",
                       cwd=tmp_path)
-    assert f"{env_id}: " in out and "no exact model: raw returns are shown" in out
+    assert re.search(rf"{env_id}: .*; optimal return {NUMBER}, random {NUMBER}", out)
     assert len(re.findall(rf"episodes +\d+-\d+ +mean return +{NUMBER}", out)) == 2
+    assert re.search(rf"expected return of the greedy policy {NUMBER} \(optimal {NUMBER}, random {NUMBER}\)", out)
+
+
+def test_quickstart_on_an_env_without_a_model_shows_raw_returns(tmp_path):
+    out = run_example("quickstart.py", "--env", NO_MODEL_ID, "--episodes", "2", "--every", "1",
+                      "--eval-episodes", "1", cwd=tmp_path)
+    assert f"{NO_MODEL_ID}: " in out and "no exact model: raw returns are shown" in out
     assert re.search(rf"mean return of the greedy policy over 1 episodes {NUMBER} \(raw return", out)
 
 
@@ -120,12 +128,14 @@ def test_quickstart_names_the_envs_own_actions(tmp_path):
     assert actions and actions <= {"south", "north", "east", "west", "pickup", "dropoff"}, policy
 
 
-@pytest.mark.parametrize("env_id", GYM_IDS)
-def test_demo_on_plain_gymnasium_ids_writes_a_raw_return_plot_where_asked(tmp_path, env_id):
+@pytest.mark.parametrize(("env_id", "label"), [*((env_id, "normalized return (1 = optimal, 0 = random policy)")
+                                                 for env_id in GYM_IDS),
+                                               (NO_MODEL_ID, "return (raw: the env has no exact model to normalize with)")])
+def test_demo_on_plain_gymnasium_ids_writes_its_plot_where_asked(tmp_path, env_id, label):
     out_png = tmp_path / "plots" / "curve.png"
     proc = run_script(["-m", "icrl_agent.demo"], "--env", env_id, "--episodes", "2", "--print-every", "1",
                       "--agents", "icrl,qlearning", "--out", str(out_png), cwd=tmp_path)
-    assert "mean return (raw: the env has no exact model to normalize with) over all episodes" in proc.stdout
+    assert f"mean {label} over all episodes" in proc.stdout
     assert re.search(rf"icrl +{NUMBER}", proc.stdout) and re.search(rf"qlearning +{NUMBER}", proc.stdout)
     assert "icrl (told nothing)" in proc.stdout
     assert out_png.is_file() and list(tmp_path.iterdir()) == [tmp_path / "plots"]

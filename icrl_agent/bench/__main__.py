@@ -86,8 +86,9 @@ def _common(parser: argparse.ArgumentParser, agents: str, seeds: int = 10) -> No
     parser.add_argument(
         "--envs", type=_envs, default="all",
         help=f"'all' (the benchmark envs: {_env_names()}) or comma-separated env ids; any Gymnasium id with "
-        "finite spaces works too (e.g. FrozenLake-v1, Taxi-v4): its returns are normalized when it exposes "
-        f"an exact model, raw otherwise; episodes without a time limit are cut at {EPISODE_CAP} steps",
+        "finite spaces works too (e.g. FrozenLake-v1, Taxi-v4, Blackjack-v1): its returns are normalized when it "
+        "has an exact model (Gymnasium's toy-text envs: from their transition tables), raw otherwise; episodes "
+        f"without a time limit are cut at {EPISODE_CAP} steps",
     )
     _agents_option(parser, agents)
     parser.add_argument("--seeds", type=_positive, default=seeds, help="seeds per setting (0 .. seeds-1)")

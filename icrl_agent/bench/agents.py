@@ -106,14 +106,14 @@ def model_hints(env: gym.Env) -> dict[str, Any]:
     An env without an exact model (a plain Gymnasium id) gives only its episode horizon (time limit or
     the bench's cap); the baselines then estimate the reward scale from what they see.
 
-    :param env: a registered env (its ``unwrapped`` has ``horizon`` and ``transition_matrix()``) or any env
+    :param env: an env with an exact model (:func:`icrl_agent.bench.common.exact_model`) or any env
     :return: ``{"horizon": int, "reward_max": float}`` (``{"horizon": int}`` without a model)
     """
-    from icrl_agent.bench.common import episode_horizon, has_exact_model
+    from icrl_agent.bench.common import episode_horizon, exact_model
 
-    if not has_exact_model(env):
+    model = exact_model(env)
+    if model is None:
         return {"horizon": episode_horizon(env)}
-    model: Any = env.unwrapped
     _, R, _ = model.transition_matrix()
     return {"horizon": int(model.horizon), "reward_max": float(np.abs(np.asarray(R)).max())}
 

@@ -19,6 +19,7 @@ import gymnasium as gym
 import numpy as np
 
 from icrl_agent.base import MAX_HORIZON
+from icrl_agent.env_info import exact_model as env_info_exact_model
 from icrl_agent.env_info import make_timed, run_episode
 from icrl_agent.protocols import TabularPolicy
 
@@ -191,18 +192,28 @@ def cached_env(env_id: str) -> gym.Env:
     return _ENV_CACHE[env_id]
 
 
+def exact_model(env: gym.Env) -> Any | None:
+    """The env's exact model over the episodes the bench runs (:func:`icrl_agent.env_info.exact_model` with the
+    bench's :data:`EPISODE_CAP`), or ``None``."""
+    return env_info_exact_model(env, EPISODE_CAP)
+
+
 def has_exact_model(env: gym.Env) -> bool:
-    """Whether the env exposes its exact model (``env.unwrapped.transition_matrix()``, as every icrl/ env)."""
-    return callable(getattr(env.unwrapped, "transition_matrix", None))
+    """Whether the bench can read the env's exact model (:func:`exact_model`)."""
+    return exact_model(env) is not None
+
+
+def _time_limit(env: gym.Env) -> int:
+    limit = env.spec.max_episode_steps if env.spec is not None else None
+    return int(limit) if limit else EPISODE_CAP
 
 
 def episode_horizon(env: gym.Env) -> int:
     """Steps per episode: the model's ``horizon``, else the env's time limit, else :data:`EPISODE_CAP`."""
     horizon = getattr(env.unwrapped, "horizon", None)
-    if has_exact_model(env) and horizon is not None:
+    if callable(getattr(env.unwrapped, "transition_matrix", None)) and horizon is not None:
         return int(horizon)
-    limit = env.spec.max_episode_steps if env.spec is not None else None
-    return int(limit) if limit else EPISODE_CAP
+    return _time_limit(env)
 
 
 @dataclass(frozen=True)
@@ -264,11 +275,11 @@ def env_reference(env_id: str) -> EnvReference:
     try:
         _check_finite_spaces(env, env_id)
         n_actions = int(env.action_space.n)  # type: ignore[attr-defined]  # Discrete: checked above
-        if not has_exact_model(env):
+        model = exact_model(env)
+        if model is None:
             space = env.observation_space
             n_states = int(space.n) if isinstance(space, gym.spaces.Discrete) else None
             return EnvReference(env_id, n_states, n_actions, episode_horizon(env), None, None, None)
-        model: Any = env.unwrapped
         P, R, _ = model.transition_matrix()
         return EnvReference(
             env_id,

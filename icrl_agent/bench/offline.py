@@ -25,6 +25,7 @@ from icrl_agent.bench.common import (
     EnvReference,
     cached_env,
     env_reference,
+    exact_model,
     has_exact_model,
     make_env,
     parse_envs,
@@ -53,11 +54,11 @@ def _check_discrete_states(env: gym.Env) -> tuple[int, int]:
     if not has_exact_model(env):
         raise ValueError(
             f"the offline benchmark scores the greedy policy exactly: it needs an env with an exact model "
-            f"(env.unwrapped.transition_matrix(), as every icrl/ env), which {env.spec.id if env.spec else env} "
+            f"(as every icrl/ env and Gymnasium's toy-text envs), which {env.spec.id if env.spec else env} "
             "does not expose; use the online benchmark for it"
         )
     space = env.observation_space
-    model: Any = env.unwrapped
+    model: Any = exact_model(env)
     n_states = model.transition_matrix()[0].shape[0]
     if not isinstance(space, gym.spaces.Discrete) or int(space.n) != n_states:
         raise TypeError(
@@ -77,7 +78,7 @@ def behaviour_policy(env: gym.Env, behaviour: str) -> np.ndarray:
     """
     from icrl_agent import solvers
 
-    model: Any = env.unwrapped
+    model: Any = exact_model(env)
     P, R, terminal = model.transition_matrix()
     horizon, n_actions = int(model.horizon), P.shape[1]
     uniform = np.full((horizon, P.shape[0], n_actions), 1.0 / n_actions)
@@ -189,7 +190,7 @@ def offline_run(task: dict[str, Any]) -> dict[str, Any]:
 def _fit_and_score(spec: AgentSpec, env: gym.Env, dataset: dict[str, np.ndarray], seed: int) -> float:
     from icrl_agent import solvers
 
-    model: Any = env.unwrapped
+    model: Any = exact_model(env)
     agent: Any = spec.build(env, seed)  # an SB3 agent has no fit: the run fails, named
     agent.fit(dataset)
     return solvers.policy_value(model, greedy_policy_table(agent, env, int(model.horizon)))
