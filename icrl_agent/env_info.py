@@ -114,6 +114,8 @@ class EnvInfo:
     :param optimal: optimal expected episode return, from the exact model (``None`` without one)
     :param random: uniformly random policy's expected episode return (``None`` without an exact model)
     :param reward_max: largest ``|R(s, a)|`` of the exact model (``None`` without one)
+    :param cut: the env has no time limit, and ``horizon`` is where a loop cuts its episodes (the exact model of a
+        toy-text env without one is over that many steps)
     """
 
     env_id: str
@@ -123,6 +125,7 @@ class EnvInfo:
     optimal: float | None = None
     random: float | None = None
     reward_max: float | None = None
+    cut: bool = False
 
     @property
     def exact(self) -> bool:
@@ -155,8 +158,8 @@ class EnvInfo:
     def describe(self) -> str:
         """One line: sizes, horizon and, with an exact model, the reference returns."""
         states = f"{self.n_states} states" if self.n_states is not None else "finite observations"
-        horizon = f"horizon {self.horizon}" if self.horizon is not None else (
-            f"no time limit (episodes cut at {MAX_HORIZON} steps)")
+        horizon = f"horizon {self.horizon}" if self.horizon is not None and not self.cut else (
+            f"no time limit (episodes cut at {self.episode_cap} steps)")
         line = f"{self.env_id}: {states}, {self.n_actions} actions, {horizon}"
         if self.exact:
             return line + f"; optimal return {self.optimal:.3f}, random {self.random:.3f}"
@@ -240,6 +243,7 @@ def env_info(env_id: str) -> EnvInfo:
             solvers.optimal_value(model),
             solvers.random_value(model),
             float(np.abs(np.asarray(R)).max()),
+            cut=isinstance(model, ToyTextModel) and limit is None,
         )
     finally:
         env.close()

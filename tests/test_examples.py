@@ -184,4 +184,4 @@ def test_compare_baselines_on_an_env_without_time_limit(tmp_path):
     out = run_example("compare_baselines.py", "--env", "CliffWalking-v1", "--agents", "random,optvi",
                       "--episodes", "2", "--seeds", "2", "--plot", str(tmp_path / "c.png"), cwd=tmp_path)
     assert "no time limit (episodes cut at 500 steps)" in out
-    assert re.search(rf"optvi: mean return {NUMBER}", out) and (tmp_path / "c.png").is_file()
+    assert re.search(rf"optvi: mean normalized return {NUMBER}", out) and (tmp_path / "c.png").is_file()
