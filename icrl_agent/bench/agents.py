@@ -103,8 +103,8 @@ class AgentSpec:
 def model_hints(env: gym.Env) -> dict[str, Any]:
     """The privileged hints of the classical baselines: ``horizon`` and ``reward_max`` from the exact model.
 
-    An env without an exact model (a plain Gymnasium id) gives only its episode horizon (time limit or
-    the bench's cap); the baselines then estimate the reward scale from what they see.
+    An env without an exact model (e.g. Blackjack-v1, which has no transition table) gives only its episode
+    horizon (time limit or the bench's cap); the baselines then estimate the reward scale from what they see.
 
     :param env: an env with an exact model (:func:`icrl_agent.bench.common.exact_model`) or any env
     :return: ``{"horizon": int, "reward_max": float}`` (``{"horizon": int}`` without a model)
