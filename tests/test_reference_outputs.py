@@ -164,11 +164,8 @@ def test_icrl_v2_2_is_icrl_v2_1_with_only_the_exploring_plan_changed():
     changed = [k for k, t in v2_2.state_dict().items() if not torch.equal(t, v2_1_tensors[k])]
     assert changed == ["log_scale_gain"] and math.isclose(v2_2.optimism_constants()["scale_gain"], 8.0, rel_tol=1e-6)
     assert v2_2_card["training"]["init_from"]["sha256"] == v2_1_card["sha256"]
+    assert_same_exploitation_q("icrl-v2.2", "icrl-v2.1")
     v2_2_ref, v2_1_ref = REFERENCES["icrl-v2.2"]["cases"], REFERENCES["icrl-v2.1"]["cases"]
-    for case in maker.CASES:
-        np.testing.assert_allclose(
-            v2_2_ref[case]["optimism"]["false"]["q"], v2_1_ref[case]["optimism"]["false"]["q"], rtol=RTOL, atol=ATOL
-        )
     assert any(v2_2_ref[c]["optimism"]["true"]["q"] != v2_1_ref[c]["optimism"]["true"]["q"] for c in maker.CASES)
 
 
@@ -192,9 +189,12 @@ def frozenlake8x8_random_play_statistics():
     return stats
 
 
-def load_config_change(name: str, source: str, **changes):
-    """Load ``name`` and ``source``, checking that ``name`` was made from ``source`` by ``init_from`` with no
-    training step: every tensor equal, and the model config ``source``'s with ``changes``.
+def load_config_change(name: str, source: str, added: tuple[str, ...] = (),
+                       made_by: tuple[str, str] = ("init_from", "sha256"), **changes):
+    """Load ``name`` and ``source``, checking that ``name`` was made from ``source``: every tensor of ``source``
+    equal in ``name``, which has only the ``added`` tensors besides; the model config ``source``'s with ``changes``;
+    and ``source``'s sha256 recorded in ``name``'s card under ``training[made_by[0]][made_by[1]]`` (``init_from``
+    with no training step, or the stage that trained the added tensors).
 
     :return: the two models, ``(name's, source's)``
     """
@@ -205,10 +205,19 @@ def load_config_change(name: str, source: str, **changes):
     new, new_card = load_checkpoint(maker.weights_path(name))
     old, old_card = load_checkpoint(maker.weights_path(source))
     assert new.config == replace(old.config, **changes)
-    old_tensors = old.state_dict()
-    assert all(torch.equal(t, old_tensors[k]) for k, t in new.state_dict().items())
-    assert new_card["training"]["init_from"]["sha256"] == old_card["sha256"]
+    new_tensors, old_tensors = new.state_dict(), old.state_dict()
+    assert all(torch.equal(new_tensors[k], t) for k, t in old_tensors.items())
+    assert sorted(set(new_tensors) - set(old_tensors)) == sorted(added)
+    assert new_card["training"][made_by[0]][made_by[1]] == old_card["sha256"]
     return new, old
+
+
+def assert_same_exploitation_q(name: str, source: str) -> None:
+    """``name``'s exploitation Q equals ``source``'s in every reference case (offline behaviour unchanged)."""
+    new_ref, old_ref = REFERENCES[name]["cases"], REFERENCES[source]["cases"]
+    for case in maker.CASES:
+        np.testing.assert_allclose(new_ref[case]["optimism"]["false"]["q"], old_ref[case]["optimism"]["false"]["q"],
+                                   rtol=RTOL, atol=ATOL, err_msg=case)
 
 
 def test_icrl_v2_3_is_icrl_v2_2_with_the_value_cap_and_its_exploring_values_grow_linearly():
@@ -217,11 +226,7 @@ def test_icrl_v2_3_is_icrl_v2_2_with_the_value_cap_and_its_exploring_values_grow
     icrl-v2.2's exploring values compound with the steps to go, far past ``H kappa scale`` (the most ``H`` steps
     of the unknown successor are worth) or to NaN; icrl-v2.3's stay within it."""
     v2_3, v2_2 = load_config_change("icrl-v2.3", "icrl-v2.2", value_cap=True)
-    v2_3_ref, v2_2_ref = REFERENCES["icrl-v2.3"]["cases"], REFERENCES["icrl-v2.2"]["cases"]
-    for case in maker.CASES:
-        np.testing.assert_allclose(
-            v2_3_ref[case]["optimism"]["false"]["q"], v2_2_ref[case]["optimism"]["false"]["q"], rtol=RTOL, atol=ATOL
-        )
+    assert_same_exploitation_q("icrl-v2.3", "icrl-v2.2")
     stats = frozenlake8x8_random_play_statistics().sparse()
     horizon = 500
     with torch.no_grad():
@@ -256,11 +261,9 @@ def test_icrl_v2_5_is_icrl_v2_4_with_three_spread_bonuses_per_episode():
     slippery moves repeat over many steps (the chain, the step costs). A single Q entry can come out a little
     higher (the grid: 4e-5): with the value cap a lower layer's values, capped less often, can spread more."""
     load_config_change("icrl-v2.5", "icrl-v2.4", spread_bonus_per_episode=3)
+    assert_same_exploitation_q("icrl-v2.5", "icrl-v2.4")
     v2_5_ref, v2_4_ref = REFERENCES["icrl-v2.5"]["cases"], REFERENCES["icrl-v2.4"]["cases"]
     for case in maker.CASES:
-        np.testing.assert_allclose(
-            v2_5_ref[case]["optimism"]["false"]["q"], v2_4_ref[case]["optimism"]["false"]["q"], rtol=RTOL, atol=ATOL
-        )
         explore_5, explore_4 = (np.asarray(ref[case]["optimism"]["true"]["q"], dtype=np.float64)
                                 for ref in (v2_5_ref, v2_4_ref))
         values_5, values_4 = (np.nanmax(np.where(np.isfinite(q[-1]), q[-1], np.nan), -1) for q in (explore_5, explore_4))
@@ -277,23 +280,12 @@ def test_icrl_v2_6_is_icrl_v2_5_with_a_learned_missing_mass_as_a_limited_bonus()
     ``tried_unknown_limited`` and ``tried_unknown_worth_after_goal: once``. Its exploitation Q equals icrl-v2.5's in
     every case (offline behaviour unchanged); its exploring Q differs in every case. Where no positive reward was
     seen (the step costs), a tried pair's bonus toward the unknown successor only adds: no state is worth less."""
-    from dataclasses import replace
-
-    from icrl_agent.checkpoint import load_checkpoint
-
-    new, new_card = load_checkpoint(maker.weights_path("icrl-v2.6"))
-    old, old_card = load_checkpoint(maker.weights_path("icrl-v2.5"))
-    assert new.config == replace(old.config, explore_unknown="learned_missing_mass", tried_unknown_limited=True,
-                                 tried_unknown_worth_after_goal="once")
-    new_tensors, old_tensors = new.state_dict(), old.state_dict()
-    assert all(torch.equal(new_tensors[k], t) for k, t in old_tensors.items())
-    assert sorted(set(new_tensors) - set(old_tensors)) == ["missing_mass_head.bias", "missing_mass_head.weight"]
-    assert new_card["training"]["missing_mass_head"]["source_sha256"] == old_card["sha256"]
+    load_config_change("icrl-v2.6", "icrl-v2.5", added=("missing_mass_head.bias", "missing_mass_head.weight"),
+                       made_by=("missing_mass_head", "source_sha256"), explore_unknown="learned_missing_mass",
+                       tried_unknown_limited=True, tried_unknown_worth_after_goal="once")
+    assert_same_exploitation_q("icrl-v2.6", "icrl-v2.5")
     v2_6_ref, v2_5_ref = REFERENCES["icrl-v2.6"]["cases"], REFERENCES["icrl-v2.5"]["cases"]
     for case in maker.CASES:
-        np.testing.assert_allclose(
-            v2_6_ref[case]["optimism"]["false"]["q"], v2_5_ref[case]["optimism"]["false"]["q"], rtol=RTOL, atol=ATOL
-        )
         explore_6, explore_5 = (np.asarray(ref[case]["optimism"]["true"]["q"], dtype=np.float64)
                                 for ref in (v2_6_ref, v2_5_ref))
         assert np.nanmax(np.abs(np.nan_to_num(explore_6 - explore_5))) > 1e-3, case
