@@ -212,8 +212,13 @@ def exact_model(env: gym.Env, cap: int = MAX_HORIZON) -> Any | None:
         P, R, terminal, _ = model_from_gymnasium(table, initial, int(env.action_space.n))
     except ValueError:  # `done` is not a function of the next state: no terminal-state model
         return None
+    return ToyTextModel(P, R, terminal, initial, time_limit_or(env, cap))
+
+
+def time_limit_or(env: gym.Env, cap: int) -> int:
+    """The env's registered time limit (``max_episode_steps``), else ``cap``."""
     limit = env.spec.max_episode_steps if env.spec is not None else None
-    return ToyTextModel(P, R, terminal, initial, int(limit) if limit else cap)
+    return int(limit) if limit else cap
 
 
 def env_info(env_id: str) -> EnvInfo:

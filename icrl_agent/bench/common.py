@@ -20,7 +20,7 @@ import numpy as np
 
 from icrl_agent.base import MAX_HORIZON
 from icrl_agent.env_info import exact_model as env_info_exact_model
-from icrl_agent.env_info import make_timed, run_episode
+from icrl_agent.env_info import make_timed, run_episode, time_limit_or
 from icrl_agent.protocols import TabularPolicy
 
 RUNS_DIR = os.path.join("runs", "bench")  # default home of new runs (git-ignored); never benchmarks/results
@@ -198,22 +198,12 @@ def exact_model(env: gym.Env) -> Any | None:
     return env_info_exact_model(env, EPISODE_CAP)
 
 
-def has_exact_model(env: gym.Env) -> bool:
-    """Whether the bench can read the env's exact model (:func:`exact_model`)."""
-    return exact_model(env) is not None
-
-
-def _time_limit(env: gym.Env) -> int:
-    limit = env.spec.max_episode_steps if env.spec is not None else None
-    return int(limit) if limit else EPISODE_CAP
-
-
 def episode_horizon(env: gym.Env) -> int:
     """Steps per episode: the model's ``horizon``, else the env's time limit, else :data:`EPISODE_CAP`."""
     horizon = getattr(env.unwrapped, "horizon", None)
     if callable(getattr(env.unwrapped, "transition_matrix", None)) and horizon is not None:
         return int(horizon)
-    return _time_limit(env)
+    return time_limit_or(env, EPISODE_CAP)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,6 @@ from icrl_agent.bench.common import (
     cached_env,
     env_reference,
     exact_model,
-    has_exact_model,
     make_env,
     parse_envs,
     prepare_out,
@@ -51,14 +50,14 @@ def _discrete(space: gym.Space) -> gym.spaces.Discrete:
 
 
 def _check_discrete_states(env: gym.Env) -> tuple[int, int]:
-    if not has_exact_model(env):
+    model: Any = exact_model(env)
+    if model is None:
         raise ValueError(
             f"the offline benchmark scores the greedy policy exactly: it needs an env with an exact model "
             f"(as every icrl/ env and Gymnasium's toy-text envs), which {env.spec.id if env.spec else env} "
             "does not expose; use the online benchmark for it"
         )
     space = env.observation_space
-    model: Any = exact_model(env)
     n_states = model.transition_matrix()[0].shape[0]
     if not isinstance(space, gym.spaces.Discrete) or int(space.n) != n_states:
         raise TypeError(
