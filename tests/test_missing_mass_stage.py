@@ -13,6 +13,7 @@ from icrl_agent.checkpoint import checkpoint_sha256, load_checkpoint, save_check
 from icrl_agent.model import IcrlModel, ModelConfig
 from icrl_agent.pretraining import missing_mass as tool
 from icrl_agent.pretraining.__main__ import main as pretraining_main
+from icrl_agent.pretraining.config import load_config
 from icrl_agent.stats import SufficientStats
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -140,3 +141,65 @@ def test_an_existing_copy_is_refused_before_training_and_kept_unless_forced(tmp_
     assert {path: path.read_bytes() for path in tmp_path.glob("weights-v2.6.*")} == written
     assert pretraining_main(argv + ["--lr", "0.5", "--force"]) == 0
     assert load_checkpoint(out)[1]["training"]["missing_mass_head"]["lr"] == 0.5
+
+
+def _last_action_planner(stats):
+    """A planner whose greedy action is the last one everywhere."""
+    b, s, a = stats.counts.shape
+    return torch.arange(a, dtype=torch.float32).expand(b, int(stats.horizon.max()), s, a).clone()
+
+
+def test_online_examples_are_the_models_own_episodes_and_the_rest_the_configs_data(monkeypatch):
+    """``--online-prob``: that share of a step's MDPs holds only 1..``--online-episodes`` episodes of the planner
+    (here always its last action, so every count sits there); the others hold ``--config``'s data."""
+    cfg = load_config(ROOT / "configs" / "tiny.yaml")
+    cfg.data.min_episodes, cfg.data.max_episodes, cfg.data.zero_data_prob = 20, 32, 0.0
+    monkeypatch.setattr(tool, "greedy_planner", lambda model: _last_action_planner)
+    random_part, online = tool.step_batches(cfg, None, 8, 0.25, 2, torch.Generator().manual_seed(0))
+    assert (random_part.mdps.batch_size, online.mdps.batch_size) == (6, 2)
+    assert bool((random_part.stats.initial_counts.sum(-1) >= 20).all())
+    episodes = online.stats.initial_counts.sum(-1)
+    assert bool(((episodes >= 1) & (episodes <= 2)).all())
+    last = online.mdps.action_mask.sum(-1) - 1
+    counts = online.stats.counts
+    on_last = counts.gather(2, last[:, None, None].expand(-1, counts.shape[1], 1)).sum((1, 2))
+    assert bool((on_last == counts.sum((1, 2))).all()) and bool((on_last > 0).all())
+
+
+def test_without_online_examples_a_step_draws_what_it_drew_before_the_option():
+    """``--online-prob 0`` (the default, the shipped icrl-v2.6's command) keeps the draws of one batch."""
+    cfg = load_config(ROOT / "configs" / "tiny.yaml")
+    (only,) = tool.step_batches(cfg, None, 8, 0.0, 16, torch.Generator().manual_seed(3))
+    (expected,) = tool.batches(cfg, 1, 8, torch.Generator().manual_seed(3))
+    assert torch.equal(only.mdps.R, expected.mdps.R) and torch.equal(only.stats.counts, expected.stats.counts)
+
+
+def test_a_steps_loss_weighs_each_batch_by_its_share_of_the_mdps(monkeypatch):
+    losses = {3: torch.tensor(1.0), 1: torch.tensor(5.0)}
+    monkeypatch.setattr(tool, "head_loss", lambda model, batch, target: losses[len(batch.mdps.P)])
+    step = [SimpleNamespace(mdps=SimpleNamespace(P=torch.zeros(n, 2))) for n in (3, 1)]
+    assert float(tool.step_loss(None, step, "unknown_states")) == pytest.approx(0.75 * 1.0 + 0.25 * 5.0)
+
+
+def test_a_copy_trained_on_its_own_episodes_records_them(tmp_path):
+    _, source = small_source(tmp_path, explore_unknown="untried_only", spread_bonus=0.3, spread_bonus_per_episode=3)
+    out = tmp_path / "copy"
+    argv = ["missing-mass", str(source), str(out), "--config", str(ROOT / "configs" / "tiny.yaml"), "--steps", "2",
+            "--batch-size", "4", "--eval-batches", "1", "--online-prob", "0.5", "--online-episodes", "3"]
+    assert pretraining_main(argv) == 0
+    trained = load_checkpoint(out)[1]["training"]["missing_mass_head"]
+    assert (trained["online_prob"], trained["online_episodes"]) == (0.5, 3)
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    (["--online-prob", "1.5"], "--online-prob is a share of each step's MDPs, between 0 and 1"),
+    (["--online-episodes", "0"], "--online-episodes must each be at least 1"),
+])
+def test_a_bad_online_option_is_refused_by_name_and_writes_nothing(tmp_path, capsys, option, message):
+    _, source = small_source(tmp_path, explore_unknown="untried_only", spread_bonus=0.3, spread_bonus_per_episode=3)
+    argv = ["missing-mass", str(source), str(tmp_path / "copy"), "--config", str(ROOT / "configs" / "tiny.yaml"),
+            *option]
+    with pytest.raises(SystemExit):
+        pretraining_main(argv)
+    assert message in capsys.readouterr().err
+    assert not list(tmp_path.glob("copy*"))

@@ -192,7 +192,7 @@ def test_online_scale_examples_are_the_models_own_episodes_from_empty_statistics
         b, s, a = stats.counts.shape
         return torch.arange(a, dtype=torch.float32).expand(b, int(stats.horizon.max()), s, a).clone()
 
-    monkeypatch.setattr(train_module, "_greedy_planner", lambda m: always_last_action)
+    monkeypatch.setattr(train_module, "greedy_planner", lambda m: always_last_action)
     random_part, online = train_module.scale_batches(cfg, model, torch.Generator().manual_seed(0), CPU)
     assert (random_part.mdps.batch_size, online.mdps.batch_size) == (6, 2)
     assert bool((_episodes_per_mdp(random_part) >= 20).all())

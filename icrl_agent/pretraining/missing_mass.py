@@ -13,7 +13,8 @@ of the chance that its next try leads to an outcome not yet seen from it (the un
 known. ``--target unseen_outcomes``: ``M = 1 - sum of P(s' | s, a) over the outcomes seen from the pair`` (every
 terminal state counts as one outcome); ``--target unknown_states``: ``M = sum of P(s' | s, a) over the non-terminal
 states not met yet``, what the plan's unknown successor stands for. The loss is the binary cross-entropy of ``M̂``
-against ``M`` over the tried pairs of each batch (data as stage 1's: ``data`` and ``prior`` of ``--config``). Only
+against ``M`` over the tried pairs of each batch (data as stage 1's: ``data`` and ``prior`` of ``--config``; with
+``--online-prob p``, a share ``p`` of each step's MDPs holds the model's own exploring episodes instead). Only
 the head moves: the encoder runs without gradient and every other tensor is copied from the source, so the
 exploitation plan, and every offline result, are the source's. ``--model KEY=VALUE`` sets other planning options
 of the copy (e.g. ``tried_unknown_limited=true``); they change no tensor.
@@ -29,8 +30,8 @@ import math
 import shlex
 import sys
 import time
-from dataclasses import asdict
-from typing import Any
+from dataclasses import asdict, replace
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +41,7 @@ from icrl_agent.model import IcrlModel, ModelConfig
 from icrl_agent.pretraining.config import PretrainConfig, load_config
 from icrl_agent.pretraining.data import TrainingBatch, sample_training_batch
 from icrl_agent.pretraining.evaluate.cli import parse_key_value
+from icrl_agent.pretraining.train import greedy_planner
 
 COMMAND = "python -m icrl_agent.pretraining missing-mass"
 
@@ -137,6 +139,31 @@ def batches(cfg: PretrainConfig, count: int, size: int, generator: torch.Generat
     return [sample_training_batch(size, cfg.train_families, cfg.prior, cfg.data, generator) for _ in range(count)]
 
 
+def step_batches(
+    cfg: PretrainConfig, model: IcrlModel, size: int, online_prob: float, online_episodes: int,
+    generator: torch.Generator,
+) -> list[TrainingBatch]:
+    """One training step's examples: ``size`` fresh MDPs, a share ``online_prob`` of them holding only the model's
+    own greedy episodes on its exploring plan (1..``online_episodes`` from empty statistics, as the scale stage's
+    ``scale.online_prob``), the rest ``cfg.data``'s uniform / epsilon-optimal episodes. Own episodes show what an
+    exploring agent holds: a found reward visited over and over, the other pairs tried a few times, states not met
+    (SixArms' hub), which random data, meeting nearly every state, rarely shows."""
+    n_online = round(online_prob * size)
+    out = batches(cfg, 1, size - n_online, generator) if n_online < size else []
+    if n_online:
+        own = replace(cfg.data, max_episodes=0, epsilon_optimal_prob=0.0, dagger_prob=1.0,
+                      dagger_episodes=online_episodes)
+        out.append(sample_training_batch(n_online, cfg.train_families, cfg.prior, own, generator,
+                                         planner=greedy_planner(model)))
+    return out
+
+
+def step_loss(model: IcrlModel, step: list[TrainingBatch], target: str) -> torch.Tensor:
+    """:func:`head_loss` over a step's batches, each weighted by its share of the MDPs."""
+    total = sum(len(batch.mdps.P) for batch in step)
+    return cast(torch.Tensor, sum(head_loss(model, batch, target) * (len(batch.mdps.P) / total) for batch in step))
+
+
 def _clean(metrics: dict[str, float]) -> dict[str, float | None]:
     return {k: (None if math.isnan(v) else round(v, 6)) for k, v in metrics.items()}
 
@@ -156,12 +183,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", choices=sorted(TARGETS), default="unseen_outcomes",
                         help="what M̂ learns: the chance of an outcome not yet seen from the pair (unseen_outcomes) "
                              "or of a state not yet met (unknown_states)")
+    parser.add_argument("--online-prob", type=float, default=0.0,
+                        help="share of each step's MDPs whose data is the model's own exploring episodes (default 0: "
+                             "all uniform / epsilon-optimal, as --config's data)")
+    parser.add_argument("--online-episodes", type=int, default=16,
+                        help="those MDPs get 1..N own episodes (uniform)")
     parser.add_argument("--model", action="append", default=[], metavar="KEY=VALUE",
                         help="a ModelConfig field of the copy, e.g. tried_unknown_limited=true (repeatable)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing copy at OUT")
     args = parser.parse_args(words)
-    if args.steps < 1 or args.batch_size < 1 or args.eval_batches < 1:
-        parser.error("--steps, --batch-size and --eval-batches must be at least 1")
+    if args.steps < 1 or args.batch_size < 1 or args.eval_batches < 1 or args.online_episodes < 1:
+        parser.error("--steps, --batch-size, --eval-batches and --online-episodes must each be at least 1")
+    if not 0.0 <= args.online_prob <= 1.0:
+        parser.error(f"--online-prob is a share of each step's MDPs, between 0 and 1; got {args.online_prob}")
     existing = [path for path in checkpoint_paths(args.out) if path.exists()]
     if existing and not args.force:  # before training, so the refusal costs nothing
         print(f"error: {existing[0]} exists (it may be shipped or committed weights); choose another OUT, or pass "
@@ -183,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     generator = torch.Generator().manual_seed(args.seed)
     start = time.perf_counter()
     for step in range(1, args.steps + 1):
-        loss = head_loss(model, batches(cfg, 1, args.batch_size, generator)[0], args.target)
+        step_examples = step_batches(cfg, model, args.batch_size, args.online_prob, args.online_episodes, generator)
+        loss = step_loss(model, step_examples, args.target)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -201,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         "source": args.source, "source_sha256": checkpoint_sha256(args.source),
         "source_command": training.get("command"), "config": args.config, "target": args.target, "steps": args.steps,
         "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "model": options,
+        "online_prob": args.online_prob, "online_episodes": args.online_episodes,
         "wall_time_s": round(wall, 1), "held_out_before": _clean(before), "held_out_after": _clean(after),
     }
     training["command"] = " ".join([COMMAND, *map(shlex.quote, words)])

@@ -309,7 +309,7 @@ def stage1_step(
     device, opt = info.device, cfg.stage1
     g = derived_generator(cfg, device, "stage1", state.step, info.rank)
     use_dagger = state.step >= cfg.data.dagger_start and cfg.data.dagger_prob > 0
-    planner = _greedy_planner(model) if use_dagger else None
+    planner = greedy_planner(model) if use_dagger else None
     batch = sample_training_batch(opt.batch_size, cfg.train_families, cfg.prior, cfg.data, g, device, planner, timer)
     for group in optimizer.param_groups:
         group["lr"] = opt.lr * min(1.0, (state.step + 1) / max(1, opt.warmup_steps))
@@ -324,7 +324,9 @@ def stage1_step(
     return {"loss": loss.item(), "accuracy": accuracy.item(), "lr": optimizer.param_groups[0]["lr"]}
 
 
-def _greedy_planner(model: IcrlModel) -> Callable[[Any], torch.Tensor]:
+def greedy_planner(model: IcrlModel) -> Callable[[Any], torch.Tensor]:
+    """The model as a DAgger planner: statistics -> its exploring plan's Q (in eval mode, restored after)."""
+
     def plan(stats: Any) -> torch.Tensor:
         was_training = model.training
         model.eval()
@@ -356,7 +358,7 @@ def scale_batches(
         own = replace(cfg.data, max_episodes=0, epsilon_optimal_prob=0.0, dagger_prob=1.0,
                       dagger_episodes=cfg.scale.online_episodes)
         batches.append(sample_training_batch(n_online, cfg.train_families, cfg.prior, own, generator, device,
-                                             planner=_greedy_planner(model)))
+                                             planner=greedy_planner(model)))
     return batches
 
 
