@@ -3,6 +3,7 @@ is the head."""
 
 from __future__ import annotations
 
+import math
 import pathlib
 from types import SimpleNamespace
 
@@ -25,7 +26,7 @@ def one_pair_batch(seen_states: list[int], terminal_seen: bool) -> SimpleNamespa
     """One MDP, one pair: P = 0.5 to state 1, 0.3 to state 2, 0.1 to each of the terminal states 3 and 4."""
     probabilities = torch.tensor([0.0, 0.5, 0.3, 0.1, 0.1])
     transitions = torch.zeros(1, 1, 1, 5)
-    transitions[0, 0, 0, seen_states] = 2.0
+    transitions[0, 0, 0, seen_states] = 1.0  # seen once is seen
     mdps = SimpleNamespace(P=probabilities.view(1, 1, 1, 5),
                            terminal=torch.tensor([[False, False, False, True, True]]))
     stats = SimpleNamespace(transitions=transitions, terminal_counts=torch.full((1, 1, 1), float(terminal_seen)))
@@ -203,3 +204,61 @@ def test_a_bad_online_option_is_refused_by_name_and_writes_nothing(tmp_path, cap
         pretraining_main(argv)
     assert message in capsys.readouterr().err
     assert not list(tmp_path.glob("copy*"))
+
+
+def test_the_tried_pairs_are_the_real_pairs_of_known_states_with_a_count():
+    """Padded states and actions never count, nor an untried pair, and one try is enough."""
+    counts = torch.tensor([[[0.0, 1.0, 3.0], [2.0, 0.0, 5.0], [4.0, 1.0, 0.0]]])
+    stats = SimpleNamespace(counts=counts, state_mask=torch.tensor([[True, True, False]]),
+                            action_mask=torch.tensor([[True, True, False]]))
+    expected = torch.tensor([[[False, True, False], [True, False, False], [False, False, False]]])
+    assert torch.equal(tool.tried_pairs(SimpleNamespace(stats=stats)), expected)
+
+
+def test_the_head_loss_is_the_cross_entropy_over_tried_pairs_with_predictions_kept_off_0_and_1():
+    """By default against the unseen outcomes' mass. A prediction of exactly 1 where the truth is 0 (or 0 where it
+    is 1) costs ``-log(1e-6)``, not the 100 torch's cross-entropy caps it at; untried pairs do not count."""
+    batch = one_pair_batch([1], terminal_seen=False)  # true unseen mass 0.5
+    batch.stats.counts = torch.ones(1, 1, 1)
+    batch.stats.state_mask = torch.ones(1, 1, dtype=torch.bool)
+    batch.stats.action_mask = torch.ones(1, 1, dtype=torch.bool)
+    half = SimpleNamespace(missing_mass=lambda stats: torch.full((1, 1, 1), 0.5))
+    assert float(tool.head_loss(half, batch)) == pytest.approx(math.log(2.0), rel=1e-6)
+    batch.mdps.P = torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0]).view(1, 1, 1, 5)  # every outcome seen: M = 0
+    sure = SimpleNamespace(missing_mass=lambda stats: torch.ones(1, 1, 1))
+    assert float(tool.head_loss(sure, batch)) == pytest.approx(-math.log(1e-6), rel=2e-3)  # float32's 1 - 1e-6
+    batch.mdps.P = torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0]).view(1, 1, 1, 5)  # nothing seen of it: M = 1
+    never = SimpleNamespace(missing_mass=lambda stats: torch.zeros(1, 1, 1))
+    assert float(tool.head_loss(never, batch)) == pytest.approx(-math.log(1e-6), rel=2e-3)  # float32's 1 - 1e-6
+    batch.stats.counts = torch.cat([torch.ones(1, 1, 1), torch.zeros(1, 1, 1)], 2)  # a second pair, untried
+    batch.stats.action_mask = torch.ones(1, 2, dtype=torch.bool)
+    batch.mdps.P = torch.tensor([0.0, 0.5, 0.3, 0.1, 0.1]).view(1, 1, 1, 5).expand(1, 1, 2, 5)
+    batch.stats.transitions = batch.stats.transitions.expand(1, 1, 2, 5)
+    batch.stats.terminal_counts = torch.zeros(1, 1, 2)
+    wrong_on_untried = SimpleNamespace(missing_mass=lambda stats: torch.tensor([[[0.5, 1e-6]]]))
+    assert float(tool.head_loss(wrong_on_untried, batch)) == pytest.approx(math.log(2.0), rel=1e-6)
+
+
+def test_a_step_of_own_episodes_only_draws_one_batch_with_up_to_online_episodes_each(monkeypatch):
+    """``--online-prob 1``: no uniform batch at all; ``--online-episodes`` (here 3, the config's DAgger 1) sets how
+    many episodes; the same generator seed draws the same step."""
+    cfg = load_config(ROOT / "configs" / "tiny.yaml")
+    cfg.data.dagger_episodes = 1
+    monkeypatch.setattr(tool, "greedy_planner", lambda model: _last_action_planner)
+    (online,) = tool.step_batches(cfg, None, 8, 1.0, 3, torch.Generator().manual_seed(1))
+    episodes = online.stats.initial_counts.sum(-1)
+    assert online.mdps.batch_size == 8
+    assert bool(((episodes >= 1) & (episodes <= 3)).all()) and bool((episodes > 1).any())
+    (again,) = tool.step_batches(cfg, None, 8, 1.0, 3, torch.Generator().manual_seed(1))
+    assert torch.equal(online.stats.counts, again.stats.counts)
+
+
+def test_the_targets_stay_in_0_1_when_a_row_of_p_sums_a_rounding_error_above_1():
+    """Binary cross-entropy refuses targets outside [0, 1], and float rows of ``P`` may sum to ``1 + eps``."""
+    batch = one_pair_batch([1, 2], terminal_seen=True)
+    batch.mdps.P = torch.tensor([0.0, 0.5, 0.3, 0.1, 0.1 + 1e-6]).view(1, 1, 1, 5)
+    assert float(tool.true_missing_mass(batch)) == 0.0
+    batch.stats.state_mask = torch.tensor([[True, False, False, False, False]])
+    batch.mdps.state_mask = torch.ones(1, 5, dtype=torch.bool)
+    batch.mdps.terminal = torch.zeros(1, 5, dtype=torch.bool)  # every state unmet but the start
+    assert float(tool.true_unknown_state_mass(batch)) == 1.0

@@ -7,7 +7,8 @@
 
 GROUPs: solvers, planning_agent, stats, spaces, checkpoint, model (its planning layer: `_adjusted_mdp`,
 `_plan`, `_tried_pairs_unknown_mass`, `_missing_mass`, `_exploring_unknown_mass`, `_limited_bonuses`,
-`_with_tried_unknown`, `_successor_spread` and the spread terms' `*_and_mean`), envs, baselines.
+`_with_tried_unknown`, `_successor_spread` and the spread terms' `*_and_mean`), envs, baselines, missing_mass (the
+missing-mass stage's targets, loss and training examples).
 Not in CI: a full run takes tens of minutes on two cores.
 
 Why a stage: mutmut copies the sources into `mutants/`, puts that first on sys.path and names a mutant
@@ -63,6 +64,9 @@ GROUPS: dict[str, list[str]] = {
     + [f"icrl_agent.model.xǁ_SpreadTermsǁ{name}__mutmut_*" for name in ("both_and_mean", "variance_and_mean")],
     "envs": ["icrl_agent.envs.*"],
     "baselines": ["icrl_agent.baselines.*"],
+    "missing_mass": [f"icrl_agent.pretraining.missing_mass.x_{name}__mutmut_*"
+                     for name in ("true_missing_mass", "true_unknown_state_mass", "tried_pairs", "head_loss",
+                                  "step_batches", "step_loss")],
 }
 
 # group -> its own test files (`--focused`)
@@ -74,6 +78,7 @@ FOCUSED_TESTS: dict[str, list[str]] = {
     "checkpoint": ["tests/test_checkpoint.py", "tests/test_checkpoint_contract.py"],
     "planning_agent": ["tests/test_planning_agent_rule.py", "tests/test_agent.py", "tests/test_horizon.py"],
     "model": ["tests/test_model_planning.py", "tests/test_model.py", "tests/test_reference_outputs.py"],
+    "missing_mass": ["tests/test_missing_mass_stage.py"],
 }
 
 # (tree in the checkout, where it goes in the stage)
