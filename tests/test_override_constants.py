@@ -129,3 +129,32 @@ def test_the_command_line_passes_every_constant_and_option(source, tmp_path, mon
     assert copy.optimism_constants() == pytest.approx({"bonus": 0.02, "unknown": 0.5, "kappa": 4.0, "scale_gain": 1.5})
     assert copy.config.optimism_horizon == 30 and copy.config.exploit_unknown == "non_terminal"
     assert "kappa 4" in capsys.readouterr().out
+
+
+def test_the_copy_can_take_a_constants_ablations_per_pair_outputs_for_every_pair(source, tmp_path):
+    """``--pair-outputs-from``: the per-pair head's last layer outputs the ablation's four numbers whatever it reads;
+    every other tensor is the source's, and the card records the ablation and its outputs."""
+    torch.manual_seed(1)
+    ablation = IcrlModel(ModelConfig(d_model=16, n_heads=2, n_rounds=2, encoder="none"))
+    with torch.no_grad():
+        ablation.sa_head[-1].bias.copy_(torch.tensor([0.5, -1.0, 2.0, 0.25]))
+    ablation_path = save_checkpoint(tmp_path / "ablation", ablation, {"seed": 0}, {"seed": 0})
+    out = tool.override(source, tmp_path / "copy", {}, {}, pair_outputs_from=ablation_path)
+    copy, card = load_checkpoint(out)
+    with torch.no_grad():
+        expected = ablation.sa_head(torch.zeros(1, 48))[0]
+        for _ in range(3):
+            torch.testing.assert_close(copy.sa_head(torch.randn(5, 48)), expected.expand(5, 4))
+    original = load_checkpoint(source)[0].state_dict()
+    for name, tensor in copy.state_dict().items():
+        assert torch.equal(tensor, original[name]) != name.startswith("sa_head.2."), name
+    record = card["training"]["override"]["pair_outputs_from"]
+    assert record["sha256"] == checkpoint_sha256(ablation_path)
+    assert record["outputs"] == pytest.approx(expected.tolist())
+    assert card["training"]["command"].endswith(f"--pair-outputs-from {ablation_path}")
+
+
+def test_per_pair_outputs_are_taken_only_from_a_constants_ablation(source, tmp_path):
+    with pytest.raises(ValueError, match="give a constants ablation"):
+        tool.override(source, tmp_path / "copy", {}, {}, pair_outputs_from=source)
+    assert not list(tmp_path.glob("copy*"))

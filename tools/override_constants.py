@@ -8,6 +8,8 @@ with kappa at 10" or "with the unknown successor's worth scaled by the horizon",
 docs/pretraining.md. The network is loaded, the named constants (``IcrlModel.optimism_parameters``, given
 in their natural units) and ``model.*`` config keys are replaced, and the copy is saved with its card's
 ``training.override`` recording the source, its sha256 and every replaced value. The source is not touched.
+``--pair-outputs-from ABLATION`` also gives every pair the per-pair head outputs of a constants ablation
+(``encoder: none``), so the copy reads the context everywhere but there.
 Evaluate the copy like any checkpoint: ``python -m icrl_agent.bench online --agents icrl:weights=OUT ...``.
 """
 
@@ -16,7 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+
+import torch
+from torch import nn
 
 from icrl_agent.checkpoint import checkpoint_paths, checkpoint_sha256, load_checkpoint, save_checkpoint
 from icrl_agent.model import OPTIMISM_CONSTANTS, IcrlModel, ModelConfig
@@ -28,13 +33,50 @@ def parse_model_option(text: str) -> tuple[str, Any]:
     return parse_key_value(text, "--model takes key=value (e.g. optimism_horizon=20)")
 
 
-def override(source: str | Path, out: str | Path, constants: dict[str, float], options: dict[str, Any]) -> Path:
+def constant_pair_outputs(model: IcrlModel, constants_model: str | Path) -> list[float]:
+    """Make ``model``'s per-pair head output, for every pair, what the constants ablation's does.
+
+    An ``encoder: none`` model's embeddings are zero, so its per-pair head (``sa_head``: reward pseudo-count, prior
+    reward, bonus factor, unknown mass) gives every pair the same four raw outputs. They become ``model``'s last
+    layer's bias, with its weight zeroed; everything else of ``model`` (scale, missing mass, temperature) still reads
+    the context.
+
+    :param constants_model: a checkpoint with ``encoder: none`` and the same ``d_model``
+    :return: the four raw outputs
+    :raises ValueError: a checkpoint whose encoder reads the context, or whose head does not fit
+    """
+    constants, _ = load_checkpoint(constants_model)
+    if constants.config.encoder != "none":
+        raise ValueError(f"{constants_model} has encoder {constants.config.encoder!r}: its per-pair outputs depend "
+                         "on the context; give a constants ablation (encoder: none)")
+    width, theirs = _first_linear(constants).in_features, _first_linear(model).in_features
+    if width != theirs:
+        raise ValueError(f"{constants_model}'s per-pair head reads {width} numbers, this model's {theirs}: give one "
+                         "of the same d_model")
+    with torch.no_grad():
+        outputs = constants.sa_head(torch.zeros(1, width))[0]
+        last = cast(nn.Linear, model.sa_head[-1])
+        last.weight.zero_()
+        last.bias.copy_(outputs)
+    return cast(list[float], outputs.tolist())
+
+
+def _first_linear(model: IcrlModel) -> nn.Linear:
+    return cast(nn.Linear, model.sa_head[0])
+
+
+def override(
+    source: str | Path, out: str | Path, constants: dict[str, float], options: dict[str, Any],
+    pair_outputs_from: str | Path | None = None,
+) -> Path:
     """Save a copy of ``source`` at ``out`` with ``constants`` and config ``options`` replaced.
 
     :param source: a checkpoint (directory, stem or ``.safetensors`` path)
     :param out: where to write the copy (a stem); refused if it is the source
     :param constants: natural-unit values keyed by :data:`icrl_agent.model.OPTIMISM_CONSTANTS`
     :param options: ``ModelConfig`` fields to replace (validated by ``ModelConfig``)
+    :param pair_outputs_from: a constants ablation whose per-pair outputs the copy takes
+        (:func:`constant_pair_outputs`)
     :return: the path of the written weights file
     """
     if checkpoint_paths(out)[0].resolve() == checkpoint_paths(source)[0].resolve():
@@ -51,6 +93,11 @@ def override(source: str | Path, out: str | Path, constants: dict[str, float], o
         "source_command": training.get("command"),  # what made the source; this copy had no training step
         "constants": constants, "model": options, "constants_after": model.optimism_constants(),
     }
+    if pair_outputs_from is not None:
+        outputs = constant_pair_outputs(model, pair_outputs_from)
+        training["override"]["pair_outputs_from"] = {
+            "checkpoint": str(pair_outputs_from), "sha256": checkpoint_sha256(pair_outputs_from), "outputs": outputs}
+        flags.append(f"--pair-outputs-from {pair_outputs_from}")
     training["command"] = " ".join(["python tools/override_constants.py", str(source), str(out), *flags])
     run_config = dict(card["config"])
     if isinstance(run_config.get("model"), dict):  # a pretraining run's config: keep it in step
@@ -66,10 +113,15 @@ def main() -> None:
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=None, help=f"new {name} (> 0)")
     parser.add_argument("--model", action="append", default=[], metavar="KEY=VALUE",
                         help="a ModelConfig field to replace, e.g. optimism_horizon=20 (repeatable)")
+    parser.add_argument("--pair-outputs-from", default=None, metavar="CHECKPOINT",
+                        help="a constants ablation (encoder: none) whose per-pair head outputs every pair gets")
     args = parser.parse_args()
     constants = {n: getattr(args, n) for n in OPTIMISM_CONSTANTS if getattr(args, n) is not None}
     options = dict(parse_model_option(text) for text in args.model)
-    path = override(args.source, args.out, constants, options)
+    try:
+        path = override(args.source, args.out, constants, options, args.pair_outputs_from)
+    except ValueError as err:
+        parser.error(str(err))
     after = load_checkpoint(path)[0].optimism_constants()
     described = ", ".join(f"{k} {v:.4g}" for k, v in after.items())
     print(f"wrote {path}: {described}" + (f"; model {options}" if options else ""))
