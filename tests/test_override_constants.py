@@ -158,3 +158,36 @@ def test_per_pair_outputs_are_taken_only_from_a_constants_ablation(source, tmp_p
     with pytest.raises(ValueError, match="give a constants ablation"):
         tool.override(source, tmp_path / "copy", {}, {}, pair_outputs_from=source)
     assert not list(tmp_path.glob("copy*"))
+
+
+def test_the_copy_can_take_a_constants_ablations_count_only_missing_mass(tmp_path):
+    """``--missing-mass-from``: the copy's ``M̂`` is the ablation's function of count and impurity, whatever the
+    embeddings; only the head's tensors change."""
+    torch.manual_seed(0)
+    with_head = {"d_model": 16, "n_heads": 2, "n_rounds": 2, "explore_unknown": "learned_missing_mass"}
+    network = IcrlModel(ModelConfig(**with_head))
+    source = save_checkpoint(tmp_path / "src", network, {"seed": 0}, {"seed": 0})
+    ablation = IcrlModel(ModelConfig(**with_head, encoder="none"))
+    with torch.no_grad():
+        ablation.missing_mass_head.weight.normal_()
+        ablation.missing_mass_head.bias.fill_(-1.5)
+    ablation_path = save_checkpoint(tmp_path / "ablation", ablation, {"seed": 0}, {"seed": 0})
+    copy, card = load_checkpoint(tool.override(source, tmp_path / "copy", {}, {}, missing_mass_from=ablation_path))
+    inputs = torch.randn(6, 48 + 3)
+    zero_embeddings = inputs.clone()
+    zero_embeddings[:, :48] = 0.0
+    with torch.no_grad():
+        torch.testing.assert_close(copy.missing_mass_head(inputs), ablation.missing_mass_head(zero_embeddings))
+    for name, tensor in copy.state_dict().items():
+        assert torch.equal(tensor, network.state_dict()[name]) != name.startswith("missing_mass_head."), name
+    assert card["training"]["override"]["missing_mass_from"]["sha256"] == checkpoint_sha256(ablation_path)
+
+
+def test_a_count_only_missing_mass_needs_a_constants_ablation_and_two_heads(source, tmp_path):
+    with pytest.raises(ValueError, match="give a constants ablation"):
+        tool.override(source, tmp_path / "copy", {}, {}, missing_mass_from=source)
+    ablation = IcrlModel(ModelConfig(d_model=16, n_heads=2, n_rounds=2, encoder="none"))
+    ablation_path = save_checkpoint(tmp_path / "ablation", ablation, {"seed": 0}, {"seed": 0})
+    with pytest.raises(ValueError, match="both checkpoints need a missing-mass head"):
+        tool.override(source, tmp_path / "copy", {}, {}, missing_mass_from=ablation_path)
+    assert not list(tmp_path.glob("copy*"))

@@ -9,7 +9,8 @@ docs/pretraining.md. The network is loaded, the named constants (``IcrlModel.opt
 in their natural units) and ``model.*`` config keys are replaced, and the copy is saved with its card's
 ``training.override`` recording the source, its sha256 and every replaced value. The source is not touched.
 ``--pair-outputs-from ABLATION`` also gives every pair the per-pair head outputs of a constants ablation
-(``encoder: none``), so the copy reads the context everywhere but there.
+(``encoder: none``), so the copy reads the context everywhere but there; ``--missing-mass-from ABLATION`` its
+missing-mass head, which reads only counts and impurity.
 Evaluate the copy like any checkpoint: ``python -m icrl_agent.bench online --agents icrl:weights=OUT ...``.
 """
 
@@ -61,13 +62,33 @@ def constant_pair_outputs(model: IcrlModel, constants_model: str | Path) -> list
     return cast(list[float], outputs.tolist())
 
 
+def count_only_missing_mass(model: IcrlModel, constants_model: str | Path) -> None:
+    """Make ``model``'s missing-mass head the constants ablation's: ``M̂`` from a pair's count and the MDP's impurity
+    alone (the head's weights on the embeddings zeroed, its weights on the other inputs and its bias copied).
+
+    :raises ValueError: a checkpoint whose encoder reads the context, or either model without the head
+    """
+    constants, _ = load_checkpoint(constants_model)
+    if constants.config.encoder != "none":
+        raise ValueError(f"{constants_model} has encoder {constants.config.encoder!r}: its missing mass depends on "
+                         "the context; give a constants ablation (encoder: none)")
+    if not (hasattr(model, "missing_mass_head") and hasattr(constants, "missing_mass_head")):
+        raise ValueError("both checkpoints need a missing-mass head (explore_unknown: learned_missing_mass)")
+    source, target = constants.missing_mass_head, model.missing_mass_head
+    embedding = 3 * model.config.d_model
+    with torch.no_grad():
+        target.weight.zero_()
+        target.weight[:, embedding:] = source.weight[:, embedding:]
+        target.bias.copy_(source.bias)
+
+
 def _first_linear(model: IcrlModel) -> nn.Linear:
     return cast(nn.Linear, model.sa_head[0])
 
 
 def override(
     source: str | Path, out: str | Path, constants: dict[str, float], options: dict[str, Any],
-    pair_outputs_from: str | Path | None = None,
+    pair_outputs_from: str | Path | None = None, missing_mass_from: str | Path | None = None,
 ) -> Path:
     """Save a copy of ``source`` at ``out`` with ``constants`` and config ``options`` replaced.
 
@@ -77,6 +98,8 @@ def override(
     :param options: ``ModelConfig`` fields to replace (validated by ``ModelConfig``)
     :param pair_outputs_from: a constants ablation whose per-pair outputs the copy takes
         (:func:`constant_pair_outputs`)
+    :param missing_mass_from: a constants ablation whose count-only missing-mass head the copy takes
+        (:func:`count_only_missing_mass`)
     :return: the path of the written weights file
     """
     if checkpoint_paths(out)[0].resolve() == checkpoint_paths(source)[0].resolve():
@@ -98,6 +121,11 @@ def override(
         training["override"]["pair_outputs_from"] = {
             "checkpoint": str(pair_outputs_from), "sha256": checkpoint_sha256(pair_outputs_from), "outputs": outputs}
         flags.append(f"--pair-outputs-from {pair_outputs_from}")
+    if missing_mass_from is not None:
+        count_only_missing_mass(model, missing_mass_from)
+        training["override"]["missing_mass_from"] = {
+            "checkpoint": str(missing_mass_from), "sha256": checkpoint_sha256(missing_mass_from)}
+        flags.append(f"--missing-mass-from {missing_mass_from}")
     training["command"] = " ".join(["python tools/override_constants.py", str(source), str(out), *flags])
     run_config = dict(card["config"])
     if isinstance(run_config.get("model"), dict):  # a pretraining run's config: keep it in step
@@ -115,11 +143,13 @@ def main() -> None:
                         help="a ModelConfig field to replace, e.g. optimism_horizon=20 (repeatable)")
     parser.add_argument("--pair-outputs-from", default=None, metavar="CHECKPOINT",
                         help="a constants ablation (encoder: none) whose per-pair head outputs every pair gets")
+    parser.add_argument("--missing-mass-from", default=None, metavar="CHECKPOINT",
+                        help="a constants ablation whose missing-mass head (counts and impurity only) the copy takes")
     args = parser.parse_args()
     constants = {n: getattr(args, n) for n in OPTIMISM_CONSTANTS if getattr(args, n) is not None}
     options = dict(parse_model_option(text) for text in args.model)
     try:
-        path = override(args.source, args.out, constants, options, args.pair_outputs_from)
+        path = override(args.source, args.out, constants, options, args.pair_outputs_from, args.missing_mass_from)
     except ValueError as err:
         parser.error(str(err))
     after = load_checkpoint(path)[0].optimism_constants()
