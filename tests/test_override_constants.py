@@ -191,3 +191,11 @@ def test_a_count_only_missing_mass_needs_a_constants_ablation_and_two_heads(sour
     with pytest.raises(ValueError, match="both checkpoints need a missing-mass head"):
         tool.override(source, tmp_path / "copy", {}, {}, missing_mass_from=ablation_path)
     assert not list(tmp_path.glob("copy*"))
+
+
+def test_an_ablation_of_another_width_is_refused_by_name(source, tmp_path):
+    ablation = IcrlModel(ModelConfig(d_model=8, n_heads=2, n_rounds=2, encoder="none"))
+    ablation_path = save_checkpoint(tmp_path / "narrow", ablation, {"seed": 0}, {"seed": 0})
+    with pytest.raises(ValueError, match="d_model 8, this model 16"):
+        tool.override(source, tmp_path / "copy", {}, {}, pair_outputs_from=ablation_path)
+    assert not list(tmp_path.glob("copy*"))

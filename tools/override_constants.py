@@ -44,18 +44,11 @@ def constant_pair_outputs(model: IcrlModel, constants_model: str | Path) -> list
 
     :param constants_model: a checkpoint with ``encoder: none`` and the same ``d_model``
     :return: the four raw outputs
-    :raises ValueError: a checkpoint whose encoder reads the context, or whose head does not fit
+    :raises ValueError: see :func:`_constants_ablation`
     """
-    constants, _ = load_checkpoint(constants_model)
-    if constants.config.encoder != "none":
-        raise ValueError(f"{constants_model} has encoder {constants.config.encoder!r}: its per-pair outputs depend "
-                         "on the context; give a constants ablation (encoder: none)")
-    width, theirs = _first_linear(constants).in_features, _first_linear(model).in_features
-    if width != theirs:
-        raise ValueError(f"{constants_model}'s per-pair head reads {width} numbers, this model's {theirs}: give one "
-                         "of the same d_model")
+    constants = _constants_ablation(constants_model, model, "per-pair outputs depend")
     with torch.no_grad():
-        outputs = constants.sa_head(torch.zeros(1, width))[0]
+        outputs = constants.sa_head(torch.zeros(1, cast(nn.Linear, constants.sa_head[0]).in_features))[0]
         last = cast(nn.Linear, model.sa_head[-1])
         last.weight.zero_()
         last.bias.copy_(outputs)
@@ -66,24 +59,32 @@ def count_only_missing_mass(model: IcrlModel, constants_model: str | Path) -> No
     """Make ``model``'s missing-mass head the constants ablation's: ``M̂`` from a pair's count and the MDP's impurity
     alone (the head's weights on the embeddings zeroed, its weights on the other inputs and its bias copied).
 
-    :raises ValueError: a checkpoint whose encoder reads the context, or either model without the head
+    :raises ValueError: see :func:`_constants_ablation`, or either model without the head
     """
-    constants, _ = load_checkpoint(constants_model)
-    if constants.config.encoder != "none":
-        raise ValueError(f"{constants_model} has encoder {constants.config.encoder!r}: its missing mass depends on "
-                         "the context; give a constants ablation (encoder: none)")
+    constants = _constants_ablation(constants_model, model, "missing mass depends")
     if not (hasattr(model, "missing_mass_head") and hasattr(constants, "missing_mass_head")):
         raise ValueError("both checkpoints need a missing-mass head (explore_unknown: learned_missing_mass)")
     source, target = constants.missing_mass_head, model.missing_mass_head
-    embedding = 3 * model.config.d_model
+    embedding = 3 * model.config.d_model  # the pair context the head reads first (model._pair_context)
     with torch.no_grad():
         target.weight.zero_()
         target.weight[:, embedding:] = source.weight[:, embedding:]
         target.bias.copy_(source.bias)
 
 
-def _first_linear(model: IcrlModel) -> nn.Linear:
-    return cast(nn.Linear, model.sa_head[0])
+def _constants_ablation(path: str | Path, model: IcrlModel, what: str) -> IcrlModel:
+    """The constants ablation at ``path``, refused unless its encoder is ``none`` and its ``d_model`` is ``model``'s.
+
+    :param what: what the caller takes from it, for the error
+    """
+    constants, _ = load_checkpoint(path)
+    if constants.config.encoder != "none":
+        raise ValueError(f"{path} has encoder {constants.config.encoder!r}: its {what} on the context; give a "
+                         "constants ablation (encoder: none)")
+    if constants.config.d_model != model.config.d_model:
+        raise ValueError(f"{path} has d_model {constants.config.d_model}, this model {model.config.d_model}: give a "
+                         "constants ablation of the same d_model")
+    return constants
 
 
 def override(
