@@ -3,6 +3,7 @@ is the head."""
 
 from __future__ import annotations
 
+import importlib
 import math
 import pathlib
 from types import SimpleNamespace
@@ -18,6 +19,7 @@ from icrl_agent.pretraining.config import load_config
 from icrl_agent.stats import SufficientStats
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+train_module = importlib.import_module("icrl_agent.pretraining.train")  # the package exports a function named train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -155,7 +157,7 @@ def test_online_examples_are_the_models_own_episodes_and_the_rest_the_configs_da
     (here always its last action, so every count sits there); the others hold ``--config``'s data."""
     cfg = load_config(ROOT / "configs" / "tiny.yaml")
     cfg.data.min_episodes, cfg.data.max_episodes, cfg.data.zero_data_prob = 20, 32, 0.0
-    monkeypatch.setattr(tool, "greedy_planner", lambda model: _last_action_planner)
+    monkeypatch.setattr(train_module, "greedy_planner", lambda model: _last_action_planner)
     random_part, online = tool.step_batches(cfg, None, 8, 0.25, 2, torch.Generator().manual_seed(0))
     assert (random_part.mdps.batch_size, online.mdps.batch_size) == (6, 2)
     assert bool((random_part.stats.initial_counts.sum(-1) >= 20).all())
@@ -244,7 +246,7 @@ def test_a_step_of_own_episodes_only_draws_one_batch_with_up_to_online_episodes_
     many episodes; the same generator seed draws the same step."""
     cfg = load_config(ROOT / "configs" / "tiny.yaml")
     cfg.data.dagger_episodes = 1
-    monkeypatch.setattr(tool, "greedy_planner", lambda model: _last_action_planner)
+    monkeypatch.setattr(train_module, "greedy_planner", lambda model: _last_action_planner)
     (online,) = tool.step_batches(cfg, None, 8, 1.0, 3, torch.Generator().manual_seed(1))
     episodes = online.stats.initial_counts.sum(-1)
     assert online.mdps.batch_size == 8

@@ -30,7 +30,7 @@ import math
 import shlex
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from typing import Any, cast
 
 import torch
@@ -41,7 +41,7 @@ from icrl_agent.model import IcrlModel, ModelConfig
 from icrl_agent.pretraining.config import PretrainConfig, load_config
 from icrl_agent.pretraining.data import TrainingBatch, sample_training_batch
 from icrl_agent.pretraining.evaluate.cli import parse_key_value
-from icrl_agent.pretraining.train import greedy_planner
+from icrl_agent.pretraining.train import own_episode_batch
 
 COMMAND = "python -m icrl_agent.pretraining missing-mass"
 
@@ -151,10 +151,7 @@ def step_batches(
     n_online = round(online_prob * size)
     out = batches(cfg, 1, size - n_online, generator) if n_online < size else []
     if n_online:
-        own = replace(cfg.data, max_episodes=0, epsilon_optimal_prob=0.0, dagger_prob=1.0,
-                      dagger_episodes=online_episodes)
-        out.append(sample_training_batch(n_online, cfg.train_families, cfg.prior, own, generator,
-                                         planner=greedy_planner(model)))
+        out.append(own_episode_batch(cfg, model, n_online, online_episodes, generator))
     return out
 
 

@@ -355,11 +355,19 @@ def scale_batches(
     if n_random:
         batches.append(sample_training_batch(n_random, cfg.train_families, cfg.prior, cfg.data, generator, device))
     if n_online:
-        own = replace(cfg.data, max_episodes=0, epsilon_optimal_prob=0.0, dagger_prob=1.0,
-                      dagger_episodes=cfg.scale.online_episodes)
-        batches.append(sample_training_batch(n_online, cfg.train_families, cfg.prior, own, generator, device,
-                                             planner=greedy_planner(model)))
+        batches.append(own_episode_batch(cfg, model, n_online, cfg.scale.online_episodes, generator, device))
     return batches
+
+
+def own_episode_batch(
+    cfg: PretrainConfig, model: IcrlModel, size: int, episodes: int, generator: torch.Generator,
+    device: torch.device | str = "cpu",
+) -> TrainingBatch:
+    """``size`` fresh MDPs of ``cfg``'s prior holding only the model's own greedy episodes on its exploring plan,
+    1..``episodes`` of them from empty statistics: the statistics a user's agent holds while it explores."""
+    own = replace(cfg.data, max_episodes=0, epsilon_optimal_prob=0.0, dagger_prob=1.0, dagger_episodes=episodes)
+    return sample_training_batch(size, cfg.train_families, cfg.prior, own, generator, device,
+                                 planner=greedy_planner(model))
 
 
 def scale_parameters(model: IcrlModel) -> list[torch.nn.Parameter]:
