@@ -40,7 +40,7 @@ EXPLOIT_UNTRIED = ("known_mean", "floor")
 EXPLOIT_UNKNOWN = ("all_pairs", "untried_only", "non_terminal")
 EXPLORE_UNKNOWN = ("all_pairs", "untried_only", "impurity_weighted", "learned_missing_mass")
 CEILING_WHEN = ("always", "reward_seen", "terminal_rewards")
-UNKNOWN_WORTH_AFTER_GOAL = ("per_step", "once")
+UNKNOWN_WORTH_AFTER_GOAL = ("per_step", "once", "once_or_episode_cost")
 SPREAD_LIMITED_TERMS = ("both", "variance")
 OPTIMISM_CONSTANTS = ("bonus", "unknown", "kappa", "scale_gain")
 """Natural-unit names of :meth:`IcrlModel.optimism_parameters`, in their order."""
@@ -152,7 +152,12 @@ class ModelConfig:
         when met with the whole episode ahead, less as the episode runs out, not one reward per step. So a long
         episode no longer lures the agent from a goal it found to any unknown state, and reaching the unknown
         sooner still counts. Before any reward, where a reward came without an episode's end, and while the
-        horizon is a guess, nothing changes. Not combined with the horizon rules above
+        horizon is a guess, nothing changes. ``"once_or_episode_cost"``: as ``"once"``, but one more goal is worth
+        at least a whole episode of the typical move cost, ``max(kappa * scale, H cost) (k - 1) / (H - 1)``
+        (``cost``: minus the mean reward of the tried pairs that never ended an episode, if negative; normalized).
+        Where moves cost, a small goal found first then does not stop the walk to a larger one that the costs
+        suggest (a 0.01 goal beside the start, 0.001 per move); where they are free it is ``"once"``. Neither is
+        combined with the horizon rules above
     :param exploit_spread_penalty: ``c_p >= 0``; the exploitation plan subtracts from a tried pair's value
         ``c_p (sqrt(Var_P̂[V_{k-1}]) + sqrt(rho) range(V_{k-1}) / sqrt(N + 1)) / sqrt(N + 1)``, the spread bonus's
         terms with the sign turned (a lower confidence bound, as VI-LCB's, that needs no reward scale): a slippery
@@ -234,11 +239,11 @@ class ModelConfig:
     def _check_rule_combinations(self) -> None:
         """Refuse planning rules that cannot be set together."""
         for name in ("unknown_worth_after_goal", "tried_unknown_worth_after_goal"):
-            if getattr(self, name) == "once" and (
+            if getattr(self, name) != "per_step" and (
                 self.optimism_horizon is not None or self.optimism_horizon_max is not None
             ):
                 raise ValueError(
-                    f"ModelConfig.{name}='once' sets the unknown successor's worth after a goal itself: "
+                    f"ModelConfig.{name}={getattr(self, name)!r} sets the unknown successor's worth after a goal itself: "
                     "leave optimism_horizon and optimism_horizon_max at None"
                 )
         if self.tried_unknown_worth_after_goal != "per_step" and not self.tried_unknown_limited:
@@ -1129,9 +1134,12 @@ class IcrlModel(nn.Module):
                 applies = _goal_rewards_only(inp) if when == "terminal_rewards" else _reward_seen(inp)
                 shrink = torch.where(applies, shrink, torch.ones_like(shrink))
             per_step = per_step * shrink
-        if after_goal == "once":
+        if after_goal in ("once", "once_or_episode_cost"):
             # it is reached after one step, so at most H - 1 steps count: a whole episode gives it kappa * scale
-            once = kappa_scale / (horizon - 1.0).clamp_min(1.0)
+            once = kappa_scale
+            if after_goal == "once_or_episode_cost":
+                once = torch.maximum(once, horizon * _typical_move_cost(inp))
+            once = once / (horizon - 1.0).clamp_min(1.0)
             per_step = torch.where(_goal_rewards_only(inp), once, per_step)
         return per_step
 
@@ -1272,6 +1280,14 @@ def _goal_rewards_only(inp: _Inputs) -> torch.Tensor:
     rewarded = _rewarded_pairs(inp)
     ended = (inp.terminal_counts > 0).flatten(1)
     return rewarded.any(-1) & (ended | ~rewarded).all(-1)
+
+
+def _typical_move_cost(inp: _Inputs) -> torch.Tensor:
+    """``[B]``, normalized: minus the mean reward of the tried pairs that never ended an episode, where that is
+    negative (what a move costs, goals and terminal penalties left out), else 0."""
+    moves = ((inp.counts > 0) & inp.sa_mask & (inp.terminal_counts == 0)).to(inp.reward_norm.dtype)
+    mean = (inp.reward_norm * moves).flatten(1).sum(-1) / moves.flatten(1).sum(-1).clamp_min(1.0)
+    return (-mean).clamp_min(0.0)
 
 
 def _successor_spread(transitions: solvers.Transitions, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -133,9 +133,11 @@ def split_tried_mass(m: np.ndarray, visited: np.ndarray, limited: bool) -> tuple
 
 
 def unknown_worth_kappas(model: IcrlModel, kappa: float, rewarded_pairs: np.ndarray, terminal_counts: np.ndarray,
-                         horizon: int) -> tuple[float, float]:
+                         horizon: int, move_cost: float = 0.0, scale: float = 1.0) -> tuple[float, float]:
     """``(kappa of the unknown successor's worth, kappa of a tried pair's limited bonus)`` after the horizon rules
-    :func:`adjusted_q`'s docstring names."""
+    :func:`adjusted_q`'s docstring names; ``move_cost`` (normalized) and ``scale`` serve
+    ``"once_or_episode_cost"``, whose worth ``max(kappa scale, H move_cost)`` is a kappa of
+    ``max(kappa, H move_cost / scale)``."""
     config = model.config
     if config.optimism_horizon is not None:
         kappa *= config.optimism_horizon / horizon
@@ -145,9 +147,11 @@ def unknown_worth_kappas(model: IcrlModel, kappa: float, rewarded_pairs: np.ndar
     ]
     if config.optimism_horizon_max is not None and ceiling_applies:
         kappa *= min(1.0, config.optimism_horizon_max / horizon)
-    once = {name: getattr(config, name) == "once" and goal_rewards_only
-            for name in ("unknown_worth_after_goal", "tried_unknown_worth_after_goal")}
-    return tuple(kappa / max(horizon - 1, 1) if once[name] else kappa for name in once)  # type: ignore[return-value]
+    rules = {name: getattr(config, name) if goal_rewards_only else "per_step"
+             for name in ("unknown_worth_after_goal", "tried_unknown_worth_after_goal")}
+    worth = {"per_step": kappa, "once": kappa / max(horizon - 1, 1),
+             "once_or_episode_cost": max(kappa, horizon * move_cost / scale) / max(horizon - 1, 1)}
+    return tuple(worth[rule] for rule in rules.values())  # type: ignore[return-value]
 
 
 def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: IcrlModel, horizon: int,
@@ -166,7 +170,9 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
     ``H1``, by ``min(1, H1 / horizon)`` (with ``optimism_horizon_max_when="reward_seen"``, only if some visited pair's
     mean reward is positive; ``"terminal_rewards"``, only if moreover every such pair has ended an episode). With
     ``unknown_worth_after_goal="once"`` and rewards like that, the unknown successor is worth
-    ``kappa scale (k - 1) / (horizon - 1)`` instead of ``kappa scale (k - 1)``. With optimism and
+    ``kappa scale (k - 1) / (horizon - 1)`` instead of ``kappa scale (k - 1)``; with ``"once_or_episode_cost"``,
+    ``max(kappa scale, horizon cost) (k - 1) / (horizon - 1)``, ``cost`` minus the mean ``r̂ / c`` of the visited
+    pairs that never ended an episode (0 if that is positive). With optimism and
     ``explore="untried_only"``, a visited pair has no unknown mass; with ``"impurity_weighted"``, ``rho m``; with
     ``"learned_missing_mass"``, ``missing`` (the missing-mass head's ``M̂ [S, A]``). With
     ``config.spread_bonus`` ``c_v``, a visited pair also gets ``c_v f (sqrt(Var_p_hat[V_{k-1}] / (N + 1)) + sqrt(rho) range(V_{k-1}) / (N + 1))`` (optimism only;
@@ -206,7 +212,10 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
     kappa = softplus(model.kappa_raw.item())
     capped = optimism and model.config.value_cap
     cap_per_step = max(1.0, kappa * scale)
-    kappa, kappa_tried = unknown_worth_kappas(model, kappa, visited & (reward_mean > 0), dense.terminal_counts, horizon)
+    moves = visited & (dense.terminal_counts == 0)
+    move_cost = max(0.0, -float(r_norm[moves].mean())) if moves.any() else 0.0
+    kappa, kappa_tried = unknown_worth_kappas(model, kappa, visited & (reward_mean > 0), dense.terminal_counts, horizon,
+                                              move_cost, scale)
 
     def variance_term(v: np.ndarray) -> np.ndarray:
         return np.sqrt(np.maximum(p_hat @ (v * v) - (p_hat @ v) ** 2, 1e-12))
@@ -530,9 +539,9 @@ def test_optimism_horizon_max_when_reward_seen_keeps_the_worth_until_a_positive_
         np.testing.assert_allclose(batched.q[i, :horizon, :s, :a].numpy(), expected, rtol=1e-9, atol=1e-9)
 
 
-def goal_stats(seed: int) -> tuple[SufficientStats, int]:
+def goal_stats(seed: int, cost: float = 0.1) -> tuple[SufficientStats, int]:
     """Random play in a random 5-state MDP whose only positive reward (1) comes as an episode ends at state 4, with
-    costs (-0.1) on the way, slips and truncations: the rewards of a goal."""
+    costs (``-cost`` for action 1) on the way, slips and truncations: the rewards of a goal."""
     rng = np.random.default_rng(seed)
     stats = SufficientStats(spaces.Discrete(5), spaces.Discrete(2))
     s, t = 0, 0
@@ -540,7 +549,7 @@ def goal_stats(seed: int) -> tuple[SufficientStats, int]:
         a = int(rng.integers(2))
         s_next = int(rng.integers(5)) if rng.random() < 0.3 else min(s + a, 4)
         terminated, t = s_next == 4, t + 1
-        stats.update(s, a, 1.0 if terminated else -0.1 * a, s_next, terminated, not terminated and t == 8)
+        stats.update(s, a, 1.0 if terminated else -cost * a, s_next, terminated, not terminated and t == 8)
         s, t = (0, 0) if terminated or t == 8 else (s_next, t)
     return stats, 12
 
@@ -617,6 +626,33 @@ def test_unknown_worth_after_goal_once_applies_only_where_every_reward_seen_ende
     check_rule_acts_only_on_goal_statistics(make_model(seed), {"unknown_worth_after_goal": "once"}, seed)
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_unknown_worth_after_goal_once_or_episode_cost_is_once_with_an_episode_of_move_costs_as_floor(seed):
+    """``unknown_worth_after_goal="once_or_episode_cost"``: where every positive reward ended an episode and moves
+    cost more over an episode than ``kappa scale``, the unknown successor is worth that episode of costs (more than
+    with ``"once"``); where moves are free it is ``"once"`` bit for bit; other rewards and costs alone keep the
+    default plan. Every case matches the numpy backward induction, on the sparse and the batched paths."""
+    model = make_model(seed)
+    check_rule_acts_only_on_goal_statistics(model, {"unknown_worth_after_goal": "once_or_episode_cost"}, seed)
+    free, costly = goal_stats(seed, cost=0.0), goal_stats(seed, cost=0.9)
+    plans = {}
+    for rule in ("once", "once_or_episode_cost"):
+        model.config = dataclasses.replace(model.config, unknown_worth_after_goal=rule)
+        with torch.no_grad():
+            plans[rule] = [model.forward_sparse(st.sparse(), h).q for st, h in (free, costly)]
+    np.testing.assert_allclose(plans["once_or_episode_cost"][0].numpy(), plans["once"][0].numpy(), rtol=0, atol=0)
+    assert (plans["once_or_episode_cost"][1] >= plans["once"][1] - 1e-9).all()
+    assert (plans["once_or_episode_cost"][1] - plans["once"][1]).max() > 1e-3
+    model.config = dataclasses.replace(model.config, unknown_worth_after_goal="once_or_episode_cost")
+    capture = HeadCapture(model)
+    with torch.no_grad():
+        batched = model(to_batch([costly]), optimism=True)
+    stats, horizon = costly
+    scale = batched.reward_scale[0].item() / empirical_mdp(stats)[4]
+    expected = adjusted_q(stats, capture.last()[0, :stats.n_states, :stats.n_actions], scale, model, horizon, True)
+    np.testing.assert_allclose(plans["once_or_episode_cost"][1][0].numpy(), expected, rtol=1e-9, atol=1e-9)
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_exploit_spread_penalty_lowers_slippery_pairs_in_the_exploitation_plan_only(seed):
     """``exploit_spread_penalty=c_p``: the exploitation plan subtracts ``c_p / sqrt(N + 1)`` times the spread terms
@@ -671,10 +707,11 @@ def test_optimism_horizon_rejects_anything_but_none_or_a_positive_int(value, nam
         ModelConfig(**{name: value})
 
 
+@pytest.mark.parametrize("worth", ["once", "once_or_episode_cost"])
 @pytest.mark.parametrize("rule", [{"optimism_horizon": 20}, {"optimism_horizon_max": 50}])
-def test_unknown_worth_after_goal_once_refuses_a_horizon_rule_beside_it(rule):
-    with pytest.raises(ValueError, match="unknown_worth_after_goal='once' sets the unknown successor's worth"):
-        ModelConfig(unknown_worth_after_goal="once", **rule)
+def test_unknown_worth_after_goal_once_refuses_a_horizon_rule_beside_it(rule, worth):
+    with pytest.raises(ValueError, match=f"unknown_worth_after_goal='{worth}' sets the unknown successor's worth"):
+        ModelConfig(unknown_worth_after_goal=worth, **rule)
     with pytest.raises(ValueError, match="unknown_worth_after_goal must be one of"):
         ModelConfig(unknown_worth_after_goal="twice")
 
