@@ -292,3 +292,25 @@ def test_icrl_v2_6_is_icrl_v2_5_with_a_learned_missing_mass_as_a_limited_bonus()
     costs_6, costs_5 = (np.asarray(ref["negative_step_costs"]["optimism"]["true"]["q"], dtype=np.float64).max(-1)
                         for ref in (v2_6_ref, v2_5_ref))
     assert (costs_6 >= costs_5 * (1 - RTOL) - ATOL).all() and (costs_6[-1] > costs_5[-1]).all()
+
+
+def test_icrl_v2_7_is_icrl_v2_6_with_one_goal_worth_at_least_an_episode_of_move_costs():
+    """icrl-v2.7 (icrl-v2.6's command with ``unknown_worth_after_goal: once_or_episode_cost``) = icrl-v2.6's tensors
+    bit for bit, planning with that one rule more. Its exploitation Q equals icrl-v2.6's in every case (offline
+    behaviour unchanged). Its exploring Q equals icrl-v2.6's where a positive reward came without an episode's end
+    (the chain, the unvisited pairs) or none came (the step costs), and is lower where the only positive rewards
+    ended episodes and moves are free (the grid's goal): one more goal, not one per step to go."""
+    new, _ = load_config_change("icrl-v2.7", "icrl-v2.5", added=("missing_mass_head.bias", "missing_mass_head.weight"),
+                                made_by=("missing_mass_head", "source_sha256"), explore_unknown="learned_missing_mass",
+                                tried_unknown_limited=True, tried_unknown_worth_after_goal="once",
+                                unknown_worth_after_goal="once_or_episode_cost")
+    v2_6_tensors = model("icrl-v2.6").state_dict()
+    assert all(torch.equal(t, v2_6_tensors[k]) for k, t in new.state_dict().items())
+    assert_same_exploitation_q("icrl-v2.7", "icrl-v2.6")
+    v2_7_ref, v2_6_ref = REFERENCES["icrl-v2.7"]["cases"], REFERENCES["icrl-v2.6"]["cases"]
+    for case in ("chain_small_early_reward", "unvisited_pairs_and_a_new_state", "negative_step_costs"):
+        np.testing.assert_allclose(v2_7_ref[case]["optimism"]["true"]["q"], v2_6_ref[case]["optimism"]["true"]["q"],
+                                   rtol=RTOL, atol=ATOL, err_msg=case)
+    grid_7, grid_6 = (np.nan_to_num(np.asarray(ref["grid_with_terminal_transitions"]["optimism"]["true"]["q"],
+                                               dtype=np.float64)) for ref in (v2_7_ref, v2_6_ref))
+    assert (grid_7 <= grid_6 + RTOL * np.abs(grid_6) + ATOL).all() and (grid_6 - grid_7).max() > 1e-3
