@@ -107,7 +107,7 @@ class ModelConfig:
         every move proved deterministic a tried pair hides no outcome, where moves slip one tried once may)
         or ``"learned_missing_mass"`` (a tried pair keeps ``M̂``, the missing-mass head's estimate of the true
         chance that its next try leads to an outcome not yet seen from it; the head is trained supervised on prior
-        MDPs, whose true transitions are known, by ``python -m icrl_agent.pretraining missing-mass``; icrl-v2.6)
+        MDPs, whose true transitions are known, by ``python -m icrl_agent.pretraining missing-mass``; icrl-v2.6 and v2.7)
     :param spread_bonus: ``c_v >= 0``; the exploring plan adds an empirical-Bernstein bonus to a tried pair's
         count bonus: ``c_v f (sqrt(Var_P̂[V_{k-1}] / (N + 1)) + sqrt(rho) range(V_{k-1}) / (N + 1))``, ``f`` the
         per-pair bonus factor ``2 sigmoid(.)``. The first term is the spread of its successors' values (UCB-VI's
@@ -121,7 +121,7 @@ class ModelConfig:
         at most ``n`` steps of an episode count it. The plan then has ``n + 1`` layers, ``V^j`` with ``j``
         bonuses left: ``Q^j_k = max(b_k(V^{j-1}_{k-1}) + Q_k(V^{j-1}_{k-1}), Q_k(V^j_{k-1}))``, ``Q_k(V)`` the
         backup without the spread bonus and ``b_k(V)`` the bonus read from ``V``; it plays ``Q^n``. Costs
-        ``n + 1`` backups per step. Needs ``spread_bonus > 0``; icrl-v2.5 and v2.6 use ``3``
+        ``n + 1`` backups per step. Needs ``spread_bonus > 0``; icrl-v2.5 to v2.7 use ``3``
     :param spread_bonus_limited_terms: what ``spread_bonus_per_episode`` limits: ``"both"`` terms of the spread
         bonus, or only the ``"variance"`` term (it fades like ``1 / sqrt(N + 1)``, so it can be collected on
         moves tried many times); the range term, which fades like ``1 / (N + 1)`` and keeps a move tried once or
@@ -132,14 +132,14 @@ class ModelConfig:
         worth, counted among the episode's ``n`` limited bonuses. One retry of a pair whose unseen outcome may pay
         (Chain's forward move that slipped once) keeps its worth; many small masses collected by wandering (long
         or deep MDPs whose pairs were each tried once) are worth at most ``n`` of them. An untried pair keeps its
-        mass ``m`` on every step (icrl-v2.6). Needs ``spread_bonus_per_episode`` and an ``explore_unknown`` other than
+        mass ``m`` on every step (icrl-v2.6 and v2.7). Needs ``spread_bonus_per_episode`` and an ``explore_unknown`` other than
         ``"untried_only"``
     :param tried_unknown_worth_after_goal: with ``tried_unknown_limited``, the ``U`` of a tried pair's bonus:
         ``"per_step"`` (the unknown successor's worth, as an untried pair reaches it) or ``"once"`` (as
         ``unknown_worth_after_goal="once"``, for this bonus only: where every positive reward seen ended an episode,
         ``kappa * scale (k - 1) / (H - 1)``, one more goal, so after a goal the bonus no longer draws the agent off
-        its way on every episode of a long horizon; an untried pair keeps its worth; icrl-v2.6)
-    :param value_cap: ``False`` (icrl-v1 to v2.2) or ``True`` (icrl-v2.3 to v2.6): the exploring plan caps every
+        its way on every episode of a long horizon; an untried pair keeps its worth; icrl-v2.6 and v2.7)
+    :param value_cap: ``False`` (icrl-v1 to v2.2) or ``True`` (icrl-v2.3 to v2.7): the exploring plan caps every
         successor value at ``V_{k-1} <= (k - 1) max(1, kappa scale)`` (normalized units), the most ``k - 1``
         steps can be worth when each pays at most the largest reward seen or the unknown successor's worth per
         step, as UCB-VI caps its values at ``k r_max``. Without it the spread bonus, proportional to the values
@@ -157,12 +157,12 @@ class ModelConfig:
         (``cost``: minus the mean reward of the tried pairs that never ended an episode, if negative; normalized).
         Where moves cost, a small goal found first then does not stop the walk to a larger one that the costs
         suggest (a 0.01 goal beside the start, 0.001 per move); where they are free it is ``"once"``. Neither is
-        combined with the horizon rules above
+        combined with the horizon rules above; icrl-v2.7 uses ``"once_or_episode_cost"``
     :param exploit_spread_penalty: ``c_p >= 0``; the exploitation plan subtracts from a tried pair's value
         ``c_p (sqrt(Var_P̂[V_{k-1}]) + sqrt(rho) range(V_{k-1}) / sqrt(N + 1)) / sqrt(N + 1)``, the spread bonus's
         terms with the sign turned (a lower confidence bound, as VI-LCB's, that needs no reward scale): a slippery
         move seen a few times, whose lucky outcomes make it look best, is trusted less. ``0`` (icrl-v1 to v2.3)
-        leaves it out; icrl-v2.4 to v2.6 use ``0.1``
+        leaves it out; icrl-v2.4 to v2.7 use ``0.1``
     :param scale_head: how the reward-scale estimate (in units of the largest reward seen) is made:
         ``"gain"`` (icrl-v1) ``1 + gain * softplus(linear(g))``; ``"quantile"`` ``exp(gain * softplus(mlp(g)))``,
         the MLP trained on a quantile of ``log(largest |R| / largest seen)`` (see
