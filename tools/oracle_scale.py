@@ -1,7 +1,7 @@
 """What the pretrained agent would score online if its reward-scale estimate were the truth.
 
     python tools/oracle_scale.py --env icrl/SixArms-v0 --episodes 200 --seeds 10
-    python tools/oracle_scale.py --env probe/TwoGoals-v0 --env-kwargs length=20,small=0.01,cost=0.001,horizon=60 \
+    python tools/oracle_scale.py --env probe/TwoGoals-v0:length=20:small=0.01:cost=0.001:horizon=60 \
         --weights runs/override/v26-once --episodes 100 --seeds 10 --scale both
 
 A diagnostic, not a benchmark: the network's scale estimate (``IcrlModel._scale``, in units of the largest
@@ -10,7 +10,8 @@ optimistic as a perfect scale head would make it; everything else is the shipped
 normalized return uses the env's exact model, as ``python -m icrl_agent.bench online`` does. If the oracle
 does not reach a target, no better scale head will. ``--weights`` runs other weights than the shipped ones;
 ``--scale both`` also runs them with their own scale estimate, on the same seeds; ``probe/TwoGoals-v0`` is the
-corridor of ``tools/two_goals.py`` (``--env-kwargs`` sets its length, small goal, cost and horizon).
+corridor of ``tools/two_goals.py``. ``--env`` takes keywords as the bench does (``name:key=value``: for the corridor
+its length, small goal, cost and horizon).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 
 from icrl_agent import Agent  # importing icrl_agent registers the icrl/ envs
+from icrl_agent.bench.common import split_env_spec
 from icrl_agent.model import IcrlModel
 
 TWO_GOALS = "probe/TwoGoals-v0"
@@ -41,11 +43,10 @@ def oracle_model(model: IcrlModel, true_max: float) -> IcrlModel:
     return model
 
 
-def run(env_id: str, episodes: int, seed: int, weights: str | None = None, oracle: bool = True,
-        env_kwargs: dict | None = None) -> float:
+def run(env_spec: str, episodes: int, seed: int, weights: str | None = None, oracle: bool = True) -> float:
     """Mean normalized return over ``episodes`` online episodes of the agent (``weights``, else the shipped ones),
-    with the oracle scale or (``oracle=False``) its own."""
-    env_kwargs = env_kwargs or {}
+    with the oracle scale or (``oracle=False``) its own, on ``env_spec`` (``name:key=value``, as the bench's)."""
+    env_id, env_kwargs = split_env_spec(env_spec)
     limit = {"max_episode_steps": env_kwargs["horizon"]} if "horizon" in env_kwargs else {}  # a probe's time limit
     env = gym.make(env_id, **env_kwargs, **limit)
     P, R, _ = env.unwrapped.transition_matrix()
@@ -70,36 +71,23 @@ def run(env_id: str, episodes: int, seed: int, weights: str | None = None, oracl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--env", default="icrl/SixArms-v0", help="a registered icrl/ env (it needs an exact model)")
+    parser.add_argument("--env", default="icrl/SixArms-v0", help="a registered env with an exact model, name:key=value for its keywords")
     parser.add_argument("--episodes", type=int, default=200, help="online episodes per seed")
     parser.add_argument("--seeds", type=int, default=10, help="seeds 0 .. seeds-1")
     parser.add_argument("--weights", default=None, help="weights to run (default: the shipped ones)")
     parser.add_argument("--scale", choices=("oracle", "both"), default="oracle",
                         help="'both': also the agent with its own scale estimate, on the same seeds")
-    parser.add_argument("--env-kwargs", default="", help="the env's keyword arguments, e.g. length=20,small=0.01")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    env_kwargs = parse_env_kwargs(args.env_kwargs)
-    if args.env == TWO_GOALS and TWO_GOALS not in gym.registry:
-        from two_goals import TwoGoals  # tools/, beside this script
+    if split_env_spec(args.env)[0] == TWO_GOALS:
+        from two_goals import register  # tools/, beside this script
 
-        gym.register(TWO_GOALS, entry_point=TwoGoals)
+        register()
     for oracle in (True, False)[: 2 if args.scale == "both" else 1]:
-        scores = [run(args.env, args.episodes, seed, args.weights, oracle, env_kwargs) for seed in range(args.seeds)]
+        scores = [run(args.env, args.episodes, seed, args.weights, oracle) for seed in range(args.seeds)]
         who = "oracle-scale agent" if oracle else "agent with its own scale"
-        print(f"{args.env} {args.env_kwargs}: {who}, mean normalized online return {np.mean(scores):.3f} over seeds "
+        print(f"{args.env}: {who}, mean normalized online return {np.mean(scores):.3f} over seeds "
               f"0-{args.seeds - 1} ({', '.join(f'{s:.2f}' for s in scores)})")
-
-
-def parse_env_kwargs(text: str) -> dict[str, float | int]:
-    """``"length=20,small=0.01"`` -> ``{"length": 20, "small": 0.01}`` (an int where the value reads as one)."""
-    kwargs: dict[str, float | int] = {}
-    for item in filter(None, text.split(",")):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--env-kwargs: {item!r} is not KEY=VALUE (e.g. length=20,small=0.01)")
-        kwargs[key.strip()] = int(value) if value.strip().lstrip("-").isdigit() else float(value)
-    return kwargs
 
 
 if __name__ == "__main__":

@@ -63,6 +63,12 @@ def with_horizon(setting: str) -> str:
     return f"{setting}:horizon={3 * length}"
 
 
+def register() -> None:
+    """Register ``probe/TwoGoals-v0`` (once per process) so ``gym.make`` and the bench can build it."""
+    if ENV_ID not in gym.registry:
+        gym.register(ENV_ID, entry_point=TwoGoals)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line (``--envs`` settings, agents, seeds, episodes, workers, ``--out``)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -77,8 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    if ENV_ID not in gym.registry:
-        gym.register(ENV_ID, entry_point=TwoGoals)
+    register()
     envs = ",".join(f"{ENV_ID}:{with_horizon(setting)}" for setting in args.envs.split(","))
     command = "python tools/two_goals.py " + " ".join(sys.argv[1:] if argv is None else argv)
     result = run_online(envs, args.agents, seeds=args.seeds, episodes=args.episodes, workers=args.workers,
