@@ -1,8 +1,9 @@
-"""Command line of the benchmarks: ``python -m icrl_agent.bench {online,offline,speed,sweep-optvi,paired}``.
+"""Command line of the benchmarks: ``python -m icrl_agent.bench {online,offline,speed,sweep-optvi,paired,merge}``.
 
 Each subcommand prints its markdown table, preceded by the exact command that reproduces it (every
 option spelled out), and writes JSON + CSV + PNG under ``<out>/<kind>/`` and the table to ``<out>/<kind>.md``.
-``paired`` only reads two online results and prints their seed-by-seed comparison.
+``paired`` only reads two online results and prints their seed-by-seed comparison; ``merge`` runs nothing
+either, and writes one online report from agents of several runs (a new agent beside baselines run before).
 Without ``--out`` every run gets a new folder under ``runs/bench/``; a folder that already holds files
 (e.g. the committed ``benchmarks/results/``) is written into only with ``--force``. The pretraining
 diagnostics (online return on prior MDPs, accuracy, pretraining throughput) are
@@ -168,6 +169,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--agent-a", default=None, help="A's agent as named in its results (default: the only one)")
     p.add_argument("--agent-b", default=None, help="B's agent as named in its results (default: the only one)")
     p.add_argument("--below", type=float, default=0.8, help="count the seeds scoring below this, per agent")
+
+    p = sub.add_parser("merge", help="one online report from agents of several online runs (same envs, budgets, "
+                       "seeds), with each agent's ratio to the best classical baseline", formatter_class=formatter)
+    p.add_argument("--take", nargs=2, action="append", metavar=("RESULTS", "AGENTS"), required=True,
+                   help="an online results folder (or its results.json) and the agents to take from it, "
+                   "comma-separated or 'all'; repeat for each source")
+    p.add_argument("--out", default=None, help="results folder of the merged report (default: a new "
+                   f"{RUNS_DIR}/online-<UTC time>); must be empty unless --force")
+    p.add_argument("--force", action="store_true", help="write into a non-empty --out")
     return parser
 
 
@@ -264,6 +274,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as err:
             parser.error(str(err))
         print(markdown)
+        return 0
+    if args.command == "merge":  # runs nothing; its command names the sources
+        from icrl_agent.bench.merge import merge_online
+
+        try:
+            merged = merge_online([tuple(t) for t in args.take], args.out, args.force)
+        except ValueError as err:
+            parser.error(str(err))
+        print(merged.markdown)
         return 0
     command = canonical_command(parser, args)
     try:
