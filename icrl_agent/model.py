@@ -964,7 +964,7 @@ class IcrlModel(nn.Module):
         horizon_max: int,
         optimism: bool,
         corrections: bool,
-        h_all: torch.Tensor | None = None,
+        h_all: torch.Tensor,
     ) -> torch.Tensor:
         """Exact finite-horizon VI on the adjusted MDP, in normalized units: ``[B, Hmax, S, A]``.
 
@@ -1029,13 +1029,12 @@ class IcrlModel(nn.Module):
         if self.config.spread_bonus_limited_terms == "variance":  # the range term stays on every step
             without_spread = partial(_plus_term, without_spread, spread_terms.range)
             limited_terms = spread_terms.variance_and_mean
-        bonus_of = self._limited_bonuses(inp, graph, limited_terms, tried_unknown, kappa_scale)
+        bonus_of = self._limited_bonuses(inp, limited_terms, tried_unknown, kappa_scale)
         return _limited_bonus_induction(without_spread, bonus_of, layers, cap, horizon_max, zeros[..., 0])
 
     def _limited_bonuses(
         self,
         inp: _Inputs,
-        graph: _Graph,
         terms: _TermsAndMean,
         tried_unknown: torch.Tensor | None,
         kappa_scale: torch.Tensor | None,
@@ -1054,7 +1053,7 @@ class IcrlModel(nn.Module):
         graph: _Graph,
         unknown_mass: torch.Tensor,
         spread_terms: _SpreadTerms | None,
-        h_all: torch.Tensor | None,
+        h_all: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The exploring plan's unknown masses: ``(on every step, as a limited bonus)``. ``explore_unknown`` sets a
         tried pair's; with ``tried_unknown_limited`` it moves to the second (``None`` without the rule)."""
@@ -1071,7 +1070,7 @@ class IcrlModel(nn.Module):
         graph: _Graph,
         unknown_mass: torch.Tensor,
         spread_terms: _SpreadTerms | None,
-        h_all: torch.Tensor | None = None,
+        h_all: torch.Tensor,
     ) -> torch.Tensor:
         """The exploring plan's unknown mass with ``explore_unknown`` applied: a tried pair gets none
         (``untried_only``), ``rho m`` (``impurity_weighted``) or the head's ``M̂`` read from the pair context
@@ -1082,8 +1081,6 @@ class IcrlModel(nn.Module):
             return unknown_mass.masked_fill(tried, 0.0)
         impurity = spread_terms.impurity if spread_terms is not None else _outcome_impurity(inp, graph)
         if self.config.explore_unknown == "learned_missing_mass":
-            if h_all is None:
-                raise ValueError("explore_unknown='learned_missing_mass' plans need the pair context h_all")
             return torch.where(tried, self._missing_mass(inp, h_all, impurity), unknown_mass)
         rho = impurity.square()
         return torch.where(tried, unknown_mass * rho[:, None, None], unknown_mass)

@@ -653,6 +653,39 @@ def test_unknown_worth_after_goal_once_or_episode_cost_is_once_with_an_episode_o
     np.testing.assert_allclose(plans["once_or_episode_cost"][1][0].numpy(), expected, rtol=1e-9, atol=1e-9)
 
 
+def one_goal_one_move_stats() -> SufficientStats:
+    """One costly move (0.9, tried once) and then a goal (1, reached once), every other pair untried."""
+    stats = SufficientStats(spaces.Discrete(3), spaces.Discrete(2))
+    stats.update(0, 1, -0.9, 1, False, False)
+    stats.update(1, 0, 1.0, 2, True, False)
+    return stats
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_each_mdps_episode_cost_floor_is_its_own_mean_move_cost_over_its_tried_moves(seed):
+    """In one batch: a goal reached once after a single move tried once, at horizons 2 and 6, beside random play with
+    many costly moves. Each MDP's floor comes from its own tried moves only (not the batch's, not its untried
+    pairs), a goal reached once is a goal, and every plan matches the numpy backward induction."""
+    model = make_model(seed)
+    model.config = dataclasses.replace(model.config, unknown_worth_after_goal="once_or_episode_cost")
+    items = [(one_goal_one_move_stats(), 2), (one_goal_one_move_stats(), 6), goal_stats(seed, cost=0.9)]
+    capture = HeadCapture(model)
+    with torch.no_grad():
+        batched = model(to_batch(items), optimism=True)
+    raw = capture.last()
+    for i, (stats, horizon) in enumerate(items):
+        s, a = stats.n_states, stats.n_actions
+        scale = batched.reward_scale[i].item() / empirical_mdp(stats)[4]
+        expected = adjusted_q(stats, raw[i, :s, :a], scale, model, horizon, True)
+        np.testing.assert_allclose(batched.q[i, :horizon, :s, :a].numpy(), expected, rtol=1e-9, atol=1e-9)
+    stats, s = items[1][0], items[1][0].n_states
+    scale = batched.reward_scale[1].item() / empirical_mdp(stats)[4]
+    single = adjusted_q(stats, raw[1, :s, :2], scale, model, 6, True)
+    model.config = dataclasses.replace(model.config, unknown_worth_after_goal="once")
+    once = adjusted_q(stats, raw[1, :s, :2], scale, model, 6, True)
+    assert (single - once).max() > 1e-3, "the floor must bind on the single costly move"
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_exploit_spread_penalty_lowers_slippery_pairs_in_the_exploitation_plan_only(seed):
     """``exploit_spread_penalty=c_p``: the exploitation plan subtracts ``c_p / sqrt(N + 1)`` times the spread terms

@@ -7,8 +7,9 @@
 
 GROUPs: solvers, planning_agent, stats, spaces, checkpoint, model (its planning layer: `_adjusted_mdp`,
 `_plan`, `_tried_pairs_unknown_mass`, `_missing_mass`, `_exploring_unknown_mass`, `_limited_bonuses`,
-`_with_tried_unknown`, `_successor_spread` and the spread terms' `*_and_mean`), envs, baselines, missing_mass (the
-missing-mass stage's targets, loss and training examples).
+`_with_tried_unknown`, `_successor_spread`, the spread terms' `*_and_mean`, and the unknown successor's worth:
+`_unknown_worth_per_step`, `_rewarded_pairs`, `_reward_seen`, `_goal_rewards_only`, `_typical_move_cost`), envs,
+baselines, missing_mass (the missing-mass stage's targets, loss and training examples).
 Not in CI: a full run takes tens of minutes on two cores.
 
 Why a stage: mutmut copies the sources into `mutants/`, puts that first on sys.path and names a mutant
@@ -59,8 +60,10 @@ GROUPS: dict[str, list[str]] = {
     "checkpoint": ["icrl_agent.checkpoint.*"],
     "model": [f"icrl_agent.model.xǁIcrlModelǁ{name}__mutmut_*"
               for name in ("_adjusted_mdp", "_plan", "_tried_pairs_unknown_mass", "_missing_mass",
-                           "_exploring_unknown_mass", "_limited_bonuses")]
-    + ["icrl_agent.model.x__with_tried_unknown__mutmut_*", "icrl_agent.model.x__successor_spread__mutmut_*"]
+                           "_exploring_unknown_mass", "_limited_bonuses", "_unknown_worth_per_step")]
+    + [f"icrl_agent.model.x_{name}__mutmut_*"
+       for name in ("_with_tried_unknown", "_successor_spread", "_rewarded_pairs", "_reward_seen", "_goal_rewards_only",
+                    "_typical_move_cost")]
     + [f"icrl_agent.model.xǁ_SpreadTermsǁ{name}__mutmut_*" for name in ("both_and_mean", "variance_and_mean")],
     "envs": ["icrl_agent.envs.*"],
     "baselines": ["icrl_agent.baselines.*"],
