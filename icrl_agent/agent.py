@@ -105,6 +105,9 @@ class Agent(PlanningAgent):
 
     # ------------------------------------------------------------------ planning
 
+    def _explore_tie_tolerance(self) -> float:
+        return self.model.config.explore_near_tie_tolerance
+
     def _make_plan(self, horizon: int, optimistic: bool) -> np.ndarray:
         with torch.no_grad():
             out = self.model.forward_sparse(

@@ -163,6 +163,12 @@ class ModelConfig:
         terms with the sign turned (a lower confidence bound, as VI-LCB's, that needs no reward scale): a slippery
         move seen a few times, whose lucky outcomes make it look best, is trusted less. ``0`` (icrl-v1 to v2.3)
         leaves it out; icrl-v2.4 to v2.7 use ``0.1``
+    :param explore_near_tie_tolerance: read by the agent, not the plan: exploring actions whose ``Q`` is within
+        this share of the plan's largest ``|Q|`` of the best are near ties, and the agent takes the one with the
+        highest mean ``Q`` over 1..k steps to go (sooner reward), as its exploitation plan does within 1e-5.
+        Undiscounted, with more steps to go than the goal needs, every move that still reaches it is worth about
+        the same, and where moves slip "about" is the slips' noise, not float rounding: the agent then wanders
+        after its first goals. ``0`` (icrl-v1 to v2.7): only exact ties, broken uniformly
     :param scale_head: how the reward-scale estimate (in units of the largest reward seen) is made:
         ``"gain"`` (icrl-v1) ``1 + gain * softplus(linear(g))``; ``"quantile"`` ``exp(gain * softplus(mlp(g)))``,
         the MLP trained on a quantile of ``log(largest |R| / largest seen)`` (see
@@ -199,6 +205,7 @@ class ModelConfig:
     value_cap: bool = False
     unknown_worth_after_goal: str = "per_step"
     exploit_spread_penalty: float = 0.0
+    explore_near_tie_tolerance: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("optimism_horizon", "optimism_horizon_max", "spread_bonus_per_episode"):
@@ -227,6 +234,9 @@ class ModelConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
                 raise ValueError(f"ModelConfig.{name} must be a number >= 0, got {value!r}")
+        tolerance = self.explore_near_tie_tolerance
+        if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 <= tolerance < 1:
+            raise ValueError(f"ModelConfig.explore_near_tie_tolerance must be a number in [0, 1), got {tolerance!r}")
         for name in ("value_cap", "tried_unknown_limited"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"ModelConfig.{name} must be true or false, got {getattr(self, name)!r}")

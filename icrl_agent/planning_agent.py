@@ -21,6 +21,9 @@ The rule:
   than needed (a horizon inferred as twice the longest episode when no episode hit a time limit), every
   action that can still reach the goal is worth the same; without this rule a float32 rounding picks one,
   e.g. walking into a wall at every step until the real time limit runs out.
+- The exploring plan's actions tie only exactly (uniform among them), unless a subclass gives a near-tie
+  tolerance (:meth:`PlanningAgent._explore_tie_tolerance`, the pretrained agent's from its weights): then its
+  near ties break towards sooner reward as the exploitation plan's do (uniform among actions that tie there too).
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ class Plan:
         self.version = version
         self.horizon = horizon
         self.counts = counts
-        self._tie_break: tuple[np.ndarray, float] | None = None  # made on the first exploitation read
+        self._tie_break: tuple[np.ndarray, float] | None = None  # made on the first near-tie read
 
     def scores(self, state: int, step: int) -> np.ndarray:
         """``Q`` of ``state``'s actions at elapsed ``step`` (the one conversion from elapsed steps)."""
@@ -63,14 +66,24 @@ class Plan:
         :return: among the actions within :data:`EXPLOIT_TIE_TOLERANCE` of the best ``Q``, the one with the
             highest mean ``Q`` over 1..k steps to go (``k`` = steps to go at ``step``); the first if tied
         """
+        return int(self.sooner_first_actions(state, step, EXPLOIT_TIE_TOLERANCE)[0])
+
+    def sooner_first_actions(self, state: int, step: int, tolerance: float) -> np.ndarray:
+        """The actions of ``state`` at elapsed ``step`` that :meth:`sooner_first` ranks first, all of them.
+
+        :param tolerance: actions whose ``Q`` is within this share of the plan's largest ``|Q|`` of the best are
+            near ties
+        :return: among the near ties, those with the highest mean ``Q`` over 1..k steps to go, ascending
+        """
         if self._tie_break is None:
             # Q summed over 1..k steps to go: k times the mean, so the same order among one state's actions
-            self._tie_break = (np.cumsum(self.q, axis=0), EXPLOIT_TIE_TOLERANCE * float(np.abs(self.q).max()))
-        sum_to_go, tolerance = self._tie_break
+            self._tie_break = (np.cumsum(self.q, axis=0), float(np.abs(self.q).max()))
+        sum_to_go, largest = self._tie_break
         k = to_go_index(self.horizon, step)
         scores = self.q[k, state]
-        near = scores >= scores.max() - tolerance
-        return int(np.argmax(np.where(near, sum_to_go[k, state], -np.inf)))
+        near = scores >= scores.max() - tolerance * largest
+        sums = np.where(near, sum_to_go[k, state], -np.inf)
+        return np.flatnonzero(sums >= sums.max())
 
 
 class PlanningAgent(TabularAgent):
@@ -104,11 +117,21 @@ class PlanningAgent(TabularAgent):
         return plan.scores(state, step)
 
     def _action_probabilities(self, state: int, step: int, deterministic: bool) -> np.ndarray:
-        if not deterministic:
+        probs = np.zeros(self.n_actions)
+        if deterministic:  # the exploitation plan is never stale: it knows every known state
+            probs[self._plan_for(optimistic=False).sooner_first(state, step)] = 1.0
+            return probs
+        tolerance = self._explore_tie_tolerance()
+        plan = self._plan_for(optimistic=True) if tolerance > 0 else None
+        if plan is None or state >= plan.q.shape[1]:
             return super()._action_probabilities(state, step, deterministic)
-        probs = np.zeros(self.n_actions)  # the exploitation plan is never stale: it knows every known state
-        probs[self._plan_for(optimistic=False).sooner_first(state, step)] = 1.0
+        best = plan.sooner_first_actions(state, step, tolerance)
+        probs[best] = 1.0 / len(best)
         return probs
+
+    def _explore_tie_tolerance(self) -> float:
+        """Near ties of the exploring plan, as a share of its largest ``|Q|``; 0: exact ties only (the baselines)."""
+        return 0.0
 
     def _plan_for(self, optimistic: bool) -> Plan:
         plan = self._plans[optimistic]

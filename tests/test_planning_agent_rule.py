@@ -309,6 +309,61 @@ def test_exploring_plan_keeps_its_own_ties():
     assert {agent.act(0) for _ in range(20)} == {0}
 
 
+class TolerantPlanner(FixedPlanner):
+    """A fixed plan whose exploring near ties are within ``tolerance`` of its largest ``|Q|``."""
+
+    def __init__(self, q, tolerance, **kwargs):
+        self.tolerance = tolerance
+        super().__init__(q, **kwargs)
+
+    def _explore_tie_tolerance(self):
+        return self.tolerance
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-3, 1e3])
+def test_an_exploring_tie_tolerance_breaks_near_ties_towards_the_sooner_reward(scale):
+    """Within the tolerance (relative, whatever the reward unit) the exploring act and policy take the sooner
+    reward; a lead beyond it still wins; elapsed steps read the plan by steps to go as everywhere else."""
+    near = TolerantPlanner(scale * _sooner_at_one_step(gap_now=4e-3, gap_sooner=0.5), tolerance=1e-2)
+    assert {near.act(0) for _ in range(20)} == {2}
+    assert near.policy(step=0)[0].tolist() == [0.0, 0.0, 1.0]
+    far = TolerantPlanner(scale * _sooner_at_one_step(gap_now=4e-2, gap_sooner=0.5), tolerance=1e-2)
+    assert {far.act(0) for _ in range(20)} == {0}
+    assert near.policy(step=1)[0].tolist() == [0.0, 0.0, 1.0]  # k = 2: action 2 leads outright
+
+
+def test_an_exploring_tie_tolerance_draws_uniformly_among_actions_that_tie_on_sooner_reward_too():
+    q = np.zeros((3, 1, 4))
+    q[:, 0, :] = [[0.0, 0.5, 0.5, 0.2], [0.0, 0.5, 0.5, 0.2], [1.0, 0.999, 0.999, 0.5]]
+    agent = TolerantPlanner(q, tolerance=1e-2)
+    assert agent.policy(step=0)[0].tolist() == [0.0, 0.5, 0.5, 0.0]
+    assert {agent.act(0) for _ in range(40)} == {1, 2}
+    assert TolerantPlanner(q, tolerance=0.0).policy(step=0)[0].tolist() == [1.0, 0.0, 0.0, 0.0]
+
+
+def test_the_pretrained_agent_reads_its_exploring_tie_tolerance_from_its_weights_config():
+    """icrl-v2.7's config has none (exact ties only, as before); a config that sets one reaches the act."""
+    import dataclasses
+
+    from icrl_agent import Agent
+    from icrl_agent.model import IcrlModel
+
+    shipped = Agent(spaces.Discrete(3), spaces.Discrete(2))
+    assert shipped._explore_tie_tolerance() == 0.0
+    config = dataclasses.replace(shipped.model.config, explore_near_tie_tolerance=1e-3)
+    model = IcrlModel(config)
+    model.load_state_dict(shipped.model.state_dict())
+    assert Agent(spaces.Discrete(3), spaces.Discrete(2), model=model)._explore_tie_tolerance() == 1e-3
+
+
+@pytest.mark.parametrize("bad", [-1e-3, 1.0, True, "0.1", float("nan")])
+def test_a_bad_exploring_tie_tolerance_is_refused_by_name(bad):
+    from icrl_agent.model import ModelConfig
+
+    with pytest.raises(ValueError, match="explore_near_tie_tolerance must be a number in \\[0, 1\\)"):
+        ModelConfig(explore_near_tie_tolerance=bad)
+
+
 @pytest.mark.parametrize("horizon", [None, 200])
 def test_plain_vi_planning_too_far_ahead_still_walks_to_the_goal(horizon):
     """Offline on GridWorld-Open (terminating at the goal, 50 steps): told nothing, VI plans for twice the
