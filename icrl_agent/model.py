@@ -42,6 +42,7 @@ EXPLORE_UNKNOWN = ("all_pairs", "untried_only", "impurity_weighted", "learned_mi
 CEILING_WHEN = ("always", "reward_seen", "terminal_rewards")
 UNKNOWN_WORTH_AFTER_GOAL = ("per_step", "once", "once_or_episode_cost")
 SPREAD_LIMITED_TERMS = ("both", "variance")
+NEAR_TIE_WHEN = ("always", "terminal_rewards", "no_midway_reward")
 OPTIMISM_CONSTANTS = ("bonus", "unknown", "kappa", "scale_gain")
 """Natural-unit names of :meth:`IcrlModel.optimism_parameters`, in their order."""
 _MAX_LOG_SCALE = 16.0  # unseen rewards up to e^16 ~ 9e6 times those seen: keeps exp() finite
@@ -169,6 +170,11 @@ class ModelConfig:
         Undiscounted, with more steps to go than the goal needs, every move that still reaches it is worth about
         the same, and where moves slip "about" is the slips' noise, not float rounding: the agent then wanders
         after its first goals. ``0`` (icrl-v1 to v2.7): only exact ties, broken uniformly
+    :param explore_near_tie_when: ``"always"``, or ``"terminal_rewards"``: only while some pair's mean reward is
+        positive and every such pair has ended an episode (the rewards seen are a goal's, so sooner reward means
+        the goal sooner; where a reward comes without an episode's end, sooner reward is the small one at hand,
+        the trap of RiverSwim-like tasks); ``"no_midway_reward"``: as ``"terminal_rewards"``, and also before any
+        positive reward (sooner is then the nearest unknown)
     :param scale_head: how the reward-scale estimate (in units of the largest reward seen) is made:
         ``"gain"`` (icrl-v1) ``1 + gain * softplus(linear(g))``; ``"quantile"`` ``exp(gain * softplus(mlp(g)))``,
         the MLP trained on a quantile of ``log(largest |R| / largest seen)`` (see
@@ -206,6 +212,7 @@ class ModelConfig:
     unknown_worth_after_goal: str = "per_step"
     exploit_spread_penalty: float = 0.0
     explore_near_tie_tolerance: float = 0.0
+    explore_near_tie_when: str = "always"
 
     def __post_init__(self) -> None:
         for name in ("optimism_horizon", "optimism_horizon_max", "spread_bonus_per_episode"):
@@ -225,7 +232,7 @@ class ModelConfig:
             "explore_unknown": EXPLORE_UNKNOWN, "encoder": ENCODERS, "scale_head": SCALE_HEADS,
             "scale_inputs": SCALE_INPUTS, "optimism_horizon_max_when": CEILING_WHEN,
             "unknown_worth_after_goal": UNKNOWN_WORTH_AFTER_GOAL, "spread_bonus_limited_terms": SPREAD_LIMITED_TERMS,
-            "tried_unknown_worth_after_goal": UNKNOWN_WORTH_AFTER_GOAL,
+            "tried_unknown_worth_after_goal": UNKNOWN_WORTH_AFTER_GOAL, "explore_near_tie_when": NEAR_TIE_WHEN,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

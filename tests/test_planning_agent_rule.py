@@ -356,12 +356,68 @@ def test_the_pretrained_agent_reads_its_exploring_tie_tolerance_from_its_weights
     assert Agent(spaces.Discrete(3), spaces.Discrete(2), model=model)._explore_tie_tolerance() == 1e-3
 
 
+def test_with_terminal_rewards_the_exploring_tie_tolerance_applies_only_while_every_reward_seen_ended_an_episode():
+    """``explore_near_tie_when="terminal_rewards"``: no tolerance before any reward, the configured one once a goal
+    (a positive reward as the episode ends) is all that paid, none again once a reward came mid-episode; each
+    read follows the statistics as they change."""
+    import dataclasses
+
+    from icrl_agent import Agent
+    from icrl_agent.model import IcrlModel
+
+    shipped = Agent(spaces.Discrete(4), spaces.Discrete(2))
+    config = dataclasses.replace(shipped.model.config, explore_near_tie_tolerance=1e-3,
+                                 explore_near_tie_when="terminal_rewards")
+    model = IcrlModel(config)
+    model.load_state_dict(shipped.model.state_dict())
+    agent = Agent(spaces.Discrete(4), spaces.Discrete(2), model=model)
+    agent.observe(0, 0, -0.1, 1, False, False)  # a cost: no positive reward yet
+    assert agent._explore_tie_tolerance() == 0.0
+    agent.observe(1, 1, 1.0, 2, True, False)  # a goal
+    assert agent._explore_tie_tolerance() == 1e-3
+    agent.observe(0, 1, 0.5, 3, False, False)  # a reward without an episode's end
+    assert agent._explore_tie_tolerance() == 0.0
+    always = dataclasses.replace(config, explore_near_tie_when="always")
+    model.config = always
+    assert agent._explore_tie_tolerance() == 1e-3
+
+
+def test_with_no_midway_reward_the_exploring_tie_tolerance_applies_until_a_reward_comes_without_an_episodes_end():
+    """``explore_near_tie_when="no_midway_reward"``: the tolerance before any reward and after goals only, none
+    once a positive reward came mid-episode."""
+    import dataclasses
+
+    from icrl_agent import Agent
+    from icrl_agent.model import IcrlModel
+
+    shipped = Agent(spaces.Discrete(4), spaces.Discrete(2))
+    config = dataclasses.replace(shipped.model.config, explore_near_tie_tolerance=1e-3,
+                                 explore_near_tie_when="no_midway_reward")
+    model = IcrlModel(config)
+    model.load_state_dict(shipped.model.state_dict())
+    agent = Agent(spaces.Discrete(4), spaces.Discrete(2), model=model)
+    assert agent._explore_tie_tolerance() == 1e-3  # nothing seen
+    agent.observe(0, 0, -0.1, 1, False, False)
+    assert agent._explore_tie_tolerance() == 1e-3  # costs only
+    agent.observe(1, 1, 1.0, 2, True, False)
+    assert agent._explore_tie_tolerance() == 1e-3  # a goal
+    agent.observe(0, 1, 0.5, 3, False, False)
+    assert agent._explore_tie_tolerance() == 0.0  # a reward without an episode's end
+
+
 @pytest.mark.parametrize("bad", [-1e-3, 1.0, True, "0.1", float("nan")])
 def test_a_bad_exploring_tie_tolerance_is_refused_by_name(bad):
     from icrl_agent.model import ModelConfig
 
     with pytest.raises(ValueError, match="explore_near_tie_tolerance must be a number in \\[0, 1\\)"):
         ModelConfig(explore_near_tie_tolerance=bad)
+
+
+def test_a_bad_exploring_tie_condition_is_refused_by_name():
+    from icrl_agent.model import ModelConfig
+
+    with pytest.raises(ValueError, match="explore_near_tie_when must be one of"):
+        ModelConfig(explore_near_tie_when="after_goal")
 
 
 @pytest.mark.parametrize("horizon", [None, 200])
