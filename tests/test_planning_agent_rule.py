@@ -346,9 +346,10 @@ def test_the_pretrained_agent_reads_its_exploring_tie_tolerance_from_its_weights
     import dataclasses
 
     from icrl_agent import Agent
+    from icrl_agent.agent import shipped_weights_path
     from icrl_agent.model import IcrlModel
 
-    shipped = Agent(spaces.Discrete(3), spaces.Discrete(2))
+    shipped = Agent(spaces.Discrete(3), spaces.Discrete(2), weights=shipped_weights_path().with_name("icrl-v2.7"))
     assert shipped._explore_tie_tolerance() == 0.0
     config = dataclasses.replace(shipped.model.config, explore_near_tie_tolerance=1e-3)
     model = IcrlModel(config)
