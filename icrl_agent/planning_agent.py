@@ -47,13 +47,15 @@ class Plan:
     :param version: the statistics' version when it was made
     :param horizon: the horizon ``H`` it was made for
     :param counts: ``N[s, a]`` when it was made (a pair whose count doubled since triggers a new plan)
+    :param tie_tolerance: the exploring plan's near-tie tolerance, decided from the statistics it was made from
     """
 
-    def __init__(self, q: np.ndarray, version: int, horizon: int, counts: np.ndarray):
+    def __init__(self, q: np.ndarray, version: int, horizon: int, counts: np.ndarray, tie_tolerance: float = 0.0):
         self.q = q
         self.version = version
         self.horizon = horizon
         self.counts = counts
+        self.tie_tolerance = tie_tolerance
         self._tie_break: tuple[np.ndarray, float] | None = None  # made on the first near-tie read
 
     def scores(self, state: int, step: int) -> np.ndarray:
@@ -121,16 +123,16 @@ class PlanningAgent(TabularAgent):
         if deterministic:  # the exploitation plan is never stale: it knows every known state
             probs[self._plan_for(optimistic=False).sooner_first(state, step)] = 1.0
             return probs
-        tolerance = self._explore_tie_tolerance()
-        plan = self._plan_for(optimistic=True) if tolerance > 0 else None
-        if plan is None or state >= plan.q.shape[1]:
+        plan = self._plan_for(optimistic=True)
+        if plan.tie_tolerance == 0 or state >= plan.q.shape[1]:
             return super()._action_probabilities(state, step, deterministic)
-        best = plan.sooner_first_actions(state, step, tolerance)
+        best = plan.sooner_first_actions(state, step, plan.tie_tolerance)
         probs[best] = 1.0 / len(best)
         return probs
 
     def _explore_tie_tolerance(self) -> float:
-        """Near ties of the exploring plan, as a share of its largest ``|Q|``; 0: exact ties only (the baselines)."""
+        """Near ties of the exploring plan, as a share of its largest ``|Q|``; 0: exact ties only (the baselines).
+        Read when a plan is made, from the statistics it is made from (not at every act: cheap)."""
         return 0.0
 
     def _plan_for(self, optimistic: bool) -> Plan:
@@ -152,7 +154,8 @@ class PlanningAgent(TabularAgent):
         if optimistic:
             self._replan_requested = self._news_since_plan = False
             self._steps_since_plan = 0
-        return Plan(q, self.stats.version, horizon, self.stats.sparse().counts.copy())
+        tolerance = self._explore_tie_tolerance() if optimistic else 0.0
+        return Plan(q, self.stats.version, horizon, self.stats.sparse().counts.copy(), tolerance)
 
     def _on_update(self, transition: Transition) -> None:
         plan = self._plans[True]
@@ -194,7 +197,7 @@ class PlanningAgent(TabularAgent):
                 tag = "explore" if optimistic else "exploit"
                 arrays[f"plan/{tag}/q"] = plan.q
                 arrays[f"plan/{tag}/counts"] = plan.counts
-                plans[tag] = {"version": plan.version, "horizon": plan.horizon}
+                plans[tag] = {"version": plan.version, "horizon": plan.horizon, "tie_tolerance": plan.tie_tolerance}
         meta = {"replan": [self._replan_requested, self._news_since_plan, self._steps_since_plan], "plans": plans}
         return arrays, meta
 
@@ -202,5 +205,6 @@ class PlanningAgent(TabularAgent):
         """Restore what :meth:`plan_state` returned."""
         self._replan_requested, self._news_since_plan, self._steps_since_plan = meta["replan"]
         for tag, info in meta["plans"].items():
-            plan = Plan(arrays[f"plan/{tag}/q"], info["version"], info["horizon"], arrays[f"plan/{tag}/counts"])
+            plan = Plan(arrays[f"plan/{tag}/q"], info["version"], info["horizon"], arrays[f"plan/{tag}/counts"],
+                        info.get("tie_tolerance", 0.0))  # files written before the rule have none
             self._plans[tag == "explore"] = plan

@@ -6,6 +6,8 @@ plan, or a pair whose count reached ``max(2 N_plan, 1)``) at most every ``max(1,
 exploitation plan is redone whenever the statistics changed. Plans are read by steps to go.
 """
 
+import json
+
 import numpy as np
 import pytest
 from gymnasium import spaces
@@ -339,6 +341,10 @@ def test_an_exploring_tie_tolerance_draws_uniformly_among_actions_that_tie_on_so
     assert agent.policy(step=0)[0].tolist() == [0.0, 0.5, 0.5, 0.0]
     assert {agent.act(0) for _ in range(40)} == {1, 2}
     assert TolerantPlanner(q, tolerance=0.0).policy(step=0)[0].tolist() == [1.0, 0.0, 0.0, 0.0]
+    arrays, meta = agent.plan_state()  # a saved agent keeps its plan's tolerance
+    restored = TolerantPlanner(q, tolerance=0.0)
+    restored.load_plan_state(arrays, json.loads(json.dumps(meta)))
+    assert restored._plans[True].tie_tolerance == 1e-2 and restored.policy(step=0)[0].tolist() == [0.0, 0.5, 0.5, 0.0]
 
 
 def test_the_pretrained_agent_reads_its_exploring_tie_tolerance_from_its_weights_config():
@@ -402,8 +408,14 @@ def test_with_no_midway_reward_the_exploring_tie_tolerance_applies_until_a_rewar
     assert agent._explore_tie_tolerance() == 1e-3  # costs only
     agent.observe(1, 1, 1.0, 2, True, False)
     assert agent._explore_tie_tolerance() == 1e-3  # a goal
+    agent.act(0)
+    assert agent._plans[True].tie_tolerance == 1e-3  # the plan keeps what its statistics said
     agent.observe(0, 1, 0.5, 3, False, False)
     assert agent._explore_tie_tolerance() == 0.0  # a reward without an episode's end
+    assert agent._plans[True].tie_tolerance == 1e-3  # until the next plan
+    agent.reset_episode()
+    agent.act(0)
+    assert agent._plans[True].tie_tolerance == 0.0
 
 
 @pytest.mark.parametrize("bad", [-1e-3, 1.0, True, "0.1", float("nan")])
