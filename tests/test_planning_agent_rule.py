@@ -347,20 +347,24 @@ def test_an_exploring_tie_tolerance_draws_uniformly_among_actions_that_tie_on_so
     assert restored._plans[True].tie_tolerance == 1e-2 and restored.policy(step=0)[0].tolist() == [0.0, 0.5, 0.5, 0.0]
 
 
-def test_the_pretrained_agent_reads_its_exploring_tie_tolerance_from_its_weights_config():
-    """icrl-v2.7's config has none (exact ties only, as before); a config that sets one reaches the act."""
+def pretrained_agent_with(**config_changes):
+    """A pretrained agent (icrl-v2.7's tensors) on 4 states and 2 actions, its model config changed as given."""
     import dataclasses
 
     from icrl_agent import Agent
     from icrl_agent.agent import shipped_weights_path
     from icrl_agent.model import IcrlModel
 
-    shipped = Agent(spaces.Discrete(3), spaces.Discrete(2), weights=shipped_weights_path().with_name("icrl-v2.7"))
-    assert shipped._explore_tie_tolerance() == 0.0
-    config = dataclasses.replace(shipped.model.config, explore_near_tie_tolerance=1e-3)
-    model = IcrlModel(config)
-    model.load_state_dict(shipped.model.state_dict())
-    assert Agent(spaces.Discrete(3), spaces.Discrete(2), model=model)._explore_tie_tolerance() == 1e-3
+    v2_7 = Agent(spaces.Discrete(4), spaces.Discrete(2), weights=shipped_weights_path().with_name("icrl-v2.7"))
+    model = IcrlModel(dataclasses.replace(v2_7.model.config, **config_changes))
+    model.load_state_dict(v2_7.model.state_dict())
+    return Agent(spaces.Discrete(4), spaces.Discrete(2), model=model)
+
+
+def test_the_pretrained_agent_reads_its_exploring_tie_tolerance_from_its_weights_config():
+    """icrl-v2.7's config has none (exact ties only, as before); a config that sets one reaches the act."""
+    assert pretrained_agent_with()._explore_tie_tolerance() == 0.0
+    assert pretrained_agent_with(explore_near_tie_tolerance=1e-3)._explore_tie_tolerance() == 1e-3
 
 
 def test_with_terminal_rewards_the_exploring_tie_tolerance_applies_only_while_every_reward_seen_ended_an_episode():
@@ -369,15 +373,9 @@ def test_with_terminal_rewards_the_exploring_tie_tolerance_applies_only_while_ev
     read follows the statistics as they change."""
     import dataclasses
 
-    from icrl_agent import Agent
-    from icrl_agent.model import IcrlModel
-
-    shipped = Agent(spaces.Discrete(4), spaces.Discrete(2))
-    config = dataclasses.replace(shipped.model.config, explore_near_tie_tolerance=1e-3,
-                                 explore_near_tie_when="terminal_rewards")
-    model = IcrlModel(config)
-    model.load_state_dict(shipped.model.state_dict())
-    agent = Agent(spaces.Discrete(4), spaces.Discrete(2), model=model)
+    agent = pretrained_agent_with(explore_near_tie_tolerance=1e-3, explore_near_tie_when="terminal_rewards")
+    model = agent.model
+    config = model.config
     agent.observe(0, 0, -0.1, 1, False, False)  # a cost: no positive reward yet
     assert agent._explore_tie_tolerance() == 0.0
     agent.observe(1, 1, 1.0, 2, True, False)  # a goal
@@ -392,17 +390,7 @@ def test_with_terminal_rewards_the_exploring_tie_tolerance_applies_only_while_ev
 def test_with_no_midway_reward_the_exploring_tie_tolerance_applies_until_a_reward_comes_without_an_episodes_end():
     """``explore_near_tie_when="no_midway_reward"``: the tolerance before any reward and after goals only, none
     once a positive reward came mid-episode."""
-    import dataclasses
-
-    from icrl_agent import Agent
-    from icrl_agent.model import IcrlModel
-
-    shipped = Agent(spaces.Discrete(4), spaces.Discrete(2))
-    config = dataclasses.replace(shipped.model.config, explore_near_tie_tolerance=1e-3,
-                                 explore_near_tie_when="no_midway_reward")
-    model = IcrlModel(config)
-    model.load_state_dict(shipped.model.state_dict())
-    agent = Agent(spaces.Discrete(4), spaces.Discrete(2), model=model)
+    agent = pretrained_agent_with(explore_near_tie_tolerance=1e-3, explore_near_tie_when="no_midway_reward")
     assert agent._explore_tie_tolerance() == 1e-3  # nothing seen
     agent.observe(0, 0, -0.1, 1, False, False)
     assert agent._explore_tie_tolerance() == 1e-3  # costs only
