@@ -168,8 +168,9 @@ class ModelConfig:
         this share of the plan's largest ``|Q|`` of the best are near ties, and the agent takes the one with the
         highest mean ``Q`` over 1..k steps to go (sooner reward), as its exploitation plan does within 1e-5.
         Undiscounted, with more steps to go than the goal needs, every move that still reaches it is worth about
-        the same, and where moves slip "about" is the slips' noise, not float rounding: the agent then wanders
-        after its first goals. ``0`` (icrl-v1 to v2.7): only exact ties, broken uniformly
+        the same, and where moves slip "about" is the slips' noise, not float rounding, so the noise picks the way.
+        ``0`` (icrl-v1 to v2.7): only exact ties, broken uniformly. Measured and not shipped (docs/pretraining.md,
+        "Near ties in the exploring plan"): it gains slippery grids and loses FrozenLake
     :param explore_near_tie_when: ``"always"``, or ``"terminal_rewards"``: only while some pair's mean reward is
         positive and every such pair has ended an episode (the rewards seen are a goal's, so sooner reward means
         the goal sooner; where a reward comes without an episode's end, sooner reward is the small one at hand,
