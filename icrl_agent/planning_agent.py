@@ -50,7 +50,7 @@ class Plan:
     :param tie_tolerance: the exploring plan's near-tie tolerance, decided from the statistics it was made from
     """
 
-    def __init__(self, q: np.ndarray, version: int, horizon: int, counts: np.ndarray, tie_tolerance: float = 0.0):
+    def __init__(self, q: np.ndarray, version: int, horizon: int, counts: np.ndarray, tie_tolerance: float):
         self.q = q
         self.version = version
         self.horizon = horizon

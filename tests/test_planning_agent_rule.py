@@ -249,10 +249,10 @@ def test_plan_state_array_names_are_the_saved_file_format():
 class FixedPlanner(PlanningAgent):
     """Plans a given Q[H, S, A] (steps to go), for the exploitation tie rule."""
 
-    def __init__(self, q, **kwargs):
+    def __init__(self, q, n_states=None, **kwargs):
         self.fixed = np.asarray(q, dtype=np.float64)
         h, s, a = self.fixed.shape
-        super().__init__(spaces.Discrete(s), spaces.Discrete(a), horizon=h, seed=0, **kwargs)
+        super().__init__(spaces.Discrete(n_states or s), spaces.Discrete(a), horizon=h, seed=0, **kwargs)
         self.observe(0, 0, 0.0, 0, True, False)
 
     def _make_plan(self, horizon, optimistic):
@@ -345,6 +345,41 @@ def test_an_exploring_tie_tolerance_draws_uniformly_among_actions_that_tie_on_so
     restored = TolerantPlanner(q, tolerance=0.0)
     restored.load_plan_state(arrays, json.loads(json.dumps(meta)))
     assert restored._plans[True].tie_tolerance == 1e-2 and restored.policy(step=0)[0].tolist() == [0.0, 0.5, 0.5, 0.0]
+
+
+def test_an_exploring_tie_tolerance_reads_each_states_own_actions_and_ties_states_the_plan_does_not_know():
+    """Two states whose near ties go different ways: each state's sooner reward wins its own tie. A state met since
+    the plan was made ties all its actions until the next plan, as without the tolerance."""
+    q = np.zeros((3, 2, 3))
+    q[:, 0, :] = [[0.0, 0.0, 0.5], [0.0, 0.0, 0.5], [1.0, 0.5, 0.999]]  # state 0: action 2 is sooner
+    q[:, 1, :] = [[0.5, 0.0, 0.0], [0.5, 0.0, 0.0], [0.999, 0.5, 1.0]]  # state 1: action 0 is sooner
+    agent = TolerantPlanner(q, tolerance=1e-2, n_states=3)
+    agent.observe(0, 0, 0.0, 1, False, False)  # state 1 is known now: the plan is made with both
+    assert agent.policy(step=0)[:2].tolist() == [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]
+    agent.observe(1, 0, 0.0, 2, False, False)  # state 2 is met after the plan
+    assert agent.act(2) in (0, 1, 2)
+    np.testing.assert_allclose(agent._action_probabilities(2, 0, False), [1 / 3] * 3)
+
+
+def test_without_a_tolerance_exact_ties_stay_uniform_even_where_one_reward_comes_sooner():
+    q = np.zeros((3, 1, 3))
+    q[:, 0, :] = [[0.0, 0.5, 0.0], [0.0, 0.5, 0.0], [1.0, 1.0, 0.2]]  # actions 0 and 1 tie; 1 is sooner
+    assert TolerantPlanner(q, tolerance=0.0).policy(step=0)[0].tolist() == [0.5, 0.5, 0.0]
+    assert TolerantPlanner(q, tolerance=1e-3).policy(step=0)[0].tolist() == [0.0, 1.0, 0.0]
+
+
+def test_a_plan_saved_before_the_tolerance_existed_loads_with_none():
+    q = np.zeros((3, 1, 3))
+    q[:, 0, :] = [[0.0, 0.5, 0.0], [0.0, 0.5, 0.0], [1.0, 1.0, 0.2]]
+    saved = TolerantPlanner(q, tolerance=0.0)
+    saved.act(0)
+    arrays, meta = saved.plan_state()
+    for info in meta["plans"].values():
+        del info["tie_tolerance"]  # as files written before 2026-12-01 hold them
+    restored = TolerantPlanner(q, tolerance=1e-3)
+    restored.load_plan_state(arrays, meta)
+    assert restored._plans[True].tie_tolerance == 0.0
+    assert restored.policy(step=0)[0].tolist() == [0.5, 0.5, 0.0]
 
 
 def pretrained_agent_with(**config_changes):
