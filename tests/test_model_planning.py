@@ -259,6 +259,19 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
     return np.stack(out) * c
 
 
+def assert_batch_is_reference(model: IcrlModel, items: list, batched, raw: np.ndarray,
+                              optimism: bool = True) -> list[np.ndarray]:
+    """Each MDP of a batched forward pass equals :func:`adjusted_q` with the reward scale and head outputs that pass
+    used (``items``: ``(stats, horizon)`` in the batch's order); returns those references, in that order."""
+    expected = []
+    for i, (stats, horizon) in enumerate(items):
+        s, a = stats.n_states, stats.n_actions
+        scale = batched.reward_scale[i].item() / empirical_mdp(stats)[4]
+        expected.append(adjusted_q(stats, raw[i, :s, :a], scale, model, horizon, optimism))
+        np.testing.assert_allclose(batched.q[i, :horizon, :s, :a].numpy(), expected[-1], rtol=1e-9, atol=1e-9)
+    return expected
+
+
 def to_batch(items: list[tuple[SufficientStats, int]]) -> StatsBatch:
     """A padded dense batch (float64) of several statistics."""
     n_states = max(s.n_states for s, _ in items) + 1  # one padded state slot at least
@@ -311,13 +324,7 @@ def test_dense_plan_is_backward_induction_on_the_adjusted_mdp_padding_included(o
     capture = HeadCapture(model)
     with torch.no_grad():
         out = model(to_batch(items), optimism=optimism)
-    raw = capture.last()
-    for i, (stats, horizon) in enumerate(items):
-        s, a = stats.n_states, stats.n_actions
-        c = empirical_mdp(stats)[4]
-        scale = out.reward_scale[i].item() / c
-        expected = adjusted_q(stats, raw[i, :s, :a], scale, model, horizon, optimism)
-        np.testing.assert_allclose(out.q[i, :horizon, :s, :a].numpy(), expected, rtol=1e-9, atol=1e-9)
+    assert_batch_is_reference(model, items, out, capture.last(), optimism)
 
 
 @pytest.mark.parametrize("optimism", [True, False])
@@ -482,11 +489,7 @@ def test_optimism_horizon_max_shrinks_the_unknown_worth_only_beyond_it(seed):
         sparse = model.forward_sparse(items[0][0].sparse(), long_horizon)
         guessed = model.forward_sparse(items[0][0].sparse(), long_horizon, horizon_known=False)
         exploit = model.forward_sparse(items[0][0].sparse(), long_horizon, optimism=False)
-    for i, (stats, horizon) in enumerate(items):
-        s, a = stats.n_states, stats.n_actions
-        scale = batched.reward_scale[i].item() / empirical_mdp(stats)[4]
-        expected = adjusted_q(stats, raw[i, :s, :a], scale, model, horizon, True)
-        np.testing.assert_allclose(batched.q[i, :horizon, :s, :a].numpy(), expected, rtol=1e-9, atol=1e-9)
+    assert_batch_is_reference(model, items, batched, raw)
     np.testing.assert_allclose(batched.q[1, :short_horizon, :items[1][0].n_states, :items[1][0].n_actions].numpy(),
                                default_q[1][0].numpy(), rtol=1e-9, atol=1e-9)
     assert np.abs(sparse.q.numpy() - default_q[0].numpy()).max() > 1e-3
@@ -532,11 +535,7 @@ def test_optimism_horizon_max_when_reward_seen_keeps_the_worth_until_a_positive_
         q_rewarded = model.forward_sparse(rewarded[0].sparse(), rewarded[1]).q
     np.testing.assert_allclose(q_costs.numpy(), default_costs.numpy(), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(q_rewarded.numpy(), always_rewarded.numpy(), rtol=1e-12, atol=1e-12)
-    for i, (stats, horizon) in enumerate([costs, rewarded]):
-        s, a = stats.n_states, stats.n_actions
-        scale = batched.reward_scale[i].item() / empirical_mdp(stats)[4]
-        expected = adjusted_q(stats, raw[i, :s, :a], scale, model, horizon, True)
-        np.testing.assert_allclose(batched.q[i, :horizon, :s, :a].numpy(), expected, rtol=1e-9, atol=1e-9)
+    assert_batch_is_reference(model, [costs, rewarded], batched, raw)
 
 
 def goal_stats(seed: int, cost: float = 0.1) -> tuple[SufficientStats, int]:
@@ -584,11 +583,7 @@ def test_optimism_horizon_max_when_terminal_rewards_applies_only_where_every_rew
     np.testing.assert_allclose(sparse[0].numpy(), always_goal.numpy(), rtol=1e-12, atol=1e-12)
     for kept, plain in zip(sparse[1:], default[1:], strict=True):
         np.testing.assert_allclose(kept.numpy(), plain.numpy(), rtol=1e-12, atol=1e-12)
-    for i, (stats, horizon) in enumerate([goal, rewarded, costs]):
-        s, a = stats.n_states, stats.n_actions
-        scale = batched.reward_scale[i].item() / empirical_mdp(stats)[4]
-        expected = adjusted_q(stats, raw[i, :s, :a], scale, model, horizon, True)
-        np.testing.assert_allclose(batched.q[i, :horizon, :s, :a].numpy(), expected, rtol=1e-9, atol=1e-9)
+    assert_batch_is_reference(model, [goal, rewarded, costs], batched, raw)
 
 
 def check_rule_acts_only_on_goal_statistics(model: IcrlModel, rule: dict, seed: int) -> None:
@@ -609,12 +604,8 @@ def check_rule_acts_only_on_goal_statistics(model: IcrlModel, rule: dict, seed: 
     assert np.abs(sparse[0].numpy() - before[0].numpy()).max() > 1e-3
     for kept, plain in zip(sparse[1:] + sparse_exploit, before[1:] + exploit, strict=True):
         np.testing.assert_allclose(kept.numpy(), plain.numpy(), rtol=1e-12, atol=1e-12)
-    for i, (stats, horizon) in enumerate(items):
-        s, a = stats.n_states, stats.n_actions
-        scale = batched.reward_scale[i].item() / empirical_mdp(stats)[4]
-        expected = adjusted_q(stats, raw[i, :s, :a], scale, model, horizon, True)
-        np.testing.assert_allclose(sparse[i][0].numpy(), expected, rtol=1e-9, atol=1e-9)
-        np.testing.assert_allclose(batched.q[i, :horizon, :s, :a].numpy(), expected, rtol=1e-9, atol=1e-9)
+    for q_sparse, expected in zip(sparse, assert_batch_is_reference(model, items, batched, raw), strict=True):
+        np.testing.assert_allclose(q_sparse[0].numpy(), expected, rtol=1e-9, atol=1e-9)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -673,14 +664,9 @@ def test_each_mdps_episode_cost_floor_is_its_own_mean_move_cost_over_its_tried_m
     with torch.no_grad():
         batched = model(to_batch(items), optimism=True)
     raw = capture.last()
-    for i, (stats, horizon) in enumerate(items):
-        s, a = stats.n_states, stats.n_actions
-        scale = batched.reward_scale[i].item() / empirical_mdp(stats)[4]
-        expected = adjusted_q(stats, raw[i, :s, :a], scale, model, horizon, True)
-        np.testing.assert_allclose(batched.q[i, :horizon, :s, :a].numpy(), expected, rtol=1e-9, atol=1e-9)
+    single = assert_batch_is_reference(model, items, batched, raw)[1]
     stats, s = items[1][0], items[1][0].n_states
     scale = batched.reward_scale[1].item() / empirical_mdp(stats)[4]
-    single = adjusted_q(stats, raw[1, :s, :2], scale, model, 6, True)
     model.config = dataclasses.replace(model.config, unknown_worth_after_goal="once")
     once = adjusted_q(stats, raw[1, :s, :2], scale, model, 6, True)
     assert (single - once).max() > 1e-3, "the floor must bind on the single costly move"
