@@ -87,7 +87,6 @@ class Agent(PlanningAgent):
             self.weights = {"source": "in-memory"}
         self.model = model.to(device).eval()
         self.device = device
-        self._rewards_seen_cache: tuple[Any, int, tuple[bool, bool]] = (None, -1, (False, True))
 
     @classmethod
     def from_pretrained(
@@ -115,14 +114,10 @@ class Agent(PlanningAgent):
         return config.explore_near_tie_tolerance
 
     def _positive_rewards_seen(self) -> tuple[bool, bool]:
-        """``(some tried pair's mean reward is positive, every such pair has ended an episode)``, per stats version."""
-        stats, version, value = self._rewards_seen_cache
-        if stats is not self.stats or version != self.stats.version:  # a load replaces the statistics
-            sparse = self.stats.sparse()
-            rewarded = (sparse.counts > 0) & (sparse.reward_mean > 0)
-            value = (bool(rewarded.any()), bool((sparse.terminal_counts[rewarded] > 0).all()))
-            self._rewards_seen_cache = (self.stats, self.stats.version, value)
-        return value
+        """``(some tried pair's mean reward is positive, every such pair has ended an episode)``; read once per plan."""
+        sparse = self.stats.sparse()
+        rewarded = (sparse.counts > 0) & (sparse.reward_mean > 0)
+        return bool(rewarded.any()), bool((sparse.terminal_counts[rewarded] > 0).all())
 
     def _make_plan(self, horizon: int, optimistic: bool) -> np.ndarray:
         with torch.no_grad():
