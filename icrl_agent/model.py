@@ -40,7 +40,7 @@ EXPLOIT_UNTRIED = ("known_mean", "floor")
 EXPLOIT_UNKNOWN = ("all_pairs", "untried_only", "non_terminal")
 EXPLORE_UNKNOWN = ("all_pairs", "untried_only", "impurity_weighted", "learned_missing_mass")
 CEILING_WHEN = ("always", "reward_seen", "terminal_rewards")
-UNKNOWN_WORTH_AFTER_GOAL = ("per_step", "once", "once_or_episode_cost")
+UNKNOWN_WORTH_AFTER_GOAL = ("per_step", "once", "once_or_episode_cost", "once_or_goal_or_episode_cost")
 SPREAD_LIMITED_TERMS = ("both", "variance")
 NEAR_TIE_WHEN = ("always", "terminal_rewards", "no_midway_reward")
 OPTIMISM_CONSTANTS = ("bonus", "unknown", "kappa", "scale_gain")
@@ -157,8 +157,14 @@ class ModelConfig:
         at least a whole episode of the typical move cost, ``max(kappa * scale, H cost) (k - 1) / (H - 1)``
         (``cost``: minus the mean reward of the tried pairs that never ended an episode, if negative; normalized).
         Where moves cost, a small goal found first then does not stop the walk to a larger one that the costs
-        suggest (a 0.01 goal beside the start, 0.001 per move); where they are free it is ``"once"``. Neither is
-        combined with the horizon rules above; icrl-v2.7 uses ``"once_or_episode_cost"``
+        suggest (a 0.01 goal beside the start, 0.001 per move); where they are free it is ``"once"``.
+        ``"once_or_goal_or_episode_cost"``: as ``"once_or_episode_cost"``, and one more goal is worth at least the
+        largest goal seen, ``G``: per pair that ended an episode with a positive mean reward, its rewards' total over
+        its endings (its statistics cannot tell which outcome paid). The normalization unit is the largest
+        ``|mean reward| + std`` of a pair, which is below the goal's own reward where the goal is only entered by
+        slips; then ``kappa * scale`` can be worth less than the goal seen, and a known slippery route beats the
+        untried move into the goal for good. None of them is combined with the horizon rules above; icrl-v2.7 uses
+        ``"once_or_episode_cost"``
     :param exploit_spread_penalty: ``c_p >= 0``; the exploitation plan subtracts from a tried pair's value
         ``c_p (sqrt(Var_P̂[V_{k-1}]) + sqrt(rho) range(V_{k-1}) / sqrt(N + 1)) / sqrt(N + 1)``, the spread bonus's
         terms with the sign turned (a lower confidence bound, as VI-LCB's, that needs no reward scale): a slippery
@@ -1149,11 +1155,13 @@ class IcrlModel(nn.Module):
                 applies = _goal_rewards_only(inp) if when == "terminal_rewards" else _reward_seen(inp)
                 shrink = torch.where(applies, shrink, torch.ones_like(shrink))
             per_step = per_step * shrink
-        if after_goal in ("once", "once_or_episode_cost"):
+        if after_goal != "per_step":
             # it is reached after one step, so at most H - 1 steps count: a whole episode gives it kappa * scale
             once = kappa_scale
-            if after_goal == "once_or_episode_cost":
+            if after_goal != "once":
                 once = torch.maximum(once, horizon * _typical_move_cost(inp))
+            if after_goal == "once_or_goal_or_episode_cost":
+                once = torch.maximum(once, _largest_goal_seen(inp))
             once = once / (horizon - 1.0).clamp_min(1.0)
             per_step = torch.where(_goal_rewards_only(inp), once, per_step)
         return per_step
@@ -1295,6 +1303,15 @@ def _goal_rewards_only(inp: _Inputs) -> torch.Tensor:
     rewarded = _rewarded_pairs(inp)
     ended = (inp.terminal_counts > 0).flatten(1)
     return rewarded.any(-1) & (ended | ~rewarded).all(-1)
+
+
+def _largest_goal_seen(inp: _Inputs) -> torch.Tensor:
+    """``[B]``, normalized: the largest reward total per ending over the pairs that ended an episode with a positive
+    mean reward, ``N r̂ / T`` (``T`` the pair's endings); 0 where there is none. A goal entered only by slips has a
+    small mean reward but a full reward per ending (less the costs of the visits that did not end)."""
+    goals = _rewarded_pairs(inp) & (inp.terminal_counts > 0).flatten(1)
+    per_ending = (inp.counts * inp.reward_norm).flatten(1) / inp.terminal_counts.flatten(1).clamp_min(1.0)
+    return per_ending.masked_fill(~goals, 0.0).amax(-1)
 
 
 def _typical_move_cost(inp: _Inputs) -> torch.Tensor:
