@@ -133,11 +133,12 @@ def split_tried_mass(m: np.ndarray, visited: np.ndarray, limited: bool) -> tuple
 
 
 def unknown_worth_kappas(model: IcrlModel, kappa: float, rewarded_pairs: np.ndarray, terminal_counts: np.ndarray,
-                         horizon: int, move_cost: float = 0.0, scale: float = 1.0) -> tuple[float, float]:
+                         horizon: int, move_cost: float = 0.0, scale: float = 1.0,
+                         goal: float = 0.0) -> tuple[float, float]:
     """``(kappa of the unknown successor's worth, kappa of a tried pair's limited bonus)`` after the horizon rules
-    :func:`adjusted_q`'s docstring names; ``move_cost`` (normalized) and ``scale`` serve
+    :func:`adjusted_q`'s docstring names; ``move_cost`` and ``goal`` (normalized) and ``scale`` serve
     ``"once_or_episode_cost"``, whose worth ``max(kappa scale, H move_cost)`` is a kappa of
-    ``max(kappa, H move_cost / scale)``."""
+    ``max(kappa, H move_cost / scale)``, and ``"once_or_goal_or_episode_cost"``, which adds ``goal / scale``."""
     config = model.config
     if config.optimism_horizon is not None:
         kappa *= config.optimism_horizon / horizon
@@ -150,7 +151,8 @@ def unknown_worth_kappas(model: IcrlModel, kappa: float, rewarded_pairs: np.ndar
     rules = {name: getattr(config, name) if goal_rewards_only else "per_step"
              for name in ("unknown_worth_after_goal", "tried_unknown_worth_after_goal")}
     worth = {"per_step": kappa, "once": kappa / max(horizon - 1, 1),
-             "once_or_episode_cost": max(kappa, horizon * move_cost / scale) / max(horizon - 1, 1)}
+             "once_or_episode_cost": max(kappa, horizon * move_cost / scale) / max(horizon - 1, 1),
+             "once_or_goal_or_episode_cost": max(kappa, horizon * move_cost / scale, goal / scale) / max(horizon - 1, 1)}
     return tuple(worth[rule] for rule in rules.values())  # type: ignore[return-value]
 
 
@@ -172,7 +174,9 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
     ``unknown_worth_after_goal="once"`` and rewards like that, the unknown successor is worth
     ``kappa scale (k - 1) / (horizon - 1)`` instead of ``kappa scale (k - 1)``; with ``"once_or_episode_cost"``,
     ``max(kappa scale, horizon cost) (k - 1) / (horizon - 1)``, ``cost`` minus the mean ``r̂ / c`` of the visited
-    pairs that never ended an episode (0 if that is positive). With optimism and
+    pairs that never ended an episode (0 if that is positive); with ``"once_or_goal_or_episode_cost"``, that and
+    at least ``G (k - 1) / (horizon - 1)``, ``G`` the largest ``N r̂ / (c T)`` over the visited pairs with a positive
+    mean that ended an episode ``T > 0`` times. With optimism and
     ``explore="untried_only"``, a visited pair has no unknown mass; with ``"impurity_weighted"``, ``rho m``; with
     ``"learned_missing_mass"``, ``missing`` (the missing-mass head's ``M̂ [S, A]``). With
     ``config.spread_bonus`` ``c_v``, a visited pair also gets ``c_v f (sqrt(Var_p_hat[V_{k-1}] / (N + 1)) + sqrt(rho) range(V_{k-1}) / (N + 1))`` (optimism only;
@@ -214,8 +218,10 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
     cap_per_step = max(1.0, kappa * scale)
     moves = visited & (dense.terminal_counts == 0)
     move_cost = max(0.0, -float(r_norm[moves].mean())) if moves.any() else 0.0
+    goals = visited & (reward_mean > 0) & (dense.terminal_counts > 0)
+    goal = float((counts * r_norm / np.maximum(dense.terminal_counts, 1.0))[goals].max()) if goals.any() else 0.0
     kappa, kappa_tried = unknown_worth_kappas(model, kappa, visited & (reward_mean > 0), dense.terminal_counts, horizon,
-                                              move_cost, scale)
+                                              move_cost, scale, goal)
 
     def variance_term(v: np.ndarray) -> np.ndarray:
         return np.sqrt(np.maximum(p_hat @ (v * v) - (p_hat @ v) ** 2, 1e-12))
@@ -644,6 +650,43 @@ def test_unknown_worth_after_goal_once_or_episode_cost_is_once_with_an_episode_o
     np.testing.assert_allclose(plans["once_or_episode_cost"][1][0].numpy(), expected, rtol=1e-9, atol=1e-9)
 
 
+def goal_by_slips_stats(entries: int = 100) -> tuple[SufficientStats, int]:
+    """A goal entered only by slips: from state 0, action 0 reaches the goal (reward 1, the episode ends) on one try
+    in ``entries`` and otherwise leads to state 1, whose action 0 leads back; action 1 is never tried. Every pair's
+    mean reward is small, so the normalization unit ``c`` is far below the goal's reward."""
+    stats = SufficientStats(spaces.Discrete(3), spaces.Discrete(2))
+    for i in range(entries):
+        if i == entries - 1:
+            stats.update(0, 0, 1.0, 2, True, False)
+        else:
+            stats.update(0, 0, 0.0, 1, False, False)
+            stats.update(1, 0, 0.0, 0, False, i % 5 == 4)
+    return stats, 10
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_unknown_worth_after_goal_once_or_goal_is_at_least_the_largest_goal_seen(seed):
+    """``unknown_worth_after_goal="once_or_goal_or_episode_cost"``: where the goal was entered only by slips, the
+    unknown successor is worth at least the goal's reward per ending, more than with ``"once_or_episode_cost"``; where
+    every visit of the goal's pair ended the episode, it is ``"once_or_episode_cost"`` bit for bit; the rule acts only
+    on goal statistics, and every plan matches the numpy backward induction."""
+    model = make_model(seed)
+    check_rule_acts_only_on_goal_statistics(model, {"unknown_worth_after_goal": "once_or_goal_or_episode_cost"}, seed)
+    items = [goal_by_slips_stats(), (one_goal_one_move_stats(), 6), goal_by_slips_stats(entries=3)]
+    plans = {}
+    for rule in ("once_or_episode_cost", "once_or_goal_or_episode_cost"):
+        model.config = dataclasses.replace(model.config, unknown_worth_after_goal=rule)
+        with torch.no_grad():
+            plans[rule] = [model.forward_sparse(st.sparse(), h).q for st, h in items]
+    goal, plain = plans["once_or_goal_or_episode_cost"], plans["once_or_episode_cost"]
+    assert (goal[0] - plain[0]).min() > -1e-9 and (goal[0] - plain[0]).max() > 1e-3, "the goal seen must bind"
+    np.testing.assert_allclose(goal[1].numpy(), plain[1].numpy(), rtol=0, atol=0)
+    capture = HeadCapture(model)
+    with torch.no_grad():
+        batched = model(to_batch(items), optimism=True)
+    assert_batch_is_reference(model, items, batched, capture.last())
+
+
 def one_goal_one_move_stats() -> SufficientStats:
     """One costly move (0.9, tried once) and then a goal (1, reached once), every other pair untried."""
     stats = SufficientStats(spaces.Discrete(3), spaces.Discrete(2))
@@ -726,7 +769,7 @@ def test_optimism_horizon_rejects_anything_but_none_or_a_positive_int(value, nam
         ModelConfig(**{name: value})
 
 
-@pytest.mark.parametrize("worth", ["once", "once_or_episode_cost"])
+@pytest.mark.parametrize("worth", ["once", "once_or_episode_cost", "once_or_goal_or_episode_cost"])
 @pytest.mark.parametrize("rule", [{"optimism_horizon": 20}, {"optimism_horizon_max": 50}])
 def test_unknown_worth_after_goal_once_refuses_a_horizon_rule_beside_it(rule, worth):
     with pytest.raises(ValueError, match=f"unknown_worth_after_goal='{worth}' sets the unknown successor's worth"):
