@@ -12,8 +12,8 @@ it has them. With an env that has an exact model (every ``icrl/...`` env, and Gy
 their transition tables) it then prints the greedy policy's exact expected return next to the optimal and the
 uniformly random policy's; with any other env, the greedy policy's mean return over ``--eval-episodes`` episodes.
 
-With the shipped weights (icrl-v2.7) on RiverSwim, seeds 0-9 at the default 100 episodes: 10 of 10 end with the
-optimal greedy policy (expected return 3.397), as with icrl-v2.6, v2.5, v2.4, v2.3 and v2.2. icrl-v2.1 did so on 7 of
+With the shipped weights (icrl-v2.8) on RiverSwim, seeds 0-9 at the default 100 episodes: 10 of 10 end with the
+optimal greedy policy (expected return 3.397), as with icrl-v2.7, v2.6, v2.5, v2.4, v2.3 and v2.2. icrl-v2.1 did so on 7 of
 10 (seeds 4, 5 and 6 settled for the small early reward, 0.100). Measured 2026-12-01 with
 ``for s in 0 1 2 3 4 5 6 7 8 9; do python examples/quickstart.py --seed $s; done``.
 """

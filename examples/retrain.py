@@ -13,11 +13,11 @@ learn RiverSwim (or ``--env``) in context for ``--episodes`` episodes; the scrip
 config trains a tiny network for seconds: do not expect it to match the shipped weights
 (``configs/v2.yaml``, ``configs/v2_1.yaml``, ``configs/v2_2.yaml``, ``configs/v2_3.yaml``, ``configs/v2_4.yaml`` then
 ``configs/v2_5.yaml`` reproduce those, then ``python -m icrl_agent.pretraining missing-mass`` adds the head of
-icrl-v2.6 and v2.7, which differ by one planning rule; docs/pretraining.md has the commands).
+icrl-v2.6, v2.7 and v2.8, which differ by planning rules only; docs/pretraining.md has the commands).
 
-The shipped agent (icrl-v2.7) at the defaults (RiverSwim, 50 episodes, ``agent.learn``) ends with the optimal
+The shipped agent (icrl-v2.8) at the defaults (RiverSwim, 50 episodes, ``agent.learn``) ends with the optimal
 greedy policy (swim right in every state) on 10 of 10 seeds 0-9, its last 10 episodes averaging 2.4 to 4.1
-(optimal expected return 3.397; 3.30 at the default seed 0; icrl-v2.6, v2.5, v2.4, v2.3, v2.2 and v2.1 did the same).
+(optimal expected return 3.397; 3.30 at the default seed 0; icrl-v2.7, v2.6, v2.5, v2.4, v2.3, v2.2 and v2.1 did the same).
 Measured 2026-12-01 with
 ``python -c "from icrl_agent import Agent; from icrl_agent.env_info import make_env; env = make_env('icrl/RiverSwim-v0');
 print([sum(Agent(env.observation_space, env.action_space, seed=s).learn(env, total_episodes=50, seed=s)[-10:]) / 10

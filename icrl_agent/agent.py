@@ -31,7 +31,7 @@ from icrl_agent.model import IcrlModel
 from icrl_agent.planning_agent import PlanningAgent
 from icrl_agent.spaces import space_from_signature
 
-SHIPPED_WEIGHTS = "icrl-v2.7"
+SHIPPED_WEIGHTS = "icrl-v2.8"
 """Stem of the shipped weights inside the package's ``weights/`` folder."""
 
 _SAVE_FORMAT = "icrl_agent-agent"

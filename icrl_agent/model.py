@@ -164,7 +164,7 @@ class ModelConfig:
         ``|mean reward| + std`` of a pair, which is below the goal's own reward where the goal is only entered by
         slips; then ``kappa * scale`` can be worth less than the goal seen, and a known slippery route beats the
         untried move into the goal for good. None of them is combined with the horizon rules above; icrl-v2.7 uses
-        ``"once_or_episode_cost"``
+        ``"once_or_episode_cost"``, icrl-v2.8 ``"once_or_goal_or_episode_cost"``
     :param exploit_spread_penalty: ``c_p >= 0``; the exploitation plan subtracts from a tried pair's value
         ``c_p (sqrt(Var_P̂[V_{k-1}]) + sqrt(rho) range(V_{k-1}) / sqrt(N + 1)) / sqrt(N + 1)``, the spread bonus's
         terms with the sign turned (a lower confidence bound, as VI-LCB's, that needs no reward scale): a slippery

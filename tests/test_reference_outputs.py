@@ -314,3 +314,21 @@ def test_icrl_v2_7_is_icrl_v2_6_with_one_goal_worth_at_least_an_episode_of_move_
     grid_7, grid_6 = (np.nan_to_num(np.asarray(ref["grid_with_terminal_transitions"]["optimism"]["true"]["q"],
                                                dtype=np.float64)) for ref in (v2_7_ref, v2_6_ref))
     assert (grid_7 <= grid_6 + RTOL * np.abs(grid_6) + ATOL).all() and (grid_6 - grid_7).max() > 1e-3
+
+
+def test_icrl_v2_8_is_icrl_v2_7_with_one_more_goal_worth_at_least_the_goal_seen():
+    """icrl-v2.8 (icrl-v2.7's command with ``unknown_worth_after_goal: once_or_goal_or_episode_cost``) = icrl-v2.7's
+    tensors bit for bit, planning with that one rule more. In every reference case both of its plans equal
+    icrl-v2.7's: the rule acts only where a goal's pair ended fewer than about half of its visits (a goal entered
+    by slips), which no case holds; ``tests/test_model_planning.py`` tests it where it acts."""
+    new, _ = load_config_change("icrl-v2.8", "icrl-v2.5", added=("missing_mass_head.bias", "missing_mass_head.weight"),
+                                made_by=("missing_mass_head", "source_sha256"), explore_unknown="learned_missing_mass",
+                                tried_unknown_limited=True, tried_unknown_worth_after_goal="once",
+                                unknown_worth_after_goal="once_or_goal_or_episode_cost")
+    v2_7_tensors = model("icrl-v2.7").state_dict()
+    assert all(torch.equal(t, v2_7_tensors[k]) for k, t in new.state_dict().items())
+    v2_8_ref, v2_7_ref = REFERENCES["icrl-v2.8"]["cases"], REFERENCES["icrl-v2.7"]["cases"]
+    for case in maker.CASES:
+        for optimism in ("true", "false"):
+            np.testing.assert_allclose(v2_8_ref[case]["optimism"][optimism]["q"], v2_7_ref[case]["optimism"][optimism]["q"],
+                                       rtol=RTOL, atol=ATOL, err_msg=f"{case}, optimism {optimism}")

@@ -4,8 +4,9 @@
         --config configs/v2_5.yaml --steps 2000 --eval-batches 16 --seed 0 --target unknown_states \\
         --model tried_unknown_limited=true --model tried_unknown_worth_after_goal=once
 
-(the command that made icrl-v2.6, about 2 minutes on one CPU thread; the shipped icrl-v2.7 is the same command with
-``icrl-v2.7`` as OUT and ``--model unknown_worth_after_goal=once_or_episode_cost``, and the same tensors)
+(the command that made icrl-v2.6, about 2 minutes on one CPU thread; icrl-v2.7 is the same command with ``icrl-v2.7`` as
+OUT and ``--model unknown_worth_after_goal=once_or_episode_cost``, and the shipped icrl-v2.8 with ``icrl-v2.8`` and
+``--model unknown_worth_after_goal=once_or_goal_or_episode_cost``; all three have the same tensors)
 
 Issue 15's "context-dependent optimism" with a low-variance training signal: with
 ``explore_unknown: learned_missing_mass`` the exploring plan gives a tried pair the head's estimate ``M̂(s, a)``
