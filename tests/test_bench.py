@@ -467,22 +467,24 @@ def test_sweep_optvi_runs_one_agent_per_bonus_and_names_the_best(tmp_path, capsy
 
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+PROBE_TOOLS = ("two_goals.py", "hazard_goal.py")
+"""Tools that run the online benchmark on an env they register themselves."""
 
 
 def _cited_command(table: Path) -> list[str]:
     """The words of the command a committed table starts with (its first command line)."""
     line = next(line for line in table.read_text().splitlines() if "python -m icrl_agent." in line
-                or "python tools/two_goals.py" in line)
+                or any(f"python tools/{tool}" in line for tool in PROBE_TOOLS))
     return shlex.split(line.strip().strip("`"))
 
 
 def _parsed_command(words: list[str]) -> dict:
-    """What a cited command asks for, as today's CLI parses it (bench, evaluate, or tools/two_goals.py); flags that
+    """What a cited command asks for, as today's CLI parses it (bench, evaluate, or a probe tool); flags that
     change no result (``--force``, progress bars) are left out."""
     from icrl_agent.pretraining.evaluate.cli import build_parser as evaluate_parser
 
-    if words[1] == "tools/two_goals.py":  # the online benchmark on an env registered by that tool only
-        parsed = load_script(BENCHMARKS.parent / "tools" / "two_goals.py").build_parser().parse_args(words[2:])
+    if words[1].removeprefix("tools/") in PROBE_TOOLS:  # the online benchmark on an env registered by that tool only
+        parsed = load_script(BENCHMARKS.parent / words[1]).build_parser().parse_args(words[2:])
     elif words[:3] == ["python", "-m", "icrl_agent.bench"]:
         parsed = build_parser().parse_args(words[3:])
     else:
