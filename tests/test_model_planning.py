@@ -687,6 +687,36 @@ def test_unknown_worth_after_goal_once_or_goal_is_at_least_the_largest_goal_seen
     assert_batch_is_reference(model, items, batched, capture.last())
 
 
+def small_goal_beside_a_trap_stats() -> tuple[SufficientStats, int]:
+    """From state 0, action 0 enters a goal paying 0.5 and action 1 a trap costing 1; each ends the episode, tried
+    three times. The trap sets the unit ``c``, so the goal is 0.5 units: a goal smaller than one unit."""
+    stats = SufficientStats(spaces.Discrete(3), spaces.Discrete(2))
+    for _ in range(3):
+        stats.update(0, 0, 0.5, 1, True, False)
+        stats.update(0, 1, -1.0, 2, True, False)
+    return stats, 5
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_goal_floor_is_the_goal_seen_even_below_one_unit(seed):
+    """With ``kappa * scale`` near 0.3, a goal of 0.5 units (smaller than the trap that sets the unit) lifts one more
+    goal to 0.5, not to a whole unit: the plan matches the numpy backward induction and differs from
+    ``"once_or_episode_cost"``."""
+    model = make_model(seed)
+    with torch.no_grad():
+        model.kappa_raw.fill_(math.log(math.expm1(0.3)))  # kappa 0.3
+        model.log_scale_gain.fill_(-30.0)  # scale 1
+    items = [small_goal_beside_a_trap_stats()]
+    plans = {}
+    for rule in ("once_or_episode_cost", "once_or_goal_or_episode_cost"):
+        model.config = dataclasses.replace(model.config, unknown_worth_after_goal=rule)
+        capture = HeadCapture(model)
+        with torch.no_grad():
+            batched = model(to_batch(items), optimism=True)
+        plans[rule] = assert_batch_is_reference(model, items, batched, capture.last())[0]
+    assert (plans["once_or_goal_or_episode_cost"] - plans["once_or_episode_cost"]).max() > 1e-3
+
+
 def one_goal_one_move_stats() -> SufficientStats:
     """One costly move (0.9, tried once) and then a goal (1, reached once), every other pair untried."""
     stats = SufficientStats(spaces.Discrete(3), spaces.Discrete(2))

@@ -8,7 +8,8 @@
 GROUPs: solvers, planning_agent, stats, spaces, checkpoint, model (its planning layer: `_adjusted_mdp`,
 `_plan`, `_tried_pairs_unknown_mass`, `_missing_mass`, `_exploring_unknown_mass`, `_limited_bonuses`,
 `_with_tried_unknown`, `_successor_spread`, the spread terms' `*_and_mean`, and the unknown successor's worth:
-`_unknown_worth_per_step`, `_rewarded_pairs`, `_reward_seen`, `_goal_rewards_only`, `_typical_move_cost`), envs,
+`_unknown_worth_per_step`, `_rewarded_pairs`, `_reward_seen`, `_goal_rewards_only`, `_typical_move_cost`,
+`_largest_goal_seen`), envs,
 baselines, missing_mass (the missing-mass stage's targets, loss and training examples).
 Not in CI: a full run takes tens of minutes on two cores.
 
@@ -63,7 +64,7 @@ GROUPS: dict[str, list[str]] = {
                            "_exploring_unknown_mass", "_limited_bonuses", "_unknown_worth_per_step")]
     + [f"icrl_agent.model.x_{name}__mutmut_*"
        for name in ("_with_tried_unknown", "_successor_spread", "_rewarded_pairs", "_reward_seen", "_goal_rewards_only",
-                    "_typical_move_cost")]
+                    "_typical_move_cost", "_largest_goal_seen")]
     + [f"icrl_agent.model.xǁ_SpreadTermsǁ{name}__mutmut_*" for name in ("both_and_mean", "variance_and_mean")],
     "envs": ["icrl_agent.envs.*"],
     "baselines": ["icrl_agent.baselines.*"],
