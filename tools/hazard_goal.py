@@ -13,13 +13,9 @@ Each setting's horizon is ``7 * size`` unless it names one (``...:horizon=50``).
 
 from __future__ import annotations
 
-import argparse
-import sys
-
-import gymnasium as gym
 import numpy as np
 
-from icrl_agent.bench.online import run_online
+from icrl_agent.bench.probe import ProbeTool
 from icrl_agent.envs.tabular import TabularEnv
 
 ENV_ID = "probe/HazardGoal-v0"
@@ -56,40 +52,10 @@ class HazardGoal(TabularEnv):
         super().__init__(P, R, terminal, initial, horizon or 7 * size, render_mode=render_mode)
 
 
-def with_horizon(setting: str) -> str:
-    """``hazard=0.1`` -> ``hazard=0.1:horizon=49``: the bench sets the env's time limit from ``horizon``."""
-    if "horizon=" in setting:
-        return setting
-    size = next((int(kv.split("=")[1]) for kv in setting.split(":") if kv.startswith("size=")), 7)
-    return f"{setting}:horizon={7 * size}"
-
-
-def register() -> None:
-    """Register ``probe/HazardGoal-v0`` (once per process) so ``gym.make`` and the bench can build it."""
-    if ENV_ID not in gym.registry:
-        gym.register(ENV_ID, entry_point=HazardGoal)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The command line (``--envs`` settings, agents, seeds, episodes, workers, ``--out``)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--envs", required=True, help="comma-separated settings, e.g. hazard=0.1:size=7")
-    parser.add_argument("--agents", default="icrl,optvi")
-    parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--episodes", type=int, default=100)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--out", required=True)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    register()
-    envs = ",".join(f"{ENV_ID}:{with_horizon(setting)}" for setting in args.envs.split(","))
-    command = "python tools/hazard_goal.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    result = run_online(envs, args.agents, seeds=args.seeds, episodes=args.episodes, workers=args.workers,
-                        out=args.out, command=command, title="A goal that pays while the agent stays, until a hazard")
-    print(result.markdown)
+TOOL = ProbeTool(ENV_ID, HazardGoal, size_key="size", default_size=7, factor=7,
+                 script="tools/hazard_goal.py", description=__doc__.split("\n\n")[0],
+                 title="A goal that pays while the agent stays, until a hazard")
+with_horizon, register, build_parser, main = TOOL.with_horizon, TOOL.register, TOOL.build_parser, TOOL.main
 
 
 if __name__ == "__main__":

@@ -14,13 +14,9 @@ Each setting's horizon is ``3 * length`` unless it names one (``...:horizon=50``
 
 from __future__ import annotations
 
-import argparse
-import sys
-
-import gymnasium as gym
 import numpy as np
 
-from icrl_agent.bench.online import run_online
+from icrl_agent.bench.probe import ProbeTool
 from icrl_agent.envs.tabular import TabularEnv
 
 ENV_ID = "probe/TwoGoals-v0"
@@ -54,41 +50,10 @@ class TwoGoals(TabularEnv):
         super().__init__(P, R, terminal, initial, horizon or 3 * length, render_mode=render_mode)
 
 
-def with_horizon(setting: str) -> str:
-    """``length=10:small=0.1`` -> ``length=10:small=0.1:horizon=30``: the bench sets the env's time limit from
-    ``horizon``, so the env ends its episodes where the bench's reference values assume (and the tables show it)."""
-    if "horizon=" in setting:
-        return setting
-    length = next((int(kv.split("=")[1]) for kv in setting.split(":") if kv.startswith("length=")), 10)
-    return f"{setting}:horizon={3 * length}"
-
-
-def register() -> None:
-    """Register ``probe/TwoGoals-v0`` (once per process) so ``gym.make`` and the bench can build it."""
-    if ENV_ID not in gym.registry:
-        gym.register(ENV_ID, entry_point=TwoGoals)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The command line (``--envs`` settings, agents, seeds, episodes, workers, ``--out``)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--envs", required=True, help="comma-separated settings, e.g. length=10:small=0.1:cost=0")
-    parser.add_argument("--agents", default="icrl,optvi")
-    parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--episodes", type=int, default=100)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--out", required=True)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    register()
-    envs = ",".join(f"{ENV_ID}:{with_horizon(setting)}" for setting in args.envs.split(","))
-    command = "python tools/two_goals.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    result = run_online(envs, args.agents, seeds=args.seeds, episodes=args.episodes, workers=args.workers,
-                        out=args.out, command=command, title="Two goals: a small one near, a large one far")
-    print(result.markdown)
+TOOL = ProbeTool(ENV_ID, TwoGoals, size_key="length", default_size=10, factor=3,
+                 script="tools/two_goals.py", description=__doc__.split("\n\n")[0],
+                 title="Two goals: a small one near, a large one far")
+with_horizon, register, build_parser, main = TOOL.with_horizon, TOOL.register, TOOL.build_parser, TOOL.main
 
 
 if __name__ == "__main__":
