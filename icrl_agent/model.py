@@ -220,6 +220,7 @@ class ModelConfig:
     exploit_spread_penalty: float = 0.0
     explore_near_tie_tolerance: float = 0.0
     explore_near_tie_when: str = "always"
+    stay_unknown_pseudo_count: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("optimism_horizon", "optimism_horizon_max", "spread_bonus_per_episode"):
@@ -244,7 +245,7 @@ class ModelConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"ModelConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        for name in ("spread_bonus", "exploit_spread_penalty"):
+        for name in ("spread_bonus", "exploit_spread_penalty", "stay_unknown_pseudo_count"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
                 raise ValueError(f"ModelConfig.{name} must be a number >= 0, got {value!r}")
@@ -399,6 +400,10 @@ class _DenseGraph:
         """``sum_s' n(s, a, s')^2`` per pair, ``[B, S, A]``: built only when a plan asks for it."""
         return (self._successor_counts * self._successor_counts).sum(-1)
 
+    def self_loop_counts(self) -> torch.Tensor:
+        """``n(s, a, s)`` per pair, ``[B, S, A]``: the tries that stayed put."""
+        return self._successor_counts.diagonal(dim1=1, dim2=3).transpose(1, 2)
+
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Attention of every (s,a) over its successors and the extra nodes.
 
@@ -445,6 +450,11 @@ class _SparseGraph:
     def squared_counts(self) -> torch.Tensor:
         n_sa = self._counts.reshape(-1)
         return torch.zeros_like(n_sa).index_add_(0, self.src, self._count * self._count).view(self._counts.shape)
+
+    def self_loop_counts(self) -> torch.Tensor:
+        n_sa = self._counts.reshape(-1)
+        stays = (self.dst == self.src // self.shape[2]).to(self._count.dtype)
+        return torch.zeros_like(n_sa).index_add_(0, self.src, self._count * stays).view(self._counts.shape)
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         q, k, v = q[0], k[0], v[0]
@@ -1105,9 +1115,20 @@ class IcrlModel(nn.Module):
             return unknown_mass.masked_fill(tried, 0.0)
         impurity = spread_terms.impurity if spread_terms is not None else _outcome_impurity(inp, graph)
         if self.config.explore_unknown == "learned_missing_mass":
-            return torch.where(tried, self._missing_mass(inp, h_all, impurity), unknown_mass)
-        rho = impurity.square()
-        return torch.where(tried, unknown_mass * rho[:, None, None], unknown_mass)
+            mass = torch.where(tried, self._missing_mass(inp, h_all, impurity), unknown_mass)
+        else:
+            mass = torch.where(tried, unknown_mass * impurity.square()[:, None, None], unknown_mass)
+        return self._stay_floor(inp, graph, mass)
+
+    def _stay_floor(self, inp: _Inputs, graph: _Graph, mass: torch.Tensor) -> torch.Tensor:
+        """With ``stay_unknown_pseudo_count`` ``w_s > 0``, a tried pair whose every try stayed put keeps at least
+        ``w_s / (N + w_s)``."""
+        w_s = self.config.stay_unknown_pseudo_count
+        if not w_s > 0:
+            return mass
+        n = inp.counts
+        stayed_only = (n > 0) & (graph.self_loop_counts() >= n)
+        return torch.where(stayed_only, torch.maximum(mass, w_s / (n + w_s)), mass)
 
     def _spread_terms(
         self, inp: _Inputs, graph: _Graph, spread: torch.Tensor, optimism: bool
