@@ -182,6 +182,11 @@ class ModelConfig:
         the goal sooner; where a reward comes without an episode's end, sooner reward is the small one at hand,
         the trap of RiverSwim-like tasks); ``"no_midway_reward"``: as ``"terminal_rewards"``, and also before any
         positive reward (sooner is then the nearest unknown)
+    :param stay_unknown_pseudo_count: ``w_s >= 0``; in the exploring plan, a tried pair whose every try stayed at
+        its own state (no other successor, no ending) keeps an unknown mass of at least ``w_s / (N + w_s)``, whatever
+        ``explore_unknown`` leaves it (with ``tried_unknown_limited``, as one of the episode's limited bonuses).
+        Told nothing, a few tries cannot tell a wall from a rare way out (SixArms' hub, where a learned ``M̂`` reads
+        walls). ``0`` (icrl-v1 to v2.8) leaves it out
     :param scale_head: how the reward-scale estimate (in units of the largest reward seen) is made:
         ``"gain"`` (icrl-v1) ``1 + gain * softplus(linear(g))``; ``"quantile"`` ``exp(gain * softplus(mlp(g)))``,
         the MLP trained on a quantile of ``log(largest |R| / largest seen)`` (see
@@ -1093,6 +1098,7 @@ class IcrlModel(nn.Module):
         tried pair's; with ``tried_unknown_limited`` it moves to the second (``None`` without the rule)."""
         if self.config.explore_unknown != "all_pairs":
             unknown_mass = self._tried_pairs_unknown_mass(inp, graph, unknown_mass, spread_terms, h_all)
+        unknown_mass = self._stay_floor(inp, graph, unknown_mass)
         if not self.config.tried_unknown_limited:
             return unknown_mass, None
         tried = inp.counts > 0
@@ -1115,14 +1121,14 @@ class IcrlModel(nn.Module):
             return unknown_mass.masked_fill(tried, 0.0)
         impurity = spread_terms.impurity if spread_terms is not None else _outcome_impurity(inp, graph)
         if self.config.explore_unknown == "learned_missing_mass":
-            mass = torch.where(tried, self._missing_mass(inp, h_all, impurity), unknown_mass)
-        else:
-            mass = torch.where(tried, unknown_mass * impurity.square()[:, None, None], unknown_mass)
-        return self._stay_floor(inp, graph, mass)
+            return torch.where(tried, self._missing_mass(inp, h_all, impurity), unknown_mass)
+        rho = impurity.square()
+        return torch.where(tried, unknown_mass * rho[:, None, None], unknown_mass)
 
     def _stay_floor(self, inp: _Inputs, graph: _Graph, mass: torch.Tensor) -> torch.Tensor:
-        """With ``stay_unknown_pseudo_count`` ``w_s > 0``, a tried pair whose every try stayed put keeps at least
-        ``w_s / (N + w_s)``."""
+        """With ``stay_unknown_pseudo_count`` ``w_s > 0``, a tried pair whose every try stayed at its own state keeps
+        an unknown mass of at least ``w_s / (N + w_s)``: told nothing, a few tries cannot tell a wall from a rare
+        way out (SixArms' hub), and the count of tries is all the evidence there is."""
         w_s = self.config.stay_unknown_pseudo_count
         if not w_s > 0:
             return mass

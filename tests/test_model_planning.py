@@ -16,7 +16,8 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from icrl_agent.agent import Agent
+from icrl_agent.agent import Agent, shipped_weights_path
+from icrl_agent.checkpoint import load_checkpoint
 from icrl_agent.model import IcrlModel, ModelConfig
 from icrl_agent.model_inputs import StatsBatch
 from icrl_agent.stats import SufficientStats
@@ -178,7 +179,9 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
     at least ``G (k - 1) / (horizon - 1)``, ``G`` the largest ``N r̂ / (c T)`` over the visited pairs with a positive
     mean that ended an episode ``T > 0`` times. With optimism and
     ``explore="untried_only"``, a visited pair has no unknown mass; with ``"impurity_weighted"``, ``rho m``; with
-    ``"learned_missing_mass"``, ``missing`` (the missing-mass head's ``M̂ [S, A]``). With
+    ``"learned_missing_mass"``, ``missing`` (the missing-mass head's ``M̂ [S, A]``). With optimism and
+    ``config.stay_unknown_pseudo_count`` ``w_s > 0``, a visited pair whose every visit led back to its own state
+    keeps at least ``w_s / (N + w_s)`` of that mass. With
     ``config.spread_bonus`` ``c_v``, a visited pair also gets ``c_v f (sqrt(Var_p_hat[V_{k-1}] / (N + 1)) + sqrt(rho) range(V_{k-1}) / (N + 1))`` (optimism only;
     terminal mass worth 0, ``f`` the bonus factor, ``rho`` the pooled share of visit pairs with different outcomes).
     Without optimism, ``config.exploit_spread_penalty`` ``c_p`` subtracts ``c_p / sqrt(N + 1)`` times the same two
@@ -204,6 +207,10 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
         m = np.where(visited, missing, m)
     else:
         m = np.where(visited, tried_pairs_share(optimism, unknown, explore, rho) * m, m)
+    w_s = model.config.stay_unknown_pseudo_count
+    if optimism and w_s > 0:
+        stayed_only = visited & (np.einsum("sas->sa", dense.transitions) == counts)
+        m = np.where(stayed_only, np.maximum(m, w_s / (counts + w_s)), m)
     layers = model.config.spread_bonus_per_episode if optimism else None
     tried_mass, m = split_tried_mass(m, visited, layers is not None and model.config.tried_unknown_limited)
     continuing = m
@@ -958,6 +965,74 @@ def test_tried_unknown_limited_counts_a_tried_pairs_unknown_mass_among_the_episo
     check_exploring_rule(stats, horizon, model, {"tried_unknown_limited": True}, rtol=1e-9)
 
 
+def stats_with_stays(seed: int) -> tuple[SufficientStats, int]:
+    """:func:`random_stats` plus, in its upper half of states (where the last action is never tried), that action
+    tried 1, 2 or 3 times and staying put every time; in state 3 it also once ended the episode from there, and in
+    state 4 it once moved on, so those two stayed only mostly."""
+    stats, horizon = random_stats(seed)
+    last = stats.n_actions - 1
+    for s in range(stats.n_states // 2, stats.n_states):
+        for _ in range(1 + s % 3):
+            stats.update(s, last, 0.0, s, False, False)
+    stats.update(3, last, 0.0, 3, True, False)
+    stats.update(4, last, 0.0, 0, False, False)
+    return stats, horizon
+
+
+def stayed_only_pairs(stats: SufficientStats) -> np.ndarray:
+    """``[S, A]`` by observation: the tried pairs whose every try led back to their own state."""
+    dense = stats.dense(by_observation=True)
+    return (dense.counts > 0) & (np.einsum("sas->sa", dense.transitions) == dense.counts)
+
+
+@pytest.mark.parametrize("limited", [False, True])
+@pytest.mark.parametrize("explore", ["all_pairs", "impurity_weighted", "learned_missing_mass"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_stay_unknown_pseudo_count_floors_the_mass_of_a_move_that_only_stayed_put(seed, explore, limited):
+    """``stay_unknown_pseudo_count`` ``w_s``: a tried pair whose every try stayed at its state keeps at least
+    ``w_s / (N + w_s)`` of unknown mass in the exploring plan, whatever ``explore_unknown`` left it, on every step or
+    as a limited bonus; pairs that once ended or moved on are left as they were. Sparse and batched paths alike;
+    the exploitation plan is unchanged."""
+    stats, horizon = stats_with_stays(seed)
+    stayed = stayed_only_pairs(stats)
+    assert stayed[5, -1] and not stayed[3, -1] and not stayed[4, -1]
+    model = model_with_missing_mass_head(seed)
+    model.config = dataclasses.replace(model.config, explore_unknown=explore, tried_unknown_limited=limited)
+    check_exploring_rule(stats, horizon, model, {"stay_unknown_pseudo_count": 20.0}, rtol=1e-9)
+
+
+def sixarms_hub_stats(arm_tries: int, horizon: int = 20) -> SufficientStats:
+    """A SixArms-like hub told nothing, after ``arm_tries + 2`` episodes of ``horizon`` steps. Arm 0 always enters
+    room 1, where action 0 stays and pays 1 and the others (each tried once, in the first episode) return to the
+    hub. In each of the first ``arm_tries`` episodes arms 1-5 were tried once each from the hub first, and stayed
+    there. Rooms 2-6 were never met."""
+    stats = SufficientStats(spaces.Discrete(7), spaces.Discrete(6))
+    for episode in range(arm_tries + 2):
+        steps = [(0, arm, 0.0, 0) for arm in range(1, 6)] if episode < arm_tries else []
+        if episode == 0:
+            steps += [step for a in range(1, 6) for step in ((0, 0, 0.0, 1), (1, a, 0.0, 0))]
+        steps += [(0, 0, 0.0, 1)] + [(1, 0, 1.0, 1)] * (horizon - len(steps) - 1)
+        for t, (s, a, r, s_next) in enumerate(steps):
+            stats.update(s, a, r, s_next, False, t == horizon - 1)
+    return stats
+
+
+def test_stay_unknown_pseudo_count_sends_an_agent_at_a_quiet_hub_to_retry_an_arm():
+    """At a SixArms-like hub whose rarer arms each stayed put on their two tries, the shipped model's exploring plan
+    enters the one room met; with ``w_s = 0.5`` it retries an arm, and after 40 quiet tries of each it enters the
+    room again."""
+    model = load_checkpoint(shipped_weights_path())[0].double().eval()
+    choices = {}
+    for w_s, tries in ((0.0, 2), (0.5, 2), (0.5, 40)):
+        model.config = dataclasses.replace(model.config, stay_unknown_pseudo_count=w_s)
+        with torch.no_grad():
+            q = model.forward_sparse(sixarms_hub_stats(tries).sparse(), 20, optimism=True).q[0, -1, 0]
+        choices[w_s, tries] = int(q.argmax())
+    assert choices[0.0, 2] == 0
+    assert choices[0.5, 2] != 0
+    assert choices[0.5, 40] == 0
+
+
 def test_tried_unknown_limited_caps_what_many_tried_pairs_are_worth():
     """A corridor whose every move was tried three times (one outcome each, no reward): with a tried pair's unknown
     mass on every step, the exploring plan collects it step after step; limited to one bonus per episode, it gains
@@ -1115,10 +1190,11 @@ def test_value_cap_rejects_anything_but_a_bool(value):
         ModelConfig(value_cap=value)
 
 
+@pytest.mark.parametrize("name", ["spread_bonus", "stay_unknown_pseudo_count"])
 @pytest.mark.parametrize("value", [-0.1, float("nan"), True, "1"])
-def test_spread_bonus_rejects_a_value_that_is_not_a_number_at_least_zero(value):
-    with pytest.raises(ValueError, match="spread_bonus must be a number >= 0"):
-        ModelConfig(spread_bonus=value)
+def test_a_bonus_coefficient_rejects_a_value_that_is_not_a_number_at_least_zero(value, name):
+    with pytest.raises(ValueError, match=f"{name} must be a number >= 0"):
+        ModelConfig(**{name: value})
 
 
 def test_explore_unknown_rejects_an_unknown_rule_by_name():
