@@ -43,6 +43,7 @@ CEILING_WHEN = ("always", "reward_seen", "terminal_rewards")
 UNKNOWN_WORTH_AFTER_GOAL = ("per_step", "once", "once_or_episode_cost", "once_or_goal_or_episode_cost")
 SPREAD_LIMITED_TERMS = ("both", "variance")
 NEAR_TIE_WHEN = ("always", "terminal_rewards", "no_midway_reward")
+STAY_UNKNOWN_WHEN = ("always", "midway_reward")
 OPTIMISM_CONSTANTS = ("bonus", "unknown", "kappa", "scale_gain")
 """Natural-unit names of :meth:`IcrlModel.optimism_parameters`, in their order."""
 _MAX_LOG_SCALE = 16.0  # unseen rewards up to e^16 ~ 9e6 times those seen: keeps exp() finite
@@ -226,6 +227,8 @@ class ModelConfig:
     explore_near_tie_tolerance: float = 0.0
     explore_near_tie_when: str = "always"
     stay_unknown_pseudo_count: float = 0.0
+    stay_unknown_when: str = "always"
+    stay_unknown_unpaid_only: bool = False
 
     def __post_init__(self) -> None:
         for name in ("optimism_horizon", "optimism_horizon_max", "spread_bonus_per_episode"):
@@ -246,6 +249,7 @@ class ModelConfig:
             "scale_inputs": SCALE_INPUTS, "optimism_horizon_max_when": CEILING_WHEN,
             "unknown_worth_after_goal": UNKNOWN_WORTH_AFTER_GOAL, "spread_bonus_limited_terms": SPREAD_LIMITED_TERMS,
             "tried_unknown_worth_after_goal": UNKNOWN_WORTH_AFTER_GOAL, "explore_near_tie_when": NEAR_TIE_WHEN,
+            "stay_unknown_when": STAY_UNKNOWN_WHEN,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -257,7 +261,7 @@ class ModelConfig:
         tolerance = self.explore_near_tie_tolerance
         if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 <= tolerance < 1:
             raise ValueError(f"ModelConfig.explore_near_tie_tolerance must be a number in [0, 1), got {tolerance!r}")
-        for name in ("value_cap", "tried_unknown_limited"):
+        for name in ("value_cap", "tried_unknown_limited", "stay_unknown_unpaid_only"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"ModelConfig.{name} must be true or false, got {getattr(self, name)!r}")
         for name in ("max_pseudo_count", "init_bonus", "init_unknown_mass", "init_kappa", "min_temperature"):
@@ -1134,6 +1138,11 @@ class IcrlModel(nn.Module):
             return mass
         n = inp.counts
         stayed_only = (n > 0) & (graph.self_loop_counts() >= n)
+        if self.config.stay_unknown_unpaid_only:
+            stayed_only = stayed_only & (inp.reward_norm <= 0)
+        if self.config.stay_unknown_when == "midway_reward":
+            midway = _reward_seen(inp) & ~_goal_rewards_only(inp)
+            stayed_only = stayed_only & midway[:, None, None]
         return torch.where(stayed_only, torch.maximum(mass, w_s / (n + w_s)), mass)
 
     def _spread_terms(

@@ -9,7 +9,7 @@ GROUPs: solvers, planning_agent, stats, spaces, checkpoint, model (its planning 
 `_plan`, `_tried_pairs_unknown_mass`, `_missing_mass`, `_exploring_unknown_mass`, `_limited_bonuses`,
 `_with_tried_unknown`, `_successor_spread`, the spread terms' `*_and_mean`, and the unknown successor's worth:
 `_unknown_worth_per_step`, `_rewarded_pairs`, `_reward_seen`, `_goal_rewards_only`, `_typical_move_cost`,
-`_largest_goal_seen`), envs,
+`_largest_goal_seen`; the stay floor: `_stay_floor` and the graphs' `self_loop_counts`), envs,
 baselines, missing_mass (the missing-mass stage's targets, loss and training examples).
 Not in CI: a full run takes tens of minutes on two cores.
 
@@ -61,11 +61,12 @@ GROUPS: dict[str, list[str]] = {
     "checkpoint": ["icrl_agent.checkpoint.*"],
     "model": [f"icrl_agent.model.xǁIcrlModelǁ{name}__mutmut_*"
               for name in ("_adjusted_mdp", "_plan", "_tried_pairs_unknown_mass", "_missing_mass",
-                           "_exploring_unknown_mass", "_limited_bonuses", "_unknown_worth_per_step")]
+                           "_exploring_unknown_mass", "_limited_bonuses", "_unknown_worth_per_step", "_stay_floor")]
     + [f"icrl_agent.model.x_{name}__mutmut_*"
        for name in ("_with_tried_unknown", "_successor_spread", "_rewarded_pairs", "_reward_seen", "_goal_rewards_only",
                     "_typical_move_cost", "_largest_goal_seen")]
-    + [f"icrl_agent.model.xǁ_SpreadTermsǁ{name}__mutmut_*" for name in ("both_and_mean", "variance_and_mean")],
+    + [f"icrl_agent.model.xǁ_SpreadTermsǁ{name}__mutmut_*" for name in ("both_and_mean", "variance_and_mean")]
+    + [f"icrl_agent.model.xǁ{graph}ǁself_loop_counts__mutmut_*" for graph in ("_DenseGraph", "_SparseGraph")],
     "envs": ["icrl_agent.envs.*"],
     "baselines": ["icrl_agent.baselines.*"],
     "missing_mass": [f"icrl_agent.pretraining.missing_mass.x_{name}__mutmut_*"
