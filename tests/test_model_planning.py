@@ -181,7 +181,9 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
     ``explore="untried_only"``, a visited pair has no unknown mass; with ``"impurity_weighted"``, ``rho m``; with
     ``"learned_missing_mass"``, ``missing`` (the missing-mass head's ``M̂ [S, A]``). With optimism and
     ``config.stay_unknown_pseudo_count`` ``w_s > 0``, a visited pair whose every visit led back to its own state
-    keeps at least ``w_s / (N + w_s)`` of that mass. With
+    keeps at least ``w_s / (N + w_s)`` of that mass (with ``stay_unknown_unpaid_only``, only if its mean reward is
+    at most 0; with ``stay_unknown_when="midway_reward"``, only if some visited pair with a positive mean reward
+    never ended an episode). With
     ``config.spread_bonus`` ``c_v``, a visited pair also gets ``c_v f (sqrt(Var_p_hat[V_{k-1}] / (N + 1)) + sqrt(rho) range(V_{k-1}) / (N + 1))`` (optimism only;
     terminal mass worth 0, ``f`` the bonus factor, ``rho`` the pooled share of visit pairs with different outcomes).
     Without optimism, ``config.exploit_spread_penalty`` ``c_p`` subtracts ``c_p / sqrt(N + 1)`` times the same two
@@ -210,6 +212,11 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
     w_s = model.config.stay_unknown_pseudo_count
     if optimism and w_s > 0:
         stayed_only = visited & (np.einsum("sas->sa", dense.transitions) == counts)
+        if model.config.stay_unknown_unpaid_only:
+            stayed_only &= reward_mean <= 0
+        rewarded = visited & (reward_mean > 0)
+        if model.config.stay_unknown_when == "midway_reward" and not (rewarded & (dense.terminal_counts == 0)).any():
+            stayed_only[:] = False
         m = np.where(stayed_only, np.maximum(m, w_s / (counts + w_s)), m)
     layers = model.config.spread_bonus_per_episode if optimism else None
     tried_mass, m = split_tried_mass(m, visited, layers is not None and model.config.tried_unknown_limited)
@@ -1001,6 +1008,62 @@ def test_stay_unknown_pseudo_count_floors_the_mass_of_a_move_that_only_stayed_pu
     check_exploring_rule(stats, horizon, model, {"stay_unknown_pseudo_count": 20.0}, rtol=1e-9)
 
 
+def stays_stats(seed: int, rewards: str) -> tuple[SufficientStats, int]:
+    """Random play with actions 0 and 1 in :func:`goal_stats`' MDP, then action 2 tried at states 1, 2 and 3 (once,
+    twice, three times), staying put every time. ``rewards``: ``"goal"`` (1 as an episode ends, else costs; the
+    stays pay 0), ``"midway"`` (the endings pay 0, and the stay at state 3 pays 0.5: a reward that came midway) or
+    ``"costs"`` (costs only; the stays pay 0)."""
+    rng = np.random.default_rng(seed)
+    stats = SufficientStats(spaces.Discrete(5), spaces.Discrete(3))
+    s, t = 0, 0
+    for _ in range(60):
+        a = int(rng.integers(2))
+        s_next = int(rng.integers(5)) if rng.random() < 0.3 else min(s + a, 4)
+        terminated, t = s_next == 4, t + 1
+        reward = 1.0 if terminated and rewards == "goal" else -0.1 * a
+        stats.update(s, a, reward, s_next, terminated, not terminated and t == 8)
+        s, t = (0, 0) if terminated or t == 8 else (s_next, t)
+    for s in (1, 2, 3):
+        for _ in range(s):
+            stats.update(s, 2, 0.5 if rewards == "midway" and s == 3 else 0.0, s, False, False)
+    return stats, 12
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_stay_unknown_when_midway_reward_floors_stays_only_where_a_reward_came_midway(seed):
+    """``stay_unknown_when="midway_reward"``: the stay floor changes the exploring plan of an MDP with a positive
+    reward from a pair that never ended an episode, and leaves bit for bit the plans of one whose rewards all came
+    as episodes ended and of one with costs only; all three match the numpy backward induction in one batch."""
+    items = [stays_stats(seed, "midway"), stays_stats(seed, "goal"), stays_stats(seed, "costs")]
+    model = model_with_missing_mass_head(seed)
+    model.config = dataclasses.replace(model.config, explore_unknown="learned_missing_mass", tried_unknown_limited=True)
+    before = [model.forward_sparse(st.sparse(), h).q.detach() for st, h in items]
+    model.config = dataclasses.replace(model.config, stay_unknown_pseudo_count=20.0, stay_unknown_when="midway_reward")
+    capture = HeadCapture(model)
+    with torch.no_grad():
+        sparse = [model.forward_sparse(st.sparse(), h).q for st, h in items]
+        missing = [m[0].double().numpy() for m in capture.missing]
+    assert np.abs(sparse[0].numpy() - before[0].numpy()).max() > 1e-3
+    for kept, plain in zip(sparse[1:], before[1:], strict=True):
+        np.testing.assert_allclose(kept.numpy(), plain.numpy(), rtol=1e-12, atol=1e-12)
+    for (stats, horizon), q, raw, m in zip(items, sparse, capture.raw, missing, strict=True):
+        scale = model.reward_scale(to_batch([(stats, horizon)])).item() / empirical_mdp(stats)[4]
+        expected = adjusted_q(stats, raw[0].double().numpy(), scale, model, horizon, True,
+                              explore="learned_missing_mass", missing=m)
+        np.testing.assert_allclose(q[0].numpy(), expected, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_stay_unknown_unpaid_only_leaves_a_stay_that_paid_without_the_floor(seed):
+    """``stay_unknown_unpaid_only``: a stay whose mean reward is positive (state 3's, paying 0.5) loses the floor,
+    the unpaid stays keep it; sparse and batched paths match the numpy backward induction."""
+    stats, horizon = stays_stats(seed, "midway")
+    model = model_with_missing_mass_head(seed)
+    model.config = dataclasses.replace(model.config, explore_unknown="learned_missing_mass", tried_unknown_limited=True,
+                                       stay_unknown_pseudo_count=20.0, stay_unknown_when="midway_reward")
+    check_exploring_rule(stats, horizon, model, {"stay_unknown_unpaid_only": True}, rtol=1e-9)
+
+
 def sixarms_hub_stats(arm_tries: int, horizon: int = 20) -> SufficientStats:
     """A SixArms-like hub told nothing, after ``arm_tries + 2`` episodes of ``horizon`` steps. Arm 0 always enters
     room 1, where action 0 stays and pays 1 and the others (each tried once, in the first episode) return to the
@@ -1184,10 +1247,11 @@ def test_value_cap_keeps_a_long_exploring_plan_finite_and_growing_at_most_linear
     assert float(per_step[-1]) <= 1.01 * float(per_step[horizon // 2 - 1])
 
 
+@pytest.mark.parametrize("name", ["value_cap", "stay_unknown_unpaid_only"])
 @pytest.mark.parametrize("value", [1, "true", None])
-def test_value_cap_rejects_anything_but_a_bool(value):
-    with pytest.raises(ValueError, match="value_cap must be true or false"):
-        ModelConfig(value_cap=value)
+def test_a_switch_rejects_anything_but_a_bool(value, name):
+    with pytest.raises(ValueError, match=f"{name} must be true or false"):
+        ModelConfig(**{name: value})
 
 
 @pytest.mark.parametrize("name", ["spread_bonus", "stay_unknown_pseudo_count"])
@@ -1197,9 +1261,10 @@ def test_a_bonus_coefficient_rejects_a_value_that_is_not_a_number_at_least_zero(
         ModelConfig(**{name: value})
 
 
-def test_explore_unknown_rejects_an_unknown_rule_by_name():
-    with pytest.raises(ValueError, match="explore_unknown must be one of"):
-        ModelConfig(explore_unknown="none")
+@pytest.mark.parametrize("name", ["explore_unknown", "stay_unknown_when"])
+def test_a_rule_name_is_refused_unless_known(name):
+    with pytest.raises(ValueError, match=f"{name} must be one of"):
+        ModelConfig(**{name: "none"})
 
 
 def test_exploit_unknown_rejects_an_unknown_rule_by_name():
