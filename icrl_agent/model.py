@@ -229,6 +229,7 @@ class ModelConfig:
     stay_unknown_pseudo_count: float = 0.0
     stay_unknown_when: str = "always"
     stay_unknown_unpaid_only: bool = False
+    stay_unknown_moving_actions_only: bool = False
 
     def __post_init__(self) -> None:
         for name in ("optimism_horizon", "optimism_horizon_max", "spread_bonus_per_episode"):
@@ -261,7 +262,7 @@ class ModelConfig:
         tolerance = self.explore_near_tie_tolerance
         if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 <= tolerance < 1:
             raise ValueError(f"ModelConfig.explore_near_tie_tolerance must be a number in [0, 1), got {tolerance!r}")
-        for name in ("value_cap", "tried_unknown_limited", "stay_unknown_unpaid_only"):
+        for name in ("value_cap", "tried_unknown_limited", "stay_unknown_unpaid_only", "stay_unknown_moving_actions_only"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"ModelConfig.{name} must be true or false, got {getattr(self, name)!r}")
         for name in ("max_pseudo_count", "init_bonus", "init_unknown_mass", "init_kappa", "min_temperature"):
@@ -1136,8 +1137,10 @@ class IcrlModel(nn.Module):
         w_s = self.config.stay_unknown_pseudo_count
         if not w_s > 0:
             return mass
-        n = inp.counts
-        stayed_only = (n > 0) & (graph.self_loop_counts() >= n)
+        n, loops = inp.counts, graph.self_loop_counts()
+        stayed_only = (n > 0) & (loops >= n)
+        if self.config.stay_unknown_moving_actions_only:  # an action that stayed put wherever tried is a no-op
+            stayed_only = stayed_only & ((n - loops).sum(1, keepdim=True) > 0)
         if self.config.stay_unknown_unpaid_only:
             stayed_only = stayed_only & (inp.reward_norm <= 0)
         if self.config.stay_unknown_when == "midway_reward":

@@ -157,6 +157,26 @@ def unknown_worth_kappas(model: IcrlModel, kappa: float, rewarded_pairs: np.ndar
     return tuple(worth[rule] for rule in rules.values())  # type: ignore[return-value]
 
 
+def with_stay_floor(m: np.ndarray, stats: SufficientStats, config: ModelConfig) -> np.ndarray:
+    """The exploring plan's unknown mass ``m [S, A]`` with ``config.stay_unknown_pseudo_count`` ``w_s``'s floor: a
+    visited pair whose every visit led back to its own state keeps at least ``w_s / (N + w_s)``, under the options'
+    conditions (:func:`adjusted_q`'s docstring names them)."""
+    dense = stats.dense()
+    counts, stays = dense.counts.astype(np.float64), np.einsum("sas->sa", dense.transitions)
+    visited = counts > 0
+    reward_mean = np.where(visited, dense.reward_mean, 0.0)
+    w_s = config.stay_unknown_pseudo_count
+    stayed_only = visited & (stays == counts)
+    if config.stay_unknown_unpaid_only:
+        stayed_only &= reward_mean <= 0
+    if config.stay_unknown_moving_actions_only:
+        stayed_only &= (counts - stays).sum(0) > 0
+    rewarded = visited & (reward_mean > 0)
+    if config.stay_unknown_when == "midway_reward" and not (rewarded & (dense.terminal_counts == 0)).any():
+        stayed_only[:] = False
+    return np.where(stayed_only, np.maximum(m, w_s / (counts + w_s)), m) if w_s > 0 else m
+
+
 def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: IcrlModel, horizon: int,
                optimism: bool, floor: bool = False, unknown: str = "all_pairs",
                explore: str = "all_pairs", missing: np.ndarray | None = None) -> np.ndarray:
@@ -183,7 +203,8 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
     ``config.stay_unknown_pseudo_count`` ``w_s > 0``, a visited pair whose every visit led back to its own state
     keeps at least ``w_s / (N + w_s)`` of that mass (with ``stay_unknown_unpaid_only``, only if its mean reward is
     at most 0; with ``stay_unknown_when="midway_reward"``, only if some visited pair with a positive mean reward
-    never ended an episode). With
+    never ended an episode; with ``stay_unknown_moving_actions_only``, only if its action did not stay put on some
+    try, at some state). With
     ``config.spread_bonus`` ``c_v``, a visited pair also gets ``c_v f (sqrt(Var_p_hat[V_{k-1}] / (N + 1)) + sqrt(rho) range(V_{k-1}) / (N + 1))`` (optimism only;
     terminal mass worth 0, ``f`` the bonus factor, ``rho`` the pooled share of visit pairs with different outcomes).
     Without optimism, ``config.exploit_spread_penalty`` ``c_p`` subtracts ``c_p / sqrt(N + 1)`` times the same two
@@ -209,15 +230,8 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
         m = np.where(visited, missing, m)
     else:
         m = np.where(visited, tried_pairs_share(optimism, unknown, explore, rho) * m, m)
-    w_s = model.config.stay_unknown_pseudo_count
-    if optimism and w_s > 0:
-        stayed_only = visited & (np.einsum("sas->sa", dense.transitions) == counts)
-        if model.config.stay_unknown_unpaid_only:
-            stayed_only &= reward_mean <= 0
-        rewarded = visited & (reward_mean > 0)
-        if model.config.stay_unknown_when == "midway_reward" and not (rewarded & (dense.terminal_counts == 0)).any():
-            stayed_only[:] = False
-        m = np.where(stayed_only, np.maximum(m, w_s / (counts + w_s)), m)
+    if optimism:
+        m = with_stay_floor(m, stats, model.config)
     layers = model.config.spread_bonus_per_episode if optimism else None
     tried_mass, m = split_tried_mass(m, visited, layers is not None and model.config.tried_unknown_limited)
     continuing = m
@@ -1064,6 +1078,23 @@ def test_stay_unknown_unpaid_only_leaves_a_stay_that_paid_without_the_floor(seed
     check_exploring_rule(stats, horizon, model, {"stay_unknown_unpaid_only": True}, rtol=1e-9)
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_stay_unknown_moving_actions_only_leaves_an_action_that_never_moved_without_the_floor(seed):
+    """``stay_unknown_moving_actions_only``: where action 2 stayed put on every try at every state (a no-op), its
+    pairs lose the floor (matching the numpy backward induction); once action 2 moved on one try elsewhere, every
+    action that stayed somewhere has also moved somewhere, and the plan is the one without the option."""
+    model = model_with_missing_mass_head(seed)
+    model.config = dataclasses.replace(model.config, explore_unknown="learned_missing_mass", tried_unknown_limited=True,
+                                       stay_unknown_pseudo_count=20.0, stay_unknown_when="midway_reward",
+                                       stay_unknown_unpaid_only=True)
+    no_op, horizon = stays_stats(seed, "midway")
+    moved, _ = stays_stats(seed, "midway")
+    moved.update(0, 2, 0.0, 1, False, False)
+    floored = model.forward_sparse(moved.sparse(), horizon).q.detach()
+    check_exploring_rule(no_op, horizon, model, {"stay_unknown_moving_actions_only": True}, rtol=1e-9)
+    torch.testing.assert_close(model.forward_sparse(moved.sparse(), horizon).q.detach(), floored, rtol=1e-12, atol=1e-12)
+
+
 def sixarms_hub_stats(arm_tries: int, horizon: int = 20) -> SufficientStats:
     """A SixArms-like hub told nothing, after ``arm_tries + 2`` episodes of ``horizon`` steps. Arm 0 always enters
     room 1, where action 0 stays and pays 1 and the others (each tried once, in the first episode) return to the
@@ -1247,7 +1278,7 @@ def test_value_cap_keeps_a_long_exploring_plan_finite_and_growing_at_most_linear
     assert float(per_step[-1]) <= 1.01 * float(per_step[horizon // 2 - 1])
 
 
-@pytest.mark.parametrize("name", ["value_cap", "stay_unknown_unpaid_only"])
+@pytest.mark.parametrize("name", ["value_cap", "stay_unknown_unpaid_only", "stay_unknown_moving_actions_only"])
 @pytest.mark.parametrize("value", [1, "true", None])
 def test_a_switch_rejects_anything_but_a_bool(value, name):
     with pytest.raises(ValueError, match=f"{name} must be true or false"):
