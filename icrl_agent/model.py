@@ -187,7 +187,14 @@ class ModelConfig:
         its own state (no other successor, no ending) keeps an unknown mass of at least ``w_s / (N + w_s)``, whatever
         ``explore_unknown`` leaves it (with ``tried_unknown_limited``, as one of the episode's limited bonuses).
         Told nothing, a few tries cannot tell a wall from a rare way out (SixArms' hub, where a learned ``M̂`` reads
-        walls). ``0`` (icrl-v1 to v2.8) leaves it out
+        walls). ``0`` (icrl-v1 to v2.8) leaves it out. Measured and not shipped (docs/pretraining.md, "A move that
+        only ever stayed put may still leave"): it finds SixArms' rooms and retries the prior's no-ops and walls
+    :param stay_unknown_when: ``"always"``, or ``"midway_reward"``: that floor only in an MDP where some pair with a
+        positive mean reward never ended an episode (an agent may settle there on a small known source)
+    :param stay_unknown_unpaid_only: ``True``: that floor only for stays whose mean reward is at most 0 (a stay that
+        paid is a known source, not a closed door)
+    :param stay_unknown_moving_actions_only: ``True``: that floor only for an action that did not stay put on some
+        try, at some state (an action that stayed put wherever it was tried is a no-op)
     :param scale_head: how the reward-scale estimate (in units of the largest reward seen) is made:
         ``"gain"`` (icrl-v1) ``1 + gain * softplus(linear(g))``; ``"quantile"`` ``exp(gain * softplus(mlp(g)))``,
         the MLP trained on a quantile of ``log(largest |R| / largest seen)`` (see
