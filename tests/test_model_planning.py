@@ -572,17 +572,18 @@ def test_optimism_horizon_max_when_reward_seen_keeps_the_worth_until_a_positive_
     assert_batch_is_reference(model, [costs, rewarded], batched, raw)
 
 
-def goal_stats(seed: int, cost: float = 0.1) -> tuple[SufficientStats, int]:
-    """Random play in a random 5-state MDP whose only positive reward (1) comes as an episode ends at state 4, with
-    costs (``-cost`` for action 1) on the way, slips and truncations: the rewards of a goal."""
+def goal_stats(seed: int, cost: float = 0.1, goal: float = 1.0, n_actions: int = 2) -> tuple[SufficientStats, int]:
+    """Random play with actions 0 and 1 in a random 5-state MDP whose only positive reward (``goal``) comes as an
+    episode ends at state 4, with costs (``-cost`` for action 1) on the way, slips and truncations: the rewards of a
+    goal. ``n_actions`` sizes the action space (the actions above 1 are left untried)."""
     rng = np.random.default_rng(seed)
-    stats = SufficientStats(spaces.Discrete(5), spaces.Discrete(2))
+    stats = SufficientStats(spaces.Discrete(5), spaces.Discrete(n_actions))
     s, t = 0, 0
     for _ in range(60):
         a = int(rng.integers(2))
         s_next = int(rng.integers(5)) if rng.random() < 0.3 else min(s + a, 4)
         terminated, t = s_next == 4, t + 1
-        stats.update(s, a, 1.0 if terminated else -cost * a, s_next, terminated, not terminated and t == 8)
+        stats.update(s, a, goal if terminated else -cost * a, s_next, terminated, not terminated and t == 8)
         s, t = (0, 0) if terminated or t == 8 else (s_next, t)
     return stats, 12
 
@@ -1023,24 +1024,15 @@ def test_stay_unknown_pseudo_count_floors_the_mass_of_a_move_that_only_stayed_pu
 
 
 def stays_stats(seed: int, rewards: str) -> tuple[SufficientStats, int]:
-    """Random play with actions 0 and 1 in :func:`goal_stats`' MDP, then action 2 tried at states 1, 2 and 3 (once,
-    twice, three times), staying put every time. ``rewards``: ``"goal"`` (1 as an episode ends, else costs; the
-    stays pay 0), ``"midway"`` (the endings pay 0, and the stay at state 3 pays 0.5: a reward that came midway) or
-    ``"costs"`` (costs only; the stays pay 0)."""
-    rng = np.random.default_rng(seed)
-    stats = SufficientStats(spaces.Discrete(5), spaces.Discrete(3))
-    s, t = 0, 0
-    for _ in range(60):
-        a = int(rng.integers(2))
-        s_next = int(rng.integers(5)) if rng.random() < 0.3 else min(s + a, 4)
-        terminated, t = s_next == 4, t + 1
-        reward = 1.0 if terminated and rewards == "goal" else -0.1 * a
-        stats.update(s, a, reward, s_next, terminated, not terminated and t == 8)
-        s, t = (0, 0) if terminated or t == 8 else (s_next, t)
+    """:func:`goal_stats` with a third action, tried at states 1, 2 and 3 (once, twice, three times) and staying put
+    every time. ``rewards``: ``"goal"`` (1 as an episode ends, else costs; the stays pay 0), ``"midway"`` (the endings
+    pay 0, and the stay at state 3 pays 0.5: a reward that came midway) or ``"costs"`` (costs only; the stays pay
+    0)."""
+    stats, horizon = goal_stats(seed, goal=1.0 if rewards == "goal" else 0.0, n_actions=3)
     for s in (1, 2, 3):
         for _ in range(s):
             stats.update(s, 2, 0.5 if rewards == "midway" and s == 3 else 0.0, s, False, False)
-    return stats, 12
+    return stats, horizon
 
 
 @pytest.mark.parametrize("seed", [0, 1])
