@@ -1085,6 +1085,16 @@ def test_stay_unknown_moving_actions_only_leaves_an_action_that_never_moved_with
     floored = model.forward_sparse(moved.sparse(), horizon).q.detach()
     check_exploring_rule(no_op, horizon, model, {"stay_unknown_moving_actions_only": True}, rtol=1e-9)
     torch.testing.assert_close(model.forward_sparse(moved.sparse(), horizon).q.detach(), floored, rtol=1e-12, atol=1e-12)
+    items = [(no_op, horizon), (moved, horizon)]  # each MDP of a batch reads its own actions
+    capture = HeadCapture(model)
+    with torch.no_grad():
+        batched = model(to_batch(items), optimism=True)
+    for i, (stats, _) in enumerate(items):
+        s, a = stats.n_states, stats.n_actions
+        scale = batched.reward_scale[i].item() / empirical_mdp(stats)[4]
+        expected = adjusted_q(stats, capture.last()[i, :s, :a], scale, model, horizon, True,
+                              explore="learned_missing_mass", missing=capture.missing[-1][i, :s, :a].double().numpy())
+        np.testing.assert_allclose(batched.q[i, :horizon, :s, :a].numpy(), expected, rtol=1e-9, atol=1e-9)
 
 
 def sixarms_hub_stats(arm_tries: int, horizon: int = 20) -> SufficientStats:
