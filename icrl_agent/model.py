@@ -195,6 +195,8 @@ class ModelConfig:
         paid is a known source, not a closed door)
     :param stay_unknown_moving_actions_only: ``True``: that floor only for an action that did not stay put on some
         try, at some state (an action that stayed put wherever it was tried is a no-op)
+    :param stay_unknown_max_tries: ``None``, or ``K >= 1``: that floor only while the pair was tried at most ``K``
+        times (after ``K`` quiet tries a stay is taken for a wall)
     :param scale_head: how the reward-scale estimate (in units of the largest reward seen) is made:
         ``"gain"`` (icrl-v1) ``1 + gain * softplus(linear(g))``; ``"quantile"`` ``exp(gain * softplus(mlp(g)))``,
         the MLP trained on a quantile of ``log(largest |R| / largest seen)`` (see
@@ -237,9 +239,10 @@ class ModelConfig:
     stay_unknown_when: str = "always"
     stay_unknown_unpaid_only: bool = False
     stay_unknown_moving_actions_only: bool = False
+    stay_unknown_max_tries: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("optimism_horizon", "optimism_horizon_max", "spread_bonus_per_episode"):
+        for name in ("optimism_horizon", "optimism_horizon_max", "spread_bonus_per_episode", "stay_unknown_max_tries"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ValueError(f"ModelConfig.{name} must be None or a positive int, got {value!r}")
@@ -1146,6 +1149,8 @@ class IcrlModel(nn.Module):
             return mass
         n, loops = inp.counts, graph.self_loop_counts()
         stayed_only = (n > 0) & (loops >= n)
+        if self.config.stay_unknown_max_tries is not None:
+            stayed_only = stayed_only & (n <= self.config.stay_unknown_max_tries)
         if self.config.stay_unknown_moving_actions_only:  # an action that stayed put wherever tried is a no-op
             stayed_only = stayed_only & ((n - loops).sum(1, keepdim=True) > 0)
         if self.config.stay_unknown_unpaid_only:

@@ -171,6 +171,8 @@ def with_stay_floor(m: np.ndarray, stats: SufficientStats, config: ModelConfig) 
         stayed_only &= reward_mean <= 0
     if config.stay_unknown_moving_actions_only:
         stayed_only &= (counts - stays).sum(0) > 0
+    if config.stay_unknown_max_tries is not None:
+        stayed_only &= counts <= config.stay_unknown_max_tries
     rewarded = visited & (reward_mean > 0)
     if config.stay_unknown_when == "midway_reward" and not (rewarded & (dense.terminal_counts == 0)).any():
         stayed_only[:] = False
@@ -204,7 +206,7 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
     keeps at least ``w_s / (N + w_s)`` of that mass (with ``stay_unknown_unpaid_only``, only if its mean reward is
     at most 0; with ``stay_unknown_when="midway_reward"``, only if some visited pair with a positive mean reward
     never ended an episode; with ``stay_unknown_moving_actions_only``, only if its action did not stay put on some
-    try, at some state). With
+    try, at some state; with ``stay_unknown_max_tries`` ``K``, only if ``N <= K``). With
     ``config.spread_bonus`` ``c_v``, a visited pair also gets ``c_v f (sqrt(Var_p_hat[V_{k-1}] / (N + 1)) + sqrt(rho) range(V_{k-1}) / (N + 1))`` (optimism only;
     terminal mass worth 0, ``f`` the bonus factor, ``rho`` the pooled share of visit pairs with different outcomes).
     Without optimism, ``config.exploit_spread_penalty`` ``c_p`` subtracts ``c_p / sqrt(N + 1)`` times the same two
@@ -821,7 +823,7 @@ def test_a_guessed_horizon_keeps_the_unknown_worth_per_step_of_the_default_model
         np.testing.assert_allclose(known.numpy(), plain.numpy(), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["optimism_horizon", "optimism_horizon_max"])
+@pytest.mark.parametrize("name", ["optimism_horizon", "optimism_horizon_max", "stay_unknown_max_tries"])
 @pytest.mark.parametrize("value", [0, -3, 2.5, True, "20"])
 def test_optimism_horizon_rejects_anything_but_none_or_a_positive_int(value, name):
     with pytest.raises(ValueError, match=f"{name} must be None or a positive int"):
@@ -1095,6 +1097,20 @@ def test_stay_unknown_moving_actions_only_leaves_an_action_that_never_moved_with
         expected = adjusted_q(stats, capture.last()[i, :s, :a], scale, model, horizon, True,
                               explore="learned_missing_mass", missing=capture.missing[-1][i, :s, :a].double().numpy())
         np.testing.assert_allclose(batched.q[i, :horizon, :s, :a].numpy(), expected, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_stay_unknown_max_tries_ends_the_floor_after_k_quiet_tries(seed):
+    """``stay_unknown_max_tries`` ``K = 2``: the stays tried more than twice lose the floor (matching the numpy
+    backward induction); with ``K`` above every count the plan is the one without the option."""
+    stats, horizon = stays_stats(seed, "goal")
+    model = model_with_missing_mass_head(seed)
+    model.config = dataclasses.replace(model.config, explore_unknown="learned_missing_mass", tried_unknown_limited=True,
+                                       stay_unknown_pseudo_count=20.0)
+    floored = model.forward_sparse(stats.sparse(), horizon).q.detach()
+    check_exploring_rule(stats, horizon, model, {"stay_unknown_max_tries": 2}, rtol=1e-9)
+    model.config = dataclasses.replace(model.config, stay_unknown_max_tries=int(stats.dense().counts.max()))
+    torch.testing.assert_close(model.forward_sparse(stats.sparse(), horizon).q.detach(), floored, rtol=1e-12, atol=1e-12)
 
 
 def sixarms_hub_stats(arm_tries: int, horizon: int = 20) -> SufficientStats:
