@@ -212,6 +212,15 @@ def load_config_change(name: str, source: str, added: tuple[str, ...] = (),
     return new, old
 
 
+def load_missing_mass_change(name: str, **rules):
+    """:func:`load_config_change` for weights made by ``python -m icrl_agent.pretraining missing-mass`` from
+    icrl-v2.5 (icrl-v2.6 on): icrl-v2.5's tensors plus the missing-mass head, planning with icrl-v2.6's rules
+    (``learned_missing_mass``, ``tried_unknown_limited``, ``tried_unknown_worth_after_goal: once``) and ``rules``."""
+    return load_config_change(name, "icrl-v2.5", added=("missing_mass_head.bias", "missing_mass_head.weight"),
+                              made_by=("missing_mass_head", "source_sha256"), explore_unknown="learned_missing_mass",
+                              tried_unknown_limited=True, tried_unknown_worth_after_goal="once", **rules)
+
+
 def assert_same_exploitation_q(name: str, source: str) -> None:
     """``name``'s exploitation Q equals ``source``'s in every reference case (offline behaviour unchanged)."""
     new_ref, old_ref = REFERENCES[name]["cases"], REFERENCES[source]["cases"]
@@ -280,9 +289,7 @@ def test_icrl_v2_6_is_icrl_v2_5_with_a_learned_missing_mass_as_a_limited_bonus()
     ``tried_unknown_limited`` and ``tried_unknown_worth_after_goal: once``. Its exploitation Q equals icrl-v2.5's in
     every case (offline behaviour unchanged); its exploring Q differs in every case. Where no positive reward was
     seen (the step costs), a tried pair's bonus toward the unknown successor only adds: no state is worth less."""
-    load_config_change("icrl-v2.6", "icrl-v2.5", added=("missing_mass_head.bias", "missing_mass_head.weight"),
-                       made_by=("missing_mass_head", "source_sha256"), explore_unknown="learned_missing_mass",
-                       tried_unknown_limited=True, tried_unknown_worth_after_goal="once")
+    load_missing_mass_change("icrl-v2.6")
     assert_same_exploitation_q("icrl-v2.6", "icrl-v2.5")
     v2_6_ref, v2_5_ref = REFERENCES["icrl-v2.6"]["cases"], REFERENCES["icrl-v2.5"]["cases"]
     for case in maker.CASES:
@@ -300,10 +307,7 @@ def test_icrl_v2_7_is_icrl_v2_6_with_one_goal_worth_at_least_an_episode_of_move_
     behaviour unchanged). Its exploring Q equals icrl-v2.6's where a positive reward came without an episode's end
     (the chain, the unvisited pairs) or none came (the step costs), and is lower where the only positive rewards
     ended episodes and moves are free (the grid's goal): one more goal, not one per step to go."""
-    new, _ = load_config_change("icrl-v2.7", "icrl-v2.5", added=("missing_mass_head.bias", "missing_mass_head.weight"),
-                                made_by=("missing_mass_head", "source_sha256"), explore_unknown="learned_missing_mass",
-                                tried_unknown_limited=True, tried_unknown_worth_after_goal="once",
-                                unknown_worth_after_goal="once_or_episode_cost")
+    new, _ = load_missing_mass_change("icrl-v2.7", unknown_worth_after_goal="once_or_episode_cost")
     v2_6_tensors = model("icrl-v2.6").state_dict()
     assert all(torch.equal(t, v2_6_tensors[k]) for k, t in new.state_dict().items())
     assert_same_exploitation_q("icrl-v2.7", "icrl-v2.6")
@@ -321,14 +325,11 @@ def test_icrl_v2_8_is_icrl_v2_7_with_one_more_goal_worth_at_least_the_goal_seen(
     tensors bit for bit, planning with that one rule more. In every reference case both of its plans equal
     icrl-v2.7's: the rule acts only where a goal's pair ended fewer than about half of its visits (a goal entered
     by slips), which no case holds; ``tests/test_model_planning.py`` tests it where it acts."""
-    new, _ = load_config_change("icrl-v2.8", "icrl-v2.5", added=("missing_mass_head.bias", "missing_mass_head.weight"),
-                                made_by=("missing_mass_head", "source_sha256"), explore_unknown="learned_missing_mass",
-                                tried_unknown_limited=True, tried_unknown_worth_after_goal="once",
-                                unknown_worth_after_goal="once_or_goal_or_episode_cost")
+    new, _ = load_missing_mass_change("icrl-v2.8", unknown_worth_after_goal="once_or_goal_or_episode_cost")
     v2_7_tensors = model("icrl-v2.7").state_dict()
     assert all(torch.equal(t, v2_7_tensors[k]) for k, t in new.state_dict().items())
+    assert_same_exploitation_q("icrl-v2.8", "icrl-v2.7")
     v2_8_ref, v2_7_ref = REFERENCES["icrl-v2.8"]["cases"], REFERENCES["icrl-v2.7"]["cases"]
     for case in maker.CASES:
-        for optimism in ("true", "false"):
-            np.testing.assert_allclose(v2_8_ref[case]["optimism"][optimism]["q"], v2_7_ref[case]["optimism"][optimism]["q"],
-                                       rtol=RTOL, atol=ATOL, err_msg=f"{case}, optimism {optimism}")
+        np.testing.assert_allclose(v2_8_ref[case]["optimism"]["true"]["q"], v2_7_ref[case]["optimism"]["true"]["q"],
+                                   rtol=RTOL, atol=ATOL, err_msg=f"{case}, optimism true")
