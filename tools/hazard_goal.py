@@ -25,6 +25,9 @@ MOVES = ((0, -1), (1, 0), (0, 1), (-1, 0))  # left, down, right, up as (row, col
 class HazardGoal(TabularEnv):
     """A ``size x size`` room; the goal cell pays 1 for every action and is left only by the hazard's end state."""
 
+    HORIZON_PER_SIZE = 7
+    """The default horizon's steps per unit of size: episodes of seven steps per row of the room."""
+
     def __init__(
         self, size: int = 7, hazard: float = 0.1, cost: float = 0.0, horizon: int | None = None,
         render_mode: str | None = None,
@@ -49,10 +52,10 @@ class HazardGoal(TabularEnv):
         terminal[end] = True
         initial = np.zeros(cells + 1)
         initial[0] = 1.0
-        super().__init__(P, R, terminal, initial, horizon or 7 * size, render_mode=render_mode)
+        super().__init__(P, R, terminal, initial, horizon or self.HORIZON_PER_SIZE * size, render_mode=render_mode)
 
 
-TOOL = ProbeTool(ENV_ID, HazardGoal, size_key="size", default_size=7, factor=7,
+TOOL = ProbeTool(ENV_ID, HazardGoal, size_key="size",
                  script="tools/hazard_goal.py", description=__doc__.split("\n\n")[0],
                  title="A goal that pays while the agent stays, until a hazard")
 with_horizon, register, build_parser, main = TOOL.with_horizon, TOOL.register, TOOL.build_parser, TOOL.main

@@ -25,6 +25,9 @@ ENV_ID = "probe/TwoGoals-v0"
 class TwoGoals(TabularEnv):
     """A corridor of ``length + 1`` cells: the small goal in cell 0, the start in cell 1, the goal in cell ``length``."""
 
+    HORIZON_PER_SIZE = 3
+    """The default horizon's steps per unit of size: episodes of three steps per cell of the corridor."""
+
     def __init__(
         self, length: int = 10, small: float = 0.1, cost: float = 0.0, horizon: int | None = None,
         render_mode: str | None = None,
@@ -47,10 +50,10 @@ class TwoGoals(TabularEnv):
             R[s] = 0.0
         initial = np.zeros(n)
         initial[1] = 1.0
-        super().__init__(P, R, terminal, initial, horizon or 3 * length, render_mode=render_mode)
+        super().__init__(P, R, terminal, initial, horizon or self.HORIZON_PER_SIZE * length, render_mode=render_mode)
 
 
-TOOL = ProbeTool(ENV_ID, TwoGoals, size_key="length", default_size=10, factor=3,
+TOOL = ProbeTool(ENV_ID, TwoGoals, size_key="length",
                  script="tools/two_goals.py", description=__doc__.split("\n\n")[0],
                  title="Two goals: a small one near, a large one far")
 with_horizon, register, build_parser, main = TOOL.with_horizon, TOOL.register, TOOL.build_parser, TOOL.main
