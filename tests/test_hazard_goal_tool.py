@@ -17,7 +17,7 @@ def test_the_goal_pays_every_step_and_only_the_hazard_ends_the_episode():
     env = tool.HazardGoal(size=3, hazard=0.25, cost=0.01)
     P, R, terminal = env.transition_matrix()
     assert terminal.tolist() == [False] * 9 + [True]
-    assert env.reset(seed=0)[0] == 0
+    assert all(env.reset(seed=seed)[0] == 0 for seed in range(5))  # the start cell is fixed
     assert np.allclose(P.sum(-1), 1.0)
     assert P[0, 2, 1] == 1.0 and P[0, 1, 3] == 1.0 and P[0, 0, 0] == 1.0 and P[0, 3, 0] == 1.0
     assert (P[8, :, 8] == 0.75).all() and (P[8, :, 9] == 0.25).all() and (R[8] == 1.0).all()
