@@ -28,7 +28,7 @@ from gymnasium import spaces
 
 from icrl_agent.checkpoint import checkpoint_sha256, load_checkpoint
 from icrl_agent.model import IcrlModel
-from icrl_agent.planning_agent import PlanningAgent
+from icrl_agent.planning_agent import BonusLayers, PlanningAgent
 from icrl_agent.spaces import space_from_signature
 
 SHIPPED_WEIGHTS = "icrl-v2.8"
@@ -119,7 +119,7 @@ class Agent(PlanningAgent):
         rewarded = (sparse.counts > 0) & (sparse.reward_mean > 0)
         return bool(rewarded.any()), bool((sparse.terminal_counts[rewarded] > 0).all())
 
-    def _make_plan(self, horizon: int, optimistic: bool) -> np.ndarray:
+    def _make_plan(self, horizon: int, optimistic: bool) -> np.ndarray | BonusLayers:
         with torch.no_grad():
             out = self.model.forward_sparse(
                 self.stats.sparse(), horizon, optimism=optimistic, horizon_known=self.horizon_known
@@ -131,6 +131,11 @@ class Agent(PlanningAgent):
                 f"Agent: the {kind} plan over {horizon} steps has a non-finite value ({top}), so no action can be "
                 "ranked. This is a bug of the model, not of your env: please report it with the agent file "
                 "(agent.save(path) keeps every statistic seen so far)."
+            )
+        if out.q_by_bonuses_left is not None and out.takes_bonus is not None:
+            return BonusLayers(
+                out.q_by_bonuses_left[0].to(dtype=torch.float64, device="cpu").numpy(),
+                out.takes_bonus[0].cpu().numpy(),
             )
         return out.q[0].to(dtype=torch.float64, device="cpu").numpy()
 

@@ -197,6 +197,14 @@ class ModelConfig:
         try, at some state (an action that stayed put wherever it was tried is a no-op)
     :param stay_unknown_max_tries: ``None``, or ``K >= 1``: that floor only while the pair was tried at most ``K``
         times (after ``K`` quiet tries a stay is taken for a wall)
+    :param count_bonuses_taken: ``False`` (icrl-v2.5 to v2.8): the agent reads ``Q^n``, the plan with every limited
+        bonus left, at every step, so a bonus it just took is on offer again at the next step (and a plan remade
+        mid-episode starts with all ``n``). ``True``: the plan also returns every layer ``Q^j`` and where taking the
+        pair's bonus is what ``Q^j`` counts on (:attr:`ModelOutput.q_by_bonuses_left`,
+        :attr:`ModelOutput.takes_bonus`); the agent keeps, per stream of episodes, how many bonuses are left, acts
+        on that layer, and takes one off when it takes a pair whose bonus its layer counted on. So an episode
+        collects at most ``n`` limited bonuses, as the plan assumes. Needs ``spread_bonus_per_episode``; the
+        pretraining rollouts still read ``Q^n``
     :param scale_head: how the reward-scale estimate (in units of the largest reward seen) is made:
         ``"gain"`` (icrl-v1) ``1 + gain * softplus(linear(g))``; ``"quantile"`` ``exp(gain * softplus(mlp(g)))``,
         the MLP trained on a quantile of ``log(largest |R| / largest seen)`` (see
@@ -240,6 +248,7 @@ class ModelConfig:
     stay_unknown_unpaid_only: bool = False
     stay_unknown_moving_actions_only: bool = False
     stay_unknown_max_tries: int | None = None
+    count_bonuses_taken: bool = False
 
     def __post_init__(self) -> None:
         for name in ("optimism_horizon", "optimism_horizon_max", "spread_bonus_per_episode", "stay_unknown_max_tries"):
@@ -272,7 +281,10 @@ class ModelConfig:
         tolerance = self.explore_near_tie_tolerance
         if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 <= tolerance < 1:
             raise ValueError(f"ModelConfig.explore_near_tie_tolerance must be a number in [0, 1), got {tolerance!r}")
-        for name in ("value_cap", "tried_unknown_limited", "stay_unknown_unpaid_only", "stay_unknown_moving_actions_only"):
+        for name in (
+            "value_cap", "tried_unknown_limited", "stay_unknown_unpaid_only", "stay_unknown_moving_actions_only",
+            "count_bonuses_taken",
+        ):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"ModelConfig.{name} must be true or false, got {getattr(self, name)!r}")
         for name in ("max_pseudo_count", "init_bonus", "init_unknown_mass", "init_kappa", "min_temperature"):
@@ -314,6 +326,12 @@ class ModelConfig:
                 "false"
             )
 
+        if self.count_bonuses_taken and self.spread_bonus_per_episode is None:
+            raise ValueError(
+                "ModelConfig.count_bonuses_taken counts the episode's limited bonuses, and there are none: set "
+                "spread_bonus_per_episode, or leave it false"
+            )
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         """Build a config from a plain dict, rejecting unknown keys by name.
@@ -338,6 +356,10 @@ class ModelOutput:
     :param reward_scale: ``[B]`` the model's estimate of how large rewards may be, in input units
     :param state_mask: ``[B, S]`` the real states
     :param action_mask: ``[B, A]`` the real actions
+    :param q_by_bonuses_left: with :attr:`ModelConfig.count_bonuses_taken` (exploring plan only), ``[B, n + 1,
+        Hmax, S, A]``: ``[:, j]`` is the plan with ``j`` limited bonuses left (``[:, n]`` is ``q``); else ``None``
+    :param takes_bonus: bool, shaped as ``q_by_bonuses_left``: the plan with ``j`` left counts on taking the
+        pair's bonus (its successors then have ``j - 1`` left); never with ``j = 0``
     """
 
     q: torch.Tensor
@@ -345,6 +367,8 @@ class ModelOutput:
     reward_scale: torch.Tensor
     state_mask: torch.Tensor
     action_mask: torch.Tensor
+    q_by_bonuses_left: torch.Tensor | None = None
+    takes_bonus: torch.Tensor | None = None
 
     def logits(self, steps_to_go: torch.Tensor | int) -> torch.Tensor:
         """Policy logits ``q[b, k_b - 1] / temperature``, ``-inf`` on invalid actions.
@@ -943,8 +967,11 @@ class IcrlModel(nn.Module):
         scale = self._scale(g, inp)
         h_all = _pair_context(h_sa, h_s, g)
         horizon_max = int(inp.horizon.max())
+        layered: _BonusLayers | None = None
         if self.config.head == "vi":
-            q_norm = self._plan(inp, graph, self.sa_head(h_all), scale, horizon_max, optimism, corrections, h_all)
+            q_norm, layered = self._plan(
+                inp, graph, self.sa_head(h_all), scale, horizon_max, optimism, corrections, h_all
+            )
             temperature = self._temperature(inp, q_norm, h_s, g, scale)
         else:
             score = self.policy_head(h_all).squeeze(-1)
@@ -952,12 +979,18 @@ class IcrlModel(nn.Module):
             temperature = torch.ones_like(score[..., 0])
         invalid = ~inp.sa_mask.unsqueeze(1)
         q = q_norm.masked_fill(invalid, 0.0) * inp.c[:, None, None, None]
+        q_by_left = takes = None
+        if layered is not None:
+            q_by_left = layered.q.masked_fill(invalid.unsqueeze(1), 0.0) * inp.c[:, None, None, None, None]
+            takes = layered.takes & ~invalid.unsqueeze(1)
         return ModelOutput(
             q=q,
             temperature=temperature,
             reward_scale=scale * inp.c,
             state_mask=inp.state_mask,
             action_mask=inp.action_mask,
+            q_by_bonuses_left=q_by_left,
+            takes_bonus=takes,
         )
 
     def missing_mass(self, batch: StatsBatch) -> torch.Tensor:
@@ -1019,8 +1052,9 @@ class IcrlModel(nn.Module):
         optimism: bool,
         corrections: bool,
         h_all: torch.Tensor,
-    ) -> torch.Tensor:
-        """Exact finite-horizon VI on the adjusted MDP, in normalized units: ``[B, Hmax, S, A]``.
+    ) -> tuple[torch.Tensor, _BonusLayers | None]:
+        """Exact finite-horizon VI on the adjusted MDP, in normalized units: ``[B, Hmax, S, A]``, and its layers by
+        limited bonuses left with :attr:`ModelConfig.count_bonuses_taken` (else ``None``).
 
         ``Q_k = base + k * slope + (1 - m) P̂ V_{k-1}`` (plus ``m * mean V_{k-1}`` without optimism, or
         ``m (1 - t̂) * mean V_{k-1}`` with ``exploit_unknown="non_terminal"``, ``t̂`` the pair's share of
@@ -1077,14 +1111,15 @@ class IcrlModel(nn.Module):
 
         layers = self.config.spread_bonus_per_episode if optimism else None
         if layers is None or spread_terms is None:
-            return solvers.backward_induction(backup, horizon_max, zeros[..., 0])
+            return solvers.backward_induction(backup, horizon_max, zeros[..., 0]), None
         without_spread: solvers.Backup = partial(_linear_backups, known, base, slope)
         limited_terms = spread_terms.both_and_mean
         if self.config.spread_bonus_limited_terms == "variance":  # the range term stays on every step
             without_spread = partial(_plus_term, without_spread, spread_terms.range)
             limited_terms = spread_terms.variance_and_mean
         bonus_of = self._limited_bonuses(inp, limited_terms, tried_unknown, kappa_scale)
-        return _limited_bonus_induction(without_spread, bonus_of, layers, cap, horizon_max, zeros[..., 0])
+        every_layer = self.config.count_bonuses_taken
+        return _limited_bonus_induction(without_spread, bonus_of, layers, cap, horizon_max, zeros[..., 0], every_layer)
 
     def _limited_bonuses(
         self,
@@ -1304,6 +1339,15 @@ def _with_tried_unknown(
     return bonus + mass * (unknown_value - mean)
 
 
+@dataclass
+class _BonusLayers:
+    """A plan by limited bonuses left: ``q [B, n + 1, H, S, A]`` and ``takes`` (bool, same shape), where ``Q^j``
+    counts on taking the pair's bonus."""
+
+    q: torch.Tensor
+    takes: torch.Tensor
+
+
 def _limited_bonus_induction(
     without_bonus: solvers.Backup,
     bonus_of: solvers.Backup,
@@ -1311,9 +1355,11 @@ def _limited_bonus_induction(
     cap: torch.Tensor | None,
     horizon: int,
     v0: torch.Tensor,
-) -> torch.Tensor:
+    every_layer: bool = False,
+) -> tuple[torch.Tensor, _BonusLayers | None]:
     """Backward induction where at most ``layers`` steps of an episode count a bonus: ``[B, H, S, A]``, the Q of
-    the plan with every bonus left.
+    the plan with every bonus left, and with ``every_layer`` every layer's Q and where it takes the bonus
+    (``None`` without).
 
     ``V^j`` holds the value with ``j`` bonuses left; ``Q^0_k = without_bonus(k, V^0_{k-1})`` and
     ``Q^j_k = max(without_bonus(k, V^{j-1}_{k-1}) + bonus_of(V^{j-1}_{k-1}), without_bonus(k, V^j_{k-1}))``: take
@@ -1323,6 +1369,8 @@ def _limited_bonus_induction(
     path, not one per layer.
     """
     fewer = torch.stack([v0] * layers)  # V^j, j < layers, k - 1 steps to go; the induction carries V^layers
+    every_q: list[torch.Tensor] = []
+    every_take: list[torch.Tensor] = []
 
     def backup(k: int, v: torch.Tensor) -> torch.Tensor:
         nonlocal fewer
@@ -1333,9 +1381,17 @@ def _limited_bonus_induction(
         taken = plain[:-1] + bonus_of(k, values[:-1])
         q = torch.cat([plain[:1], torch.maximum(taken, plain[1:])])
         fewer = q[:layers].amax(-1)
+        if every_layer:
+            every_q.append(q)
+            # a tie keeps the bonus: both ways are worth the same, and keeping it leaves more for later
+            every_take.append(torch.cat([torch.zeros_like(plain[:1], dtype=torch.bool), taken > plain[1:]]))
         return q[layers]
 
-    return solvers.backward_induction(backup, horizon, v0)
+    q = solvers.backward_induction(backup, horizon, v0)
+    if not every_layer:
+        return q, None
+    # [H, layers + 1, B, S, A] -> [B, layers + 1, H, S, A]
+    return q, _BonusLayers(torch.stack(every_q).permute(2, 1, 0, 3, 4), torch.stack(every_take).permute(2, 1, 0, 3, 4))
 
 
 def _rewarded_pairs(inp: _Inputs) -> torch.Tensor:

@@ -24,10 +24,15 @@ The rule:
 - The exploring plan's actions tie only exactly (uniform among them), unless a subclass gives a near-tie
   tolerance (:meth:`PlanningAgent._explore_tie_tolerance`, the pretrained agent's from its weights): then its
   near ties break towards sooner reward as the exploitation plan's do (uniform among actions that tie there too).
+- An exploring plan made with layers by limited bonuses left (:class:`BonusLayers`, the pretrained agent's with
+  ``count_bonuses_taken``) is read at the layer of the bonuses the stream's episode has left: all of them at an
+  episode start, one fewer after each observed transition whose pair's bonus that layer counted on. A plan
+  remade mid-episode is read at the same count.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -40,27 +45,68 @@ EXPLOIT_TIE_TOLERANCE = 1e-5
 near ties (float32 planning leaves ~1e-7 of rounding; relative, so the rule ignores the reward unit)."""
 
 
+@dataclass
+class BonusLayers:
+    """An exploring plan by the number of limited bonuses an episode has left.
+
+    :param q: float64 ``Q[n + 1, H, S, A]``: ``q[j]`` the plan with ``j`` bonuses left, indexed by steps to go
+    :param takes_bonus: bool, shaped as ``q``: ``q[j]`` counts on taking the pair's bonus (never for ``j = 0``)
+    """
+
+    q: np.ndarray
+    takes_bonus: np.ndarray
+
+    @property
+    def most(self) -> int:
+        """``n``, the bonuses an episode starts with."""
+        return self.q.shape[0] - 1
+
+
 class Plan:
     """A cached plan and what it was made from, to know when to redo it.
 
-    :param q: float64 ``Q[H, S, A]`` indexed by steps to go, over the states known when it was made
+    :param q: float64 ``Q[H, S, A]`` indexed by steps to go, over the states known when it was made (with
+        ``layers``, the plan with every bonus left)
     :param version: the statistics' version when it was made
     :param horizon: the horizon ``H`` it was made for
     :param counts: ``N[s, a]`` when it was made (a pair whose count doubled since triggers a new plan)
     :param tie_tolerance: the exploring plan's near-tie tolerance, decided from the statistics it was made from
+    :param layers: the plan by limited bonuses left, or ``None`` (one plan for every step)
     """
 
-    def __init__(self, q: np.ndarray, version: int, horizon: int, counts: np.ndarray, tie_tolerance: float):
+    def __init__(
+        self,
+        q: np.ndarray,
+        version: int,
+        horizon: int,
+        counts: np.ndarray,
+        tie_tolerance: float,
+        layers: BonusLayers | None = None,
+    ):
         self.q = q
         self.version = version
         self.horizon = horizon
         self.counts = counts
         self.tie_tolerance = tie_tolerance
-        self._tie_break: tuple[np.ndarray, float] | None = None  # made on the first near-tie read
+        self.layers = layers
+        self._tie_break: dict[int | None, tuple[np.ndarray, float]] = {}  # by layer, made on its first near-tie read
 
-    def scores(self, state: int, step: int) -> np.ndarray:
-        """``Q`` of ``state``'s actions at elapsed ``step`` (the one conversion from elapsed steps)."""
-        return self.q[to_go_index(self.horizon, step), state]
+    def _q(self, left: int | None) -> np.ndarray:
+        return self.q if left is None or self.layers is None else self.layers.q[left]
+
+    def scores(self, state: int, step: int, left: int | None = None) -> np.ndarray:
+        """``Q`` of ``state``'s actions at elapsed ``step`` (the one conversion from elapsed steps).
+
+        :param left: the limited bonuses left, for a plan with layers (``None``: the plan with every bonus left)
+        """
+        return self._q(left)[to_go_index(self.horizon, step), state]
+
+    def takes_bonus(self, state: int, step: int, action: int, left: int) -> bool:
+        """The plan with ``left`` bonuses left counts on taking ``(state, action)``'s bonus at elapsed ``step``
+        (``False`` for a plan without layers or a state it does not know)."""
+        if self.layers is None or state >= self.q.shape[1]:
+            return False
+        return bool(self.layers.takes_bonus[left, to_go_index(self.horizon, step), state, action])
 
     def sooner_first(self, state: int, step: int) -> int:
         """The greedy action of ``state`` at elapsed ``step``, near ties broken towards sooner reward.
@@ -70,19 +116,24 @@ class Plan:
         """
         return int(self.sooner_first_actions(state, step, EXPLOIT_TIE_TOLERANCE)[0])
 
-    def sooner_first_actions(self, state: int, step: int, tolerance: float) -> np.ndarray:
+    def sooner_first_actions(
+        self, state: int, step: int, tolerance: float, left: int | None = None
+    ) -> np.ndarray:
         """The actions of ``state`` at elapsed ``step`` that :meth:`sooner_first` ranks first, all of them.
 
         :param tolerance: actions whose ``Q`` is within this share of the plan's largest ``|Q|`` of the best are
             near ties
+        :param left: as in :meth:`scores`
         :return: among the near ties, those with the highest mean ``Q`` over 1..k steps to go, ascending
         """
-        if self._tie_break is None:
+        q = self._q(left)
+        key = None if q is self.q else left
+        if key not in self._tie_break:
             # Q summed over 1..k steps to go: k times the mean, so the same order among one state's actions
-            self._tie_break = (np.cumsum(self.q, axis=0), float(np.abs(self.q).max()))
-        sum_to_go, largest = self._tie_break
+            self._tie_break[key] = (np.cumsum(q, axis=0), float(np.abs(q).max()))
+        sum_to_go, largest = self._tie_break[key]
         k = to_go_index(self.horizon, step)
-        scores = self.q[k, state]
+        scores = q[k, state]
         near = scores >= scores.max() - tolerance * largest
         sums = np.where(near, sum_to_go[k, state], -np.inf)
         return np.flatnonzero(sums >= sums.max())
@@ -100,23 +151,44 @@ class PlanningAgent(TabularAgent):
         self._replan_requested = True  # at the next act: each episode start, after fit, after a load
         self._news_since_plan = False  # a new state or a doubled count since the exploring plan was made
         self._steps_since_plan = 0
+        self._bonuses_left: dict[int, int] = {}  # stream -> limited bonuses its episode has left (absent: all)
+        self._explored: dict[int, bool] = {}  # stream -> its last action came from the exploring plan
+        self._acting_stream = 0  # the stream whose action is being chosen (the layer the exploring plan reads)
 
-    def _make_plan(self, horizon: int, optimistic: bool) -> np.ndarray:
+    def _make_plan(self, horizon: int, optimistic: bool) -> np.ndarray | BonusLayers:
         """A plan from the current statistics.
 
         :param horizon: steps to plan for
         :param optimistic: the exploring plan (True) or the exploitation plan (False)
-        :return: float64 ``Q[H, S, A]`` indexed by steps to go, over the currently known states
+        :return: float64 ``Q[H, S, A]`` indexed by steps to go, over the currently known states; or, for an
+            exploring plan that limits an episode's bonuses, the plan by bonuses left (:class:`BonusLayers`)
         """
         raise NotImplementedError
 
     # ------------------------------------------------------------------ reading and refreshing plans
 
+    def _act(self, obs: Any, deterministic: bool, stream: int) -> int:
+        self._acting_stream = stream
+        self._explored[stream] = not deterministic
+        return super()._act(obs, deterministic, stream)
+
+    def policy(self, step: int | None = None, deterministic: bool = False) -> np.ndarray:
+        self._acting_stream = 0  # read as stream 0's next action would be
+        return super().policy(step, deterministic)
+
+    policy.__doc__ = TabularAgent.policy.__doc__
+
+    def _left(self, plan: Plan, stream: int) -> int | None:
+        """The bonuses ``stream``'s episode has left, in ``plan``'s layers (``None`` for a plan without)."""
+        if plan.layers is None:
+            return None
+        return min(self._bonuses_left.get(stream, plan.layers.most), plan.layers.most)
+
     def _action_scores(self, state: int, step: int, deterministic: bool) -> np.ndarray:
         plan = self._plan_for(optimistic=not deterministic)
         if state >= plan.q.shape[1]:
             return np.zeros(self.n_actions)  # met since the plan was made: every action ties until the next
-        return plan.scores(state, step)
+        return plan.scores(state, step, self._left(plan, self._acting_stream))
 
     def _action_probabilities(self, state: int, step: int, deterministic: bool) -> np.ndarray:
         probs = np.zeros(self.n_actions)
@@ -126,7 +198,7 @@ class PlanningAgent(TabularAgent):
         plan = self._plan_for(optimistic=True)
         if plan.tie_tolerance == 0 or state >= plan.q.shape[1]:
             return super()._action_probabilities(state, step, deterministic)
-        best = plan.sooner_first_actions(state, step, plan.tie_tolerance)
+        best = plan.sooner_first_actions(state, step, plan.tie_tolerance, self._left(plan, self._acting_stream))
         probs[best] = 1.0 / len(best)
         return probs
 
@@ -150,16 +222,19 @@ class PlanningAgent(TabularAgent):
 
     def _new_plan(self, optimistic: bool) -> Plan:
         horizon = self.horizon
-        q = self._make_plan(horizon, optimistic)
+        made = self._make_plan(horizon, optimistic)
+        layers = made if isinstance(made, BonusLayers) else None
+        q = made.q[-1] if isinstance(made, BonusLayers) else made
         if optimistic:
             self._replan_requested = self._news_since_plan = False
             self._steps_since_plan = 0
         tolerance = self._explore_tie_tolerance() if optimistic else 0.0
-        return Plan(q, self.stats.version, horizon, self.stats.sparse().counts.copy(), tolerance)
+        return Plan(q, self.stats.version, horizon, self.stats.sparse().counts.copy(), tolerance, layers)
 
     def _on_update(self, transition: Transition) -> None:
         plan = self._plans[True]
         self._steps_since_plan += 1
+        self._count_bonus_taken(plan, transition)
         if transition.terminated or transition.truncated or plan is None:
             self._replan_requested = True
             return
@@ -172,9 +247,22 @@ class PlanningAgent(TabularAgent):
     def _on_fit(self, dataset: Any) -> None:
         self._replan_requested = True
 
+    def _count_bonus_taken(self, plan: Plan | None, transition: Transition) -> None:
+        """One bonus fewer for the stream's episode if its exploring layer counted on the pair just taken; all
+        of them again once the episode ends."""
+        stream = transition.stream
+        if transition.terminated or transition.truncated:
+            self._bonuses_left.pop(stream, None)
+            return
+        left = None if plan is None or not self._explored.get(stream, False) else self._left(plan, stream)
+        step = min(transition.step, plan.horizon - 1) if plan is not None else 0
+        if left and plan is not None and plan.takes_bonus(transition.state, step, transition.action, left):
+            self._bonuses_left[stream] = left - 1
+
     def reset_episode(self, stream: int = 0) -> None:
         """End the open episode of ``stream`` (the next ``act`` starts a new one at step 0)."""
         super().reset_episode(stream)
+        self._bonuses_left.pop(stream, None)
         self._replan_requested = True
 
     def q_values(self, deterministic: bool = False) -> np.ndarray:
@@ -197,14 +285,29 @@ class PlanningAgent(TabularAgent):
                 tag = "explore" if optimistic else "exploit"
                 arrays[f"plan/{tag}/q"] = plan.q
                 arrays[f"plan/{tag}/counts"] = plan.counts
+                if plan.layers is not None:
+                    arrays[f"plan/{tag}/q_by_bonuses_left"] = plan.layers.q
+                    arrays[f"plan/{tag}/takes_bonus"] = plan.layers.takes_bonus
                 plans[tag] = {"version": plan.version, "horizon": plan.horizon, "tie_tolerance": plan.tie_tolerance}
-        meta = {"replan": [self._replan_requested, self._news_since_plan, self._steps_since_plan], "plans": plans}
+        meta = {
+            "replan": [self._replan_requested, self._news_since_plan, self._steps_since_plan],
+            "plans": plans,
+            # JSON keys are strings
+            "bonuses_left": {str(stream): left for stream, left in self._bonuses_left.items()},
+            "explored": {str(stream): explored for stream, explored in self._explored.items()},
+        }
         return arrays, meta
 
     def load_plan_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         """Restore what :meth:`plan_state` returned."""
         self._replan_requested, self._news_since_plan, self._steps_since_plan = meta["replan"]
         for tag, info in meta["plans"].items():
+            layers = None
+            if f"plan/{tag}/q_by_bonuses_left" in arrays:
+                layers = BonusLayers(arrays[f"plan/{tag}/q_by_bonuses_left"], arrays[f"plan/{tag}/takes_bonus"])
             plan = Plan(arrays[f"plan/{tag}/q"], info["version"], info["horizon"], arrays[f"plan/{tag}/counts"],
-                        info.get("tie_tolerance", 0.0))  # files written before the rule have none
+                        info.get("tie_tolerance", 0.0), layers)  # files written before the rule have none
             self._plans[tag == "explore"] = plan
+        # files written before the limited bonuses were counted have neither
+        self._bonuses_left = {int(stream): int(left) for stream, left in meta.get("bonuses_left", {}).items()}
+        self._explored = {int(stream): bool(explored) for stream, explored in meta.get("explored", {}).items()}

@@ -181,7 +181,8 @@ def with_stay_floor(m: np.ndarray, stats: SufficientStats, config: ModelConfig) 
 
 def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: IcrlModel, horizon: int,
                optimism: bool, floor: bool = False, unknown: str = "all_pairs",
-               explore: str = "all_pairs", missing: np.ndarray | None = None) -> np.ndarray:
+               explore: str = "all_pairs", missing: np.ndarray | None = None,
+               layers_out: list | None = None) -> np.ndarray:
     """Q of the adjusted MDP the model describes, in input units, by backward induction ``[H, S, A]``.
 
     Per (s, a) with ``N`` visits, ``k`` steps to go, normalized rewards ``r̂ / c``:
@@ -217,6 +218,9 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
     ``n``'s. With ``config.tried_unknown_limited`` too, a visited pair's unknown mass ``M`` leaves every step's backup
     and joins the limited bonus as ``M (kappa scale (k - 1) - p_hat V_{k-1})``, its kappa divided by ``horizon - 1``
     with ``tried_unknown_worth_after_goal="once"`` and goal rewards only (as ``unknown_worth_after_goal`` does).
+    With layers, ``layers_out`` (a list) receives every layer's Q, ``[n + 1, H, S, A]`` in input units, and what
+    taking the bonus gains in layer ``j`` over keeping it, ``plain[j - 1] + bonus - plain[j]`` (normalized; ``-inf``
+    in layer 0, which has none to take), shaped alike.
     """
     counts, reward_mean, p_hat, visited, c = empirical_mdp(stats)
     r_norm = reward_mean / c
@@ -274,14 +278,18 @@ def adjusted_q(stats: SufficientStats, raw: np.ndarray, scale: float, model: Icr
         return spread + tried_mass * (kappa_tried * scale * (k - 1) - p_hat @ v)
 
     if layers is not None:  # values[j]: j spread bonuses left
-        values, out = [np.zeros(counts.shape[0])] * (layers + 1), []
+        values, out, every, takes = [np.zeros(counts.shape[0])] * (layers + 1), [], [], []
         for k in range(1, horizon + 1):
             values = [np.minimum(v, (k - 1) * cap_per_step) if capped else v for v in values]
             plain = [without_spread(v, k) for v in values]
-            qs = [plain[0]] + [np.maximum(plain[j - 1] + limited_bonus(values[j - 1], k), plain[j])
-                               for j in range(1, layers + 1)]
+            taken = [plain[j - 1] + limited_bonus(values[j - 1], k) for j in range(1, layers + 1)]
+            qs = [plain[0]] + [np.maximum(taken[j - 1], plain[j]) for j in range(1, layers + 1)]
             out.append(qs[-1])
+            every.append(qs)
+            takes.append([np.full_like(plain[0], -np.inf)] + [taken[j - 1] - plain[j] for j in range(1, layers + 1)])
             values = [q.max(-1) for q in qs]
+        if layers_out is not None:
+            layers_out += [np.stack(every, 1) * c, np.stack(takes, 1)]
         return np.stack(out) * c
     v, out = np.zeros(counts.shape[0]), []
     for k in range(1, horizon + 1):
@@ -1232,6 +1240,54 @@ def test_spread_bonus_per_episode_counts_at_most_n_bonuses_in_the_exploring_plan
         spread_bonus_limited_terms=terms,
     )
     check_exploring_rule(stats, horizon, model, {"spread_bonus_per_episode": per_episode}, rtol=1e-9)
+
+
+@pytest.mark.parametrize("limited", [False, True])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_count_bonuses_taken_returns_every_layer_and_where_it_takes_the_bonus(seed, limited):
+    """``count_bonuses_taken``: the exploring plan also returns every layer ``Q^j`` of the numpy layered induction
+    and where layer ``j`` counts on taking the pair's bonus, on the sparse and the batched paths (padding never
+    takes one); its last layer is ``q``, which the key leaves unchanged. Without the key, or in the exploitation
+    plan, there are no layers."""
+    stats, horizon = random_stats(seed)
+    model = make_model(seed)
+    model.config = dataclasses.replace(
+        model.config, explore_unknown="impurity_weighted", spread_bonus=0.5, value_cap=True,
+        spread_bonus_per_episode=2, tried_unknown_limited=limited,
+    )
+    with torch.no_grad():
+        without = model.forward_sparse(stats.sparse(), horizon, optimism=True)
+        model.config = dataclasses.replace(model.config, count_bonuses_taken=True)
+        capture = HeadCapture(model)
+        sparse = model.forward_sparse(stats.sparse(), horizon, optimism=True)
+        batched = model(to_batch([(stats, horizon)]), optimism=True)
+        exploit = model.forward_sparse(stats.sparse(), horizon, optimism=False)
+    assert without.q_by_bonuses_left is None and without.takes_bonus is None
+    assert exploit.q_by_bonuses_left is None and exploit.takes_bonus is None
+    torch.testing.assert_close(sparse.q, without.q, rtol=0, atol=0)
+    c = empirical_mdp(stats)[4]
+    layers: list = []
+    adjusted_q(stats, capture.last()[0], sparse.reward_scale.item() / c, model, horizon, True,
+               explore="impurity_weighted", layers_out=layers)
+    expected_q, gain = layers
+    clear = np.abs(gain) > 1e-9  # a near tie may round either way
+    n_states, n_actions = stats.n_states, stats.n_actions
+    for out in (sparse, batched):
+        assert out.q_by_bonuses_left is not None and out.takes_bonus is not None
+        torch.testing.assert_close(out.q_by_bonuses_left[0, -1], out.q[0], rtol=0, atol=0)
+        q = out.q_by_bonuses_left[0, :, :, :n_states, :n_actions].numpy()
+        np.testing.assert_allclose(q, expected_q, rtol=1e-9, atol=1e-9)
+        takes = out.takes_bonus[0].numpy()
+        np.testing.assert_array_equal(takes[:, :, :n_states, :n_actions][clear], (gain > 0)[clear])
+        assert not takes[:, :, n_states:].any() and not takes[..., n_actions:].any()
+    assert (gain[1:] > 1e-9).any() and (gain[1:] <= 0).any()  # layers that take a bonus and keep one
+
+
+def test_count_bonuses_taken_needs_limited_bonuses():
+    with pytest.raises(ValueError, match="count_bonuses_taken counts the episode's limited bonuses"):
+        ModelConfig(count_bonuses_taken=True)
+    with pytest.raises(ValueError, match="count_bonuses_taken must be true or false"):
+        ModelConfig(spread_bonus=0.5, spread_bonus_per_episode=3, count_bonuses_taken=1)
 
 
 def test_spread_bonus_per_episode_is_worth_less_than_a_bonus_every_step_and_more_than_none():

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
-from icrl_agent.planning_agent import PlanningAgent
+from icrl_agent.planning_agent import BonusLayers, PlanningAgent
 
 
 class RecordingPlanner(PlanningAgent):
@@ -382,6 +382,91 @@ def test_a_plan_saved_before_the_tolerance_existed_loads_with_none():
     assert restored.policy(step=0)[0].tolist() == [0.5, 0.5, 0.0]
 
 
+class LayeredPlanner(PlanningAgent):
+    """An exploring plan by limited bonuses left (``most`` at an episode start): with a bonus left, action 1 is best
+    and takes one; with none left, action 0 is best. The exploitation plan prefers action 0."""
+
+    def __init__(self, most=2, **kwargs):
+        super().__init__(spaces.Discrete(4), spaces.Discrete(2), seed=0, horizon=60, **kwargs)
+        self.most, self.made = most, 0
+        self.observe(0, 0, 0.0, 0, True, False)  # state 0 known, in a one-step episode
+
+    def _make_plan(self, horizon, optimistic):
+        q = np.zeros((self.most + 1, horizon, self.stats.n_states, 2))
+        q[0, ..., 0] = q[1:, ..., 1] = 1.0
+        if not optimistic:
+            return q[0]
+        self.made += 1
+        takes = np.zeros(q.shape, dtype=bool)
+        takes[1:, ..., 1] = True
+        return BonusLayers(q, takes)
+
+
+def run_steps(agent, n, stream=0, deterministic=False):
+    """``n`` steps at state 0 (the action chosen is the one observed); the actions taken."""
+    actions = []
+    for _ in range(n):
+        actions.append(agent.act(0, deterministic, stream=stream))
+        agent.observe(0, actions[-1], 0.0, 0, False, False, stream=stream)
+    return actions
+
+
+def test_an_episode_takes_at_most_its_limited_bonuses_then_acts_on_the_plan_with_none_left():
+    agent = LayeredPlanner(most=2)
+    assert run_steps(agent, 4) == [1, 1, 0, 0]
+    agent.observe(0, 0, 0.0, 0, False, True)  # the episode ends: every bonus is back
+    assert run_steps(agent, 3) == [1, 1, 0]
+    agent.reset_episode()  # so does an abandoned one
+    assert run_steps(agent, 1) == [1]
+
+
+def test_a_pair_whose_bonus_the_layer_did_not_count_on_leaves_the_count():
+    agent = LayeredPlanner(most=1)
+    agent.act(0)
+    agent.observe(0, 0, 0.0, 0, False, False)  # the user took action 0: no bonus in the plan's layer 1
+    assert run_steps(agent, 2) == [1, 0]
+
+
+def test_each_stream_counts_its_own_episodes_bonuses():
+    agent = LayeredPlanner(most=1)
+    assert run_steps(agent, 2, stream=0) == [1, 0]
+    assert run_steps(agent, 2, stream=1) == [1, 0]
+    agent.observe(0, 0, 0.0, 0, True, False, stream=1)
+    assert run_steps(agent, 1, stream=0) == [0] and run_steps(agent, 1, stream=1) == [1]
+
+
+def test_an_exploitation_act_takes_no_bonus():
+    agent = LayeredPlanner(most=1)
+    agent.act(0, deterministic=True)
+    agent.observe(0, 1, 0.0, 0, False, False)  # action 1 observed after a greedy act: not an exploring choice
+    assert run_steps(agent, 2) == [1, 0]
+
+
+def test_a_plan_remade_mid_episode_is_read_at_the_bonuses_left():
+    agent = LayeredPlanner(most=2)
+    run_steps(agent, 1)
+    agent.observe(0, 1, 0.0, 3, False, False)  # a state new to the plan: news
+    run_steps(agent, 3)  # at most every 3 steps
+    assert agent.made == 2
+    assert run_steps(agent, 2) == [0, 0]
+
+
+def test_plan_state_round_trip_keeps_the_layers_and_each_streams_bonuses_left():
+    agent = LayeredPlanner(most=2)
+    run_steps(agent, 1, stream=0)
+    run_steps(agent, 2, stream=1)
+    arrays, meta = agent.plan_state()
+    assert {"plan/explore/q_by_bonuses_left", "plan/explore/takes_bonus"} <= set(arrays)
+    clone = LayeredPlanner(most=2)
+    clone.stats.load_state_dict(*agent.stats.state_dict())
+    clone.load_plan_state(arrays, json.loads(json.dumps(meta)))  # as a saved file holds it
+    restored, saved = clone._plans[True], agent._plans[True]
+    assert clone.made == 0 and restored is not None and restored.layers is not None and saved is not None
+    np.testing.assert_array_equal(restored.layers.q, saved.layers.q)
+    np.testing.assert_array_equal(restored.layers.takes_bonus, saved.layers.takes_bonus)
+    assert run_steps(clone, 2, stream=0) == [1, 0] and run_steps(clone, 1, stream=1) == [0]
+
+
 def pretrained_agent_with(**config_changes):
     """A pretrained agent (icrl-v2.7's tensors) on 4 states and 2 actions, its model config changed as given."""
     import dataclasses
@@ -499,3 +584,40 @@ def test_the_shipped_agent_offline_enters_a_goal_that_ends_episodes():
         agent.fit(offline.collect_dataset(env, behaviour, 1000, seed))
         values.append(solvers.policy_value(env.unwrapped, offline.greedy_policy_table(agent, env, 50)))
     assert np.mean(values) > 0.93, values
+
+
+def quiet_hub_retries_per_episode(**config_changes) -> list[int]:
+    """The shipped agent, its config changed as given, for 12 episodes of 20 steps at a SixArms-like hub: arm 0
+    enters a room whose action 0 pays 1 and stays (the others return), arms 1-5 always stay at the hub. Per
+    episode, how many times it tried arms 1-5."""
+    import dataclasses
+
+    from icrl_agent import Agent
+    from icrl_agent.model import IcrlModel
+
+    shipped = Agent(spaces.Discrete(2), spaces.Discrete(6))
+    model = IcrlModel(dataclasses.replace(shipped.model.config, **config_changes))
+    model.load_state_dict(shipped.model.state_dict())
+    agent = Agent(spaces.Discrete(2), spaces.Discrete(6), model=model, seed=0)
+    retries = []
+    for _ in range(12):
+        state, tries = 0, 0
+        for t in range(20):
+            action = agent.act(state)
+            following = int(action == 0)  # arm 0 enters the room and action 0 stays there; the rest lead to the hub
+            reward = float(state == 1 and action == 0)
+            tries += state == 0 and action != 0
+            agent.observe(state, action, reward, following, False, t == 19)
+            state = following
+        retries.append(tries)
+    return retries
+
+
+def test_counting_the_bonuses_taken_retries_a_quiet_hubs_arms_at_most_three_times_an_episode():
+    """With a floor on moves that only stayed put (one of icrl-v2.8's three limited bonuses), the plan remade or
+    re-read with every bonus left retries the quiet arms more than three times in an episode; counted, an episode
+    retries them at most three times once every arm was tried (episode 1 tries the untried arms)."""
+    every_step = quiet_hub_retries_per_episode(stay_unknown_pseudo_count=0.5)
+    counted = quiet_hub_retries_per_episode(stay_unknown_pseudo_count=0.5, count_bonuses_taken=True)
+    assert max(every_step[1:]) > 3
+    assert max(counted[1:]) <= 3 and sum(counted[1:]) > 0
