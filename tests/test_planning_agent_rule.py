@@ -384,12 +384,16 @@ def test_a_plan_saved_before_the_tolerance_existed_loads_with_none():
 
 class LayeredPlanner(PlanningAgent):
     """An exploring plan by limited bonuses left (``most`` at an episode start): with a bonus left, action 1 is best
-    and takes one; with none left, action 0 is best. The exploitation plan prefers action 0."""
+    and takes one (at the elapsed steps ``takes_at``, default every step); with none left, action 0 is best. The
+    exploitation plan prefers action 0."""
 
-    def __init__(self, most=2, **kwargs):
-        super().__init__(spaces.Discrete(4), spaces.Discrete(2), seed=0, horizon=60, **kwargs)
-        self.most, self.made = most, 0
+    def __init__(self, most=2, takes_at=None, tolerance=0.0):
+        super().__init__(spaces.Discrete(4), spaces.Discrete(2), seed=0, horizon=60)
+        self.most, self.takes_at, self.tolerance, self.made = most, takes_at, tolerance, 0
         self.observe(0, 0, 0.0, 0, True, False)  # state 0 known, in a one-step episode
+
+    def _explore_tie_tolerance(self):
+        return self.tolerance
 
     def _make_plan(self, horizon, optimistic):
         q = np.zeros((self.most + 1, horizon, self.stats.n_states, 2))
@@ -399,6 +403,8 @@ class LayeredPlanner(PlanningAgent):
         self.made += 1
         takes = np.zeros(q.shape, dtype=bool)
         takes[1:, ..., 1] = True
+        if self.takes_at is not None:  # by steps to go: elapsed step t reads index H - 1 - t
+            takes[:, [h for h in range(horizon) if horizon - 1 - h not in self.takes_at]] = False
         return BonusLayers(q, takes)
 
 
@@ -411,8 +417,9 @@ def run_steps(agent, n, stream=0, deterministic=False):
     return actions
 
 
-def test_an_episode_takes_at_most_its_limited_bonuses_then_acts_on_the_plan_with_none_left():
-    agent = LayeredPlanner(most=2)
+@pytest.mark.parametrize("tolerance", [0.0, 1e-3])
+def test_an_episode_takes_at_most_its_limited_bonuses_then_acts_on_the_plan_with_none_left(tolerance):
+    agent = LayeredPlanner(most=2, tolerance=tolerance)  # exact ties, or near ties broken towards sooner reward
     assert run_steps(agent, 4) == [1, 1, 0, 0]
     agent.observe(0, 0, 0.0, 0, False, True)  # the episode ends: every bonus is back
     assert run_steps(agent, 3) == [1, 1, 0]
@@ -427,6 +434,11 @@ def test_a_pair_whose_bonus_the_layer_did_not_count_on_leaves_the_count():
     assert run_steps(agent, 2) == [1, 0]
 
 
+def test_the_bonus_taken_is_read_at_the_step_it_was_taken():
+    agent = LayeredPlanner(most=1, takes_at={1})  # action 1 counts on the bonus at elapsed step 1 only
+    assert run_steps(agent, 3) == [1, 1, 0]
+
+
 def test_each_stream_counts_its_own_episodes_bonuses():
     agent = LayeredPlanner(most=1)
     assert run_steps(agent, 2, stream=0) == [1, 0]
@@ -437,6 +449,8 @@ def test_each_stream_counts_its_own_episodes_bonuses():
 
 def test_an_exploitation_act_takes_no_bonus():
     agent = LayeredPlanner(most=1)
+    agent.act(0)  # the exploring plan is made
+    agent.observe(0, 0, 0.0, 0, False, False)
     agent.act(0, deterministic=True)
     agent.observe(0, 1, 0.0, 0, False, False)  # action 1 observed after a greedy act: not an exploring choice
     assert run_steps(agent, 2) == [1, 0]
