@@ -173,16 +173,19 @@ class PlanningAgent(TabularAgent):
         return super()._act(obs, deterministic, stream)
 
     def policy(self, step: int | None = None, deterministic: bool = False) -> np.ndarray:
-        self._acting_stream = 0  # read as stream 0's next action would be
-        return super().policy(step, deterministic)
+        """Action probabilities of every known state, in state-id order (``agent.stats.state_id(obs)``).
 
-    policy.__doc__ = TabularAgent.policy.__doc__
+        :param step: elapsed step (default: the current step of stream 0), clamped to ``horizon - 1``
+        :param deterministic: the exploitation policy instead of the exploring one (the exploring one is read at
+            the limited bonuses stream 0's episode has left)
+        :return: float64 ``[S, A]``, rows sum to 1
+        """
+        self._acting_stream = 0
+        return super().policy(step, deterministic)
 
     def _left(self, plan: Plan, stream: int) -> int | None:
         """The bonuses ``stream``'s episode has left, in ``plan``'s layers (``None`` for a plan without)."""
-        if plan.layers is None:
-            return None
-        return min(self._bonuses_left.get(stream, plan.layers.most), plan.layers.most)
+        return None if plan.layers is None else self._bonuses_left.get(stream, plan.layers.most)
 
     def _action_scores(self, state: int, step: int, deterministic: bool) -> np.ndarray:
         plan = self._plan_for(optimistic=not deterministic)
@@ -254,9 +257,10 @@ class PlanningAgent(TabularAgent):
         if transition.terminated or transition.truncated:
             self._bonuses_left.pop(stream, None)
             return
-        left = None if plan is None or not self._explored.get(stream, False) else self._left(plan, stream)
-        step = min(transition.step, plan.horizon - 1) if plan is not None else 0
-        if left and plan is not None and plan.takes_bonus(transition.state, step, transition.action, left):
+        if plan is None or not self._explored.get(stream, False):
+            return
+        left = self._left(plan, stream)
+        if left and plan.takes_bonus(transition.state, transition.step, transition.action, left):
             self._bonuses_left[stream] = left - 1
 
     def reset_episode(self, stream: int = 0) -> None:

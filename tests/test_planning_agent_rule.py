@@ -465,6 +465,15 @@ def test_a_plan_remade_mid_episode_is_read_at_the_bonuses_left():
     assert run_steps(agent, 2) == [0, 0]
 
 
+def test_policy_reads_the_exploring_plan_at_the_bonuses_stream_0_has_left():
+    agent = LayeredPlanner(most=1)
+    assert agent.policy()[0].tolist() == [0.0, 1.0]
+    run_steps(agent, 1, stream=0)
+    run_steps(agent, 1, stream=1)  # the last act: stream 1, which has none left either
+    agent.observe(0, 0, 0.0, 0, True, False, stream=1)  # stream 1's episode ends: it has its bonus back
+    assert agent.policy()[0].tolist() == [1.0, 0.0]
+
+
 def test_plan_state_round_trip_keeps_the_layers_and_each_streams_bonuses_left():
     agent = LayeredPlanner(most=2)
     run_steps(agent, 1, stream=0)
