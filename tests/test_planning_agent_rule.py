@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
-from icrl_agent.planning_agent import BonusLayers, PlanningAgent
+from icrl_agent.planning_agent import BonusLayers, Plan, PlanningAgent
 
 
 class RecordingPlanner(PlanningAgent):
@@ -463,6 +463,56 @@ def test_a_plan_remade_mid_episode_is_read_at_the_bonuses_left():
     run_steps(agent, 3)  # at most every 3 steps
     assert agent.made == 2
     assert run_steps(agent, 2) == [0, 0]
+
+
+def test_a_stream_that_only_observes_takes_no_bonus():
+    agent = LayeredPlanner(most=1)
+    agent.act(0)  # stream 0 explores: the plan is made
+    agent.observe(0, 1, 0.0, 0, False, False, stream=1)  # stream 1's transitions, with no act of this agent
+    assert run_steps(agent, 2, stream=1) == [1, 0]
+
+
+def test_a_transition_from_a_state_the_plan_does_not_know_takes_no_bonus():
+    agent = LayeredPlanner(most=1)
+    agent.act(0)
+    agent.observe(0, 0, 0.0, 3, False, False)  # no bonus; state 3 is new to the plan
+    agent.act(3)
+    agent.observe(3, 1, 0.0, 0, False, False)  # from a state the plan does not know: nothing to count
+    assert run_steps(agent, 2) == [1, 0]
+
+
+def test_a_save_between_act_and_observe_keeps_that_the_act_explored():
+    agent = LayeredPlanner(most=1)
+    agent.act(0)
+    arrays, meta = agent.plan_state()
+    clone = LayeredPlanner(most=1)
+    clone.stats.load_state_dict(*agent.stats.state_dict())
+    clone.load_plan_state(arrays, json.loads(json.dumps(meta)))
+    clone.observe(0, 1, 0.0, 0, False, False)  # the restored act's bonus is counted
+    assert run_steps(clone, 1) == [0]
+
+
+def test_a_plan_saved_before_bonuses_were_counted_loads_with_every_bonus_left():
+    agent = LayeredPlanner(most=1)
+    run_steps(agent, 1)
+    arrays, meta = agent.plan_state()
+    del meta["bonuses_left"], meta["explored"]  # as files written before 2026-12-01, session 4, hold them
+    clone = LayeredPlanner(most=1)
+    clone.load_plan_state(arrays, meta)
+    assert run_steps(clone, 2) == [1, 0]
+
+
+def test_a_plan_with_layers_reads_each_layer_and_its_own_sooner_reward():
+    """``left=None`` reads the plan with every bonus left; near ties break by the layer's own sums over steps to go
+    (each layer's are cached apart)."""
+    q = np.zeros((2, 2, 1, 2))  # [layers, H, S, A]: both actions tie with 2 steps to go
+    q[0, :, 0] = [[1.0, 0.0], [1.0, 1.0]]  # layer 0: action 0 pays sooner (with 1 step to go)
+    q[1, :, 0] = [[0.0, 1.0], [1.0, 1.0]]  # layer 1: action 1 does
+    plan = Plan(q[1], 0, 2, np.zeros((1, 2)), 1e-3, BonusLayers(q, np.zeros(q.shape, dtype=bool)))
+    assert plan.scores(0, 1).tolist() == [0.0, 1.0] and plan.scores(0, 1, left=0).tolist() == [1.0, 0.0]
+    assert plan.sooner_first_actions(0, 0, 1e-3, left=1).tolist() == [1]
+    assert plan.sooner_first_actions(0, 0, 1e-3, left=0).tolist() == [0]
+    assert plan.sooner_first_actions(0, 0, 1e-3).tolist() == [1]
 
 
 def test_policy_reads_the_exploring_plan_at_the_bonuses_stream_0_has_left():
