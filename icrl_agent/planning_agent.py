@@ -127,11 +127,10 @@ class Plan:
         :return: among the near ties, those with the highest mean ``Q`` over 1..k steps to go, ascending
         """
         q = self._q(left)
-        key = None if q is self.q else left
-        if key not in self._tie_break:
+        if left not in self._tie_break:
             # Q summed over 1..k steps to go: k times the mean, so the same order among one state's actions
-            self._tie_break[key] = (np.cumsum(q, axis=0), float(np.abs(q).max()))
-        sum_to_go, largest = self._tie_break[key]
+            self._tie_break[left] = (np.cumsum(q, axis=0), float(np.abs(q).max()))
+        sum_to_go, largest = self._tie_break[left]
         k = to_go_index(self.horizon, step)
         scores = q[k, state]
         near = scores >= scores.max() - tolerance * largest
@@ -273,7 +272,8 @@ class PlanningAgent(TabularAgent):
         """The plan the agent acts on, made now if it is out of date.
 
         :param deterministic: the exploitation plan instead of the exploring one
-        :return: float64 ``Q[H, S, A]`` indexed by steps to go (``[H - 1 - t]`` at elapsed step ``t``)
+        :return: float64 ``Q[H, S, A]`` indexed by steps to go (``[H - 1 - t]`` at elapsed step ``t``); an exploring
+            plan with layers by limited bonuses left gives the layer with every bonus left
         """
         if self.stats.n_states == 0:
             return np.zeros((self.horizon, 0, self.n_actions))

@@ -397,7 +397,9 @@ class LayeredPlanner(PlanningAgent):
 
     def _make_plan(self, horizon, optimistic):
         q = np.zeros((self.most + 1, horizon, self.stats.n_states, 2))
-        q[0, ..., 0] = q[1:, ..., 1] = 1.0
+        q[0, ..., 0] = 1.0
+        for j in range(1, self.most + 1):
+            q[j, ..., 1] = j  # each layer its own values
         if not optimistic:
             return q[0]
         self.made += 1
@@ -425,6 +427,12 @@ def test_an_episode_takes_at_most_its_limited_bonuses_then_acts_on_the_plan_with
     assert run_steps(agent, 3) == [1, 1, 0]
     agent.reset_episode()  # so does an abandoned one
     assert run_steps(agent, 1) == [1]
+
+
+def test_q_values_of_a_plan_with_layers_is_the_plan_with_every_bonus_left():
+    agent = LayeredPlanner(most=2)
+    run_steps(agent, 1)
+    assert np.all(agent.q_values()[..., 1] == 2.0)
 
 
 def test_a_pair_whose_bonus_the_layer_did_not_count_on_leaves_the_count():
