@@ -1355,7 +1355,7 @@ def _limited_bonus_induction(
     cap: torch.Tensor | None,
     horizon: int,
     v0: torch.Tensor,
-    every_layer: bool = False,
+    every_layer: bool,
 ) -> tuple[torch.Tensor, _BonusLayers | None]:
     """Backward induction where at most ``layers`` steps of an episode count a bonus: ``[B, H, S, A]``, the Q of
     the plan with every bonus left, and with ``every_layer`` every layer's Q and where it takes the bonus

@@ -286,6 +286,28 @@ def test_rewards_are_scale_free(planning):
     assert torch.all(out.reward_scale >= (np.abs(mdp["reward_mean"]) + np.sqrt(mdp["reward_var"])).max())
 
 
+def test_the_policy_heads_scores_do_not_change_with_the_reward_unit():
+    model = make_model("gat_policy")
+    mdp = random_stats(np.random.default_rng(12), 6, 3)
+    out = model(to_batch([mdp], [8]))
+    scaled = model(
+        to_batch(
+            [{**mdp, "reward_mean": 100 * mdp["reward_mean"], "reward_var": 1e4 * mdp["reward_var"]}], [8]
+        )
+    )
+    torch.testing.assert_close(scaled.q, out.q)
+
+
+@pytest.mark.parametrize("scale_inputs", ["embedding", "embedding_and_features"])
+def test_the_output_holds_the_batchs_masks_and_the_scale_the_scale_head_gives(scale_inputs):
+    model = make_model(scale_inputs=scale_inputs)
+    batch = to_batch([random_stats(np.random.default_rng(3), 5, 3)], [6], pad_states=2, pad_actions=1)
+    out = model(batch)
+    torch.testing.assert_close(out.state_mask, batch.state_mask.bool())
+    torch.testing.assert_close(out.action_mask, batch.action_mask.bool())
+    torch.testing.assert_close(out.reward_scale, model.reward_scale(batch))
+
+
 def test_bad_input_is_refused_clearly():
     model = make_model()
     batch = to_batch([random_stats(np.random.default_rng(13), 4, 2)], [5])

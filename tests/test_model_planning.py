@@ -1281,6 +1281,9 @@ def test_count_bonuses_taken_returns_every_layer_and_where_it_takes_the_bonus(se
         np.testing.assert_array_equal(takes[:, :, :n_states, :n_actions][clear], (gain > 0)[clear])
         assert not takes[:, :, n_states:].any() and not takes[..., n_actions:].any()
     assert (gain[1:] > 1e-9).any() and (gain[1:] <= 0).any()  # layers that take a bonus and keep one
+    # a tie keeps the bonus: with one step to go every layer's values are 0, and an untried pair's bonus is 0
+    untried = stats.dense().counts == 0
+    assert untried.any() and not sparse.takes_bonus[0, :, 0].numpy()[:, untried].any()
 
 
 def test_count_bonuses_taken_needs_limited_bonuses():

@@ -61,10 +61,11 @@ GROUPS: dict[str, list[str]] = {
     "checkpoint": ["icrl_agent.checkpoint.*"],
     "model": [f"icrl_agent.model.xǁIcrlModelǁ{name}__mutmut_*"
               for name in ("_adjusted_mdp", "_plan", "_tried_pairs_unknown_mass", "_missing_mass",
-                           "_exploring_unknown_mass", "_limited_bonuses", "_unknown_worth_per_step", "_stay_floor")]
+                           "_exploring_unknown_mass", "_limited_bonuses", "_unknown_worth_per_step", "_stay_floor",
+                           "_run")]
     + [f"icrl_agent.model.x_{name}__mutmut_*"
        for name in ("_with_tried_unknown", "_successor_spread", "_rewarded_pairs", "_reward_seen", "_goal_rewards_only",
-                    "_typical_move_cost", "_largest_goal_seen")]
+                    "_typical_move_cost", "_largest_goal_seen", "_limited_bonus_induction")]
     + [f"icrl_agent.model.xǁ_SpreadTermsǁ{name}__mutmut_*" for name in ("both_and_mean", "variance_and_mean")]
     + [f"icrl_agent.model.xǁ{graph}ǁself_loop_counts__mutmut_*" for graph in ("_DenseGraph", "_SparseGraph")],
     "envs": ["icrl_agent.envs.*"],
