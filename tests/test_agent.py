@@ -1,5 +1,6 @@
 """The Agent's contract (API.md): actions, determinism, save/load, checkpoints, in-context wrappers."""
 
+import dataclasses
 import json
 import pickle
 
@@ -69,6 +70,25 @@ def test_save_load_round_trip_continues_identically(model, tmp_path):
     assert (tmp_path / "agent.bin").exists()
     restored = Agent.load(tmp_path / "agent.bin")
     assert restored.stats.state_dict()[1] == agent.stats.state_dict()[1]
+    env_a, env_b = gym.make("icrl/RiverSwim-v0"), gym.make("icrl/RiverSwim-v0")
+    assert run(agent, env_a, 80, seed=9) == run(restored, env_b, 80, seed=9)
+
+
+def test_save_load_round_trip_keeps_the_bonuses_an_episode_took(tmp_path):
+    """With ``count_bonuses_taken`` (the shipped tensors), the saved agent holds the plan's layers and the open
+    episode's count of bonuses left, and the restored one continues identically."""
+    shipped = Agent(spaces.Discrete(6), spaces.Discrete(2))
+    config = dataclasses.replace(shipped.model.config, count_bonuses_taken=True)
+    model = IcrlModel(config)
+    model.load_state_dict(shipped.model.state_dict())
+    ckpt = save_checkpoint(tmp_path / "ckpt", model, config={}, card={})
+    env = gym.make("icrl/RiverSwim-v0")
+    agent = Agent.from_pretrained(ckpt, env.observation_space, env.action_space, seed=1)
+    run(agent, env, 75)
+    assert agent._bonuses_left and agent._plans[True] is not None and agent._plans[True].layers is not None
+    agent.save(tmp_path / "agent.npz")
+    restored = Agent.load(tmp_path / "agent.npz")
+    assert restored._bonuses_left == agent._bonuses_left
     env_a, env_b = gym.make("icrl/RiverSwim-v0"), gym.make("icrl/RiverSwim-v0")
     assert run(agent, env_a, 80, seed=9) == run(restored, env_b, 80, seed=9)
 
